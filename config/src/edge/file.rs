@@ -1,0 +1,176 @@
+//! The serde shape of the edge YAML file. Fields that validation may reject carry their span so
+//! the error can name the line.
+#![allow(missing_docs)] // Field for field the YAML; the README's configuration reference documents each key.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::units::{ByteSize, HumanDuration};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeFile {
+    pub node: NodeFile,
+    pub listen: Spanned<Vec<ListenFile>>,
+    pub admin: AdminFile,
+    #[serde(default)]
+    pub cache: CacheFile,
+    pub origins: Spanned<BTreeMap<String, Spanned<OriginFile>>>,
+    pub sites: Spanned<Vec<SiteFile>>,
+    #[serde(default)]
+    pub runtime: RuntimeFile,
+    #[serde(default)]
+    pub log: LogFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    pub id: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    pub addr: Spanned<String>,
+    pub tls: Option<TlsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub addr: Spanned<String>,
+    pub token_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    pub memory: Option<MemoryFile>,
+    pub disk: Option<DiskFile>,
+    /// How long concurrent misses for one key wait for the first fetch before going to the origin.
+    pub lock_timeout: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryFile {
+    pub max_size: Spanned<ByteSize>,
+    pub max_object_size: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFile {
+    pub path: Spanned<String>,
+    pub max_size: Spanned<ByteSize>,
+    pub max_object_size: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginFile {
+    pub servers: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub tls: bool,
+    pub sni: Option<Spanned<String>>,
+    #[serde(default)]
+    pub lb: LbFile,
+    pub health_check: Option<HealthCheckFile>,
+    pub connect_timeout: Option<Spanned<HumanDuration>>,
+    pub read_timeout: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LbFile {
+    #[default]
+    RoundRobin,
+    ConsistentHash,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    pub path: Spanned<String>,
+    pub interval: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFile {
+    pub hosts: Spanned<Vec<Spanned<String>>>,
+    pub origin: Spanned<String>,
+    #[serde(default)]
+    pub rules: Vec<RuleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    #[serde(rename = "match")]
+    pub matcher: Spanned<MatchFile>,
+    pub cache: Option<Spanned<bool>>,
+    pub ttl: Option<Spanned<HumanDuration>>,
+    pub default_ttl: Option<Spanned<HumanDuration>>,
+    pub stale_while_revalidate: Option<Spanned<HumanDuration>>,
+    pub stale_if_error: Option<Spanned<HumanDuration>>,
+    pub cache_key: Option<CacheKeyFile>,
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow_set_cookie: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchFile {
+    pub path_prefix: Option<Spanned<String>>,
+    pub path_glob: Option<Spanned<String>>,
+    pub path_regex: Option<Spanned<String>>,
+    pub methods: Option<Vec<Spanned<String>>>,
+    pub extensions: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheKeyFile {
+    pub query: Option<Spanned<QueryFile>>,
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
+}
+
+/// `query: ignore`, `query: all`, or `query: [names to keep]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum QueryFile {
+    Mode(String),
+    Keep(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeFile {
+    pub threads: Option<Spanned<usize>>,
+    pub grace_period: Option<Spanned<HumanDuration>>,
+    pub shutdown_timeout: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    pub format: Option<Spanned<String>>,
+    pub level: Option<Spanned<String>>,
+    /// One access-log line per request; on unless set to false.
+    pub access: Option<bool>,
+}

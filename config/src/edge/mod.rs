@@ -1,0 +1,258 @@
+//! The edge node's configuration: runtime types, loading and validation.
+
+pub mod file;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+
+pub use validate::validate;
+
+use crate::ConfigError;
+
+/// A validated edge configuration.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Node id: the cache name in `Cache-Status`, and the name in purge acknowledgements.
+    pub node_id: String,
+    /// Public listeners.
+    pub listen: Vec<Listener>,
+    /// The admin listener (metrics, health, purge).
+    pub admin: Admin,
+    /// Storage tiers.
+    pub cache: Cache,
+    /// Origin pools by name.
+    pub origins: BTreeMap<String, Origin>,
+    /// Sites in file order.
+    pub sites: Vec<Site>,
+    /// Process settings.
+    pub runtime: Runtime,
+    /// Logging.
+    pub log: Log,
+}
+
+/// A public listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Socket address.
+    pub addr: SocketAddr,
+    /// Certificate and key for TLS (HTTP/2 by ALPN), if any.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for a TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Socket address; keep it off the public network.
+    pub addr: SocketAddr,
+    /// File holding the bearer token that purge calls must present.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Storage tiers.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    /// Memory tier.
+    pub memory: MemoryTier,
+    /// Disk tier, when configured.
+    pub disk: Option<DiskTier>,
+    /// How long readers of a key wait for the one fetch in flight before going to the origin.
+    pub lock_timeout: Duration,
+}
+
+/// Memory tier bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryTier {
+    /// Bytes of bodies the tier may hold.
+    pub max_size: u64,
+    /// Largest body the tier stores.
+    pub max_object_size: u64,
+}
+
+/// Disk tier settings.
+#[derive(Debug, Clone)]
+pub struct DiskTier {
+    /// Directory of the tier.
+    pub path: PathBuf,
+    /// Bytes of bodies the tier may hold.
+    pub max_size: u64,
+    /// Largest body the tier stores.
+    pub max_object_size: u64,
+}
+
+/// An origin pool.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// `host:port` of each server.
+    pub servers: Vec<String>,
+    /// Whether to speak TLS to the servers.
+    pub tls: bool,
+    /// SNI (and certificate name) to use with TLS; defaults to the server's host.
+    pub sni: Option<String>,
+    /// How a server is chosen.
+    pub lb: LoadBalancing,
+    /// Active health check.
+    pub health_check: Option<HealthCheck>,
+    /// TCP (and TLS) connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout for each read from the origin.
+    pub read_timeout: Duration,
+}
+
+/// How a server of a pool is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancing {
+    /// In turn.
+    RoundRobin,
+    /// By a hash of the cache key, so each object comes from one server.
+    ConsistentHash,
+}
+
+/// An active HTTP health check.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// Path requested with GET; a 2xx means healthy.
+    pub path: String,
+    /// Time between checks.
+    pub interval: Duration,
+}
+
+/// A site: the hosts it answers for, its origin and its rules.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Host patterns.
+    pub hosts: Vec<HostPattern>,
+    /// Name of the origin pool.
+    pub origin: String,
+    /// Rules, first match wins.
+    pub rules: Vec<Rule>,
+}
+
+/// A host name pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// Exactly this name (lower case).
+    Exact(String),
+    /// Any name ending in `.suffix` (stored with the leading dot, lower case).
+    Suffix(String),
+    /// Any host.
+    Any,
+}
+
+/// A caching rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// What requests it applies to.
+    pub matcher: Match,
+    /// `false`: never cached, straight to the origin.
+    pub cache: bool,
+    /// Freshness that overrides the origin's.
+    pub ttl: Option<Duration>,
+    /// Freshness when the origin gives none.
+    pub default_ttl: Option<Duration>,
+    /// stale-while-revalidate window when the origin gives none.
+    pub stale_while_revalidate: Option<Duration>,
+    /// stale-if-error window when the origin gives none.
+    pub stale_if_error: Option<Duration>,
+    /// What goes into the cache key beyond scheme, host and path.
+    pub cache_key: CacheKeySpec,
+    /// Tags added to every object the rule stores.
+    pub tags: Vec<String>,
+    /// Store responses that carry `Set-Cookie` (the cookie is stored and replayed).
+    pub allow_set_cookie: bool,
+}
+
+/// The request side of a rule.
+#[derive(Debug, Clone, Default)]
+pub struct Match {
+    /// Path test, if any.
+    pub path: Option<PathMatch>,
+    /// Upper-case methods, if restricted.
+    pub methods: Option<Vec<String>>,
+    /// Lower-case file extensions without the dot, if restricted.
+    pub extensions: Option<Vec<String>>,
+}
+
+/// How a rule tests the path.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// The path starts with this.
+    Prefix(String),
+    /// A glob (`*` within a segment, `**` across segments, `?` one character), compiled.
+    Glob(Regex),
+    /// A regular expression, compiled.
+    Regex(Regex),
+}
+
+/// Cache key settings of a rule.
+#[derive(Debug, Clone, Default)]
+pub struct CacheKeySpec {
+    /// Which query parameters are part of the key.
+    pub query: QueryKey,
+    /// Request headers (lower case) whose values are part of the key.
+    pub headers: Vec<String>,
+}
+
+/// Which query parameters are part of the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum QueryKey {
+    /// Every parameter (sorted, so order does not split the cache).
+    #[default]
+    All,
+    /// None: the query string is dropped from the key.
+    Ignore,
+    /// Only these names.
+    Keep(Vec<String>),
+}
+
+/// Process settings.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// How long a stopping node keeps accepting before draining.
+    pub grace_period: Duration,
+    /// How long draining may take before connections are cut.
+    pub shutdown_timeout: Duration,
+}
+
+/// Log settings.
+#[derive(Debug, Clone)]
+pub struct Log {
+    /// `json` or `text`.
+    pub json: bool,
+    /// Default level filter, overridden by `RUST_LOG`.
+    pub level: String,
+    /// One access-log line per request.
+    pub access: bool,
+}
+
+impl EdgeConfig {
+    /// Reads and validates an edge configuration file.
+    pub fn load(path: &Path) -> Result<EdgeConfig, ConfigError> {
+        let file: file::EdgeFile = crate::load_yaml(path)?;
+        validate(file).map_err(|problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+
+    /// Parses and validates YAML text (for tests and tools).
+    pub fn from_yaml(text: &str) -> Result<EdgeConfig, Vec<crate::Problem>> {
+        let file: file::EdgeFile = crate::load::parse_yaml(text).map_err(|p| vec![p])?;
+        validate(file)
+    }
+}

@@ -1,0 +1,590 @@
+//! Turns the file format into runtime types, collecting every problem on the way.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+use serde_saphyr::Spanned;
+
+use super::file::{self, EdgeFile, LbFile, QueryFile};
+use super::*;
+use crate::Problem;
+
+/// The memory tier weighs objects in KiB with a 16-bit weight (TinyUFO), so this is its ceiling.
+const MEMORY_MAX_OBJECT: u64 = 64 << 20;
+const DEFAULT_MEMORY_OBJECT: u64 = 1 << 20;
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn at<T>(&mut self, span: &Spanned<T>, field: impl Into<String>, msg: impl Into<String>) {
+        self.0.push(Problem::new(span.referenced.line(), field, msg));
+    }
+}
+
+fn dur(d: &Option<Spanned<crate::units::HumanDuration>>) -> Option<Duration> {
+    d.as_ref().map(|d| d.value.0)
+}
+
+/// Validates a parsed edge file. Returns every problem found, in file order.
+pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {
+    let mut p = Problems::default();
+
+    let node_id = f.node.id.value.clone();
+    if node_id.is_empty()
+        || !node_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        p.at(
+            &f.node.id,
+            "node.id",
+            "must be non-empty and use only letters, digits, `.`, `_` and `-` (it is the cache name in Cache-Status)",
+        );
+    }
+
+    let mut listen = Vec::new();
+    if f.listen.value.is_empty() {
+        p.at(&f.listen, "listen", "at least one listener is needed");
+    }
+    for (i, l) in f.listen.value.iter().enumerate() {
+        let addr = socket_addr(&mut p, &l.addr, &format!("listen[{i}].addr"));
+        let tls = l.tls.as_ref().map(|t| {
+            for (name, v) in [("cert", &t.cert), ("key", &t.key)] {
+                if v.value.is_empty() {
+                    p.at(v, format!("listen[{i}].tls.{name}"), "must be a file path");
+                }
+            }
+            TlsFiles {
+                cert: PathBuf::from(&t.cert.value),
+                key: PathBuf::from(&t.key.value),
+            }
+        });
+        if let Some(addr) = addr {
+            if listen.iter().any(|x: &Listener| x.addr == addr) {
+                p.at(&l.addr, format!("listen[{i}].addr"), "is listed twice");
+            }
+            listen.push(Listener { addr, tls });
+        }
+    }
+
+    let admin_addr = socket_addr(&mut p, &f.admin.addr, "admin.addr");
+    if let Some(a) = admin_addr {
+        if listen.iter().any(|l| l.addr == a) {
+            p.at(
+                &f.admin.addr,
+                "admin.addr",
+                "must differ from every public listener: the admin API must not be public",
+            );
+        }
+    }
+    if let Some(t) = &f.admin.token_file {
+        if t.value.is_empty() {
+            p.at(t, "admin.token_file", "must be a file path");
+        }
+    }
+
+    let cache = cache(&mut p, &f.cache);
+    let origins = origins(&mut p, &f.origins);
+    let sites = sites(&mut p, &f.sites, &origins);
+    let runtime = runtime(&mut p, &f.runtime);
+    let log = log(&mut p, &f.log);
+
+    if !p.0.is_empty() {
+        p.0.sort_by_key(|x| x.line);
+        return Err(p.0);
+    }
+    let admin_addr = admin_addr.ok_or_else(Vec::new)?;
+    Ok(EdgeConfig {
+        node_id,
+        listen,
+        admin: Admin {
+            addr: admin_addr,
+            token_file: f.admin.token_file.map(|t| PathBuf::from(t.value)),
+        },
+        cache,
+        origins,
+        sites,
+        runtime,
+        log,
+    })
+}
+
+fn socket_addr(p: &mut Problems, s: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+    match s.value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.at(
+                s,
+                field,
+                format!("`{}` is not an address like `0.0.0.0:8080`", s.value),
+            );
+            None
+        }
+    }
+}
+
+fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
+    let memory = match &f.memory {
+        None => MemoryTier {
+            max_size: 256 << 20,
+            max_object_size: DEFAULT_MEMORY_OBJECT,
+        },
+        Some(m) => {
+            let max_size = m.max_size.value.0;
+            let max_object_size = m
+                .max_object_size
+                .as_ref()
+                .map_or(DEFAULT_MEMORY_OBJECT.min(max_size), |s| s.value.0);
+            if max_size < 1 << 20 {
+                p.at(&m.max_size, "cache.memory.max_size", "must be at least 1MiB");
+            }
+            if let Some(s) = &m.max_object_size {
+                if s.value.0 == 0 {
+                    p.at(s, "cache.memory.max_object_size", "must be greater than 0");
+                } else if s.value.0 > max_size {
+                    p.at(
+                        s,
+                        "cache.memory.max_object_size",
+                        "must not exceed cache.memory.max_size",
+                    );
+                } else if s.value.0 > MEMORY_MAX_OBJECT {
+                    p.at(
+                        s,
+                        "cache.memory.max_object_size",
+                        "must be at most 64MiB: larger objects belong on the disk tier",
+                    );
+                }
+            }
+            MemoryTier {
+                max_size,
+                max_object_size,
+            }
+        }
+    };
+    let disk = f.disk.as_ref().map(|d| {
+        if d.path.value.is_empty() {
+            p.at(&d.path, "cache.disk.path", "must be a directory path");
+        }
+        if d.max_size.value.0 == 0 {
+            p.at(&d.max_size, "cache.disk.max_size", "must be greater than 0");
+        }
+        let max_object_size = d
+            .max_object_size
+            .as_ref()
+            .map_or(d.max_size.value.0, |s| s.value.0);
+        if let Some(s) = &d.max_object_size {
+            if s.value.0 == 0 || s.value.0 > d.max_size.value.0 {
+                p.at(
+                    s,
+                    "cache.disk.max_object_size",
+                    "must be greater than 0 and at most cache.disk.max_size",
+                );
+            }
+        }
+        DiskTier {
+            path: PathBuf::from(&d.path.value),
+            max_size: d.max_size.value.0,
+            max_object_size,
+        }
+    });
+    let lock_timeout = dur(&f.lock_timeout).unwrap_or(Duration::from_secs(10));
+    if let Some(t) = &f.lock_timeout {
+        if t.value.0.is_zero() {
+            p.at(t, "cache.lock_timeout", "must be greater than 0");
+        }
+    }
+    Cache {
+        memory,
+        disk,
+        lock_timeout,
+    }
+}
+
+fn origins(
+    p: &mut Problems,
+    f: &Spanned<BTreeMap<String, Spanned<file::OriginFile>>>,
+) -> BTreeMap<String, Origin> {
+    if f.value.is_empty() {
+        p.at(f, "origins", "at least one origin is needed");
+    }
+    let mut out = BTreeMap::new();
+    for (name, o) in &f.value {
+        let field = format!("origins.{name}");
+        let v = &o.value;
+        if v.servers.value.is_empty() {
+            p.at(&v.servers, format!("{field}.servers"), "at least one server is needed");
+        }
+        for (i, s) in v.servers.value.iter().enumerate() {
+            if !valid_host_port(&s.value) {
+                p.at(
+                    s,
+                    format!("{field}.servers[{i}]"),
+                    format!("`{}` is not `host:port`", s.value),
+                );
+            }
+        }
+        if let Some(sni) = &v.sni {
+            if !v.tls {
+                p.at(sni, format!("{field}.sni"), "is only used with `tls: true`");
+            }
+        }
+        let health_check = v.health_check.as_ref().map(|h| {
+            if !h.path.value.starts_with('/') {
+                p.at(&h.path, format!("{field}.health_check.path"), "must start with `/`");
+            }
+            let interval = dur(&h.interval).unwrap_or(Duration::from_secs(5));
+            if let Some(i) = &h.interval {
+                if i.value.0 < Duration::from_millis(100) {
+                    p.at(i, format!("{field}.health_check.interval"), "must be at least 100ms");
+                }
+            }
+            HealthCheck {
+                path: h.path.value.clone(),
+                interval,
+            }
+        });
+        for (t, n) in [(&v.connect_timeout, "connect_timeout"), (&v.read_timeout, "read_timeout")] {
+            if let Some(t) = t {
+                if t.value.0.is_zero() {
+                    p.at(t, format!("{field}.{n}"), "must be greater than 0");
+                }
+            }
+        }
+        out.insert(
+            name.clone(),
+            Origin {
+                servers: v.servers.value.iter().map(|s| s.value.clone()).collect(),
+                tls: v.tls,
+                sni: v.sni.as_ref().map(|s| s.value.clone()),
+                lb: match v.lb {
+                    LbFile::RoundRobin => LoadBalancing::RoundRobin,
+                    LbFile::ConsistentHash => LoadBalancing::ConsistentHash,
+                },
+                health_check,
+                connect_timeout: dur(&v.connect_timeout).unwrap_or(Duration::from_secs(2)),
+                read_timeout: dur(&v.read_timeout).unwrap_or(Duration::from_secs(30)),
+            },
+        );
+    }
+    out
+}
+
+fn valid_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok_and(|p| p > 0) && valid_host_name(host)
+        }
+        None => false,
+    }
+}
+
+fn valid_host_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn host_pattern(s: &str) -> Option<HostPattern> {
+    let s = s.to_ascii_lowercase();
+    if s == "*" {
+        Some(HostPattern::Any)
+    } else if let Some(suffix) = s.strip_prefix("*.") {
+        valid_host_name(suffix).then(|| HostPattern::Suffix(format!(".{suffix}")))
+    } else {
+        valid_host_name(&s).then_some(HostPattern::Exact(s))
+    }
+}
+
+fn sites(
+    p: &mut Problems,
+    f: &Spanned<Vec<file::SiteFile>>,
+    origins: &BTreeMap<String, Origin>,
+) -> Vec<Site> {
+    if f.value.is_empty() {
+        p.at(f, "sites", "at least one site is needed");
+    }
+    let mut seen: HashMap<HostPattern, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, s) in f.value.iter().enumerate() {
+        let field = format!("sites[{i}]");
+        if s.hosts.value.is_empty() {
+            p.at(&s.hosts, format!("{field}.hosts"), "at least one host is needed");
+        }
+        let mut hosts = Vec::new();
+        for (j, h) in s.hosts.value.iter().enumerate() {
+            match host_pattern(&h.value) {
+                None => p.at(
+                    h,
+                    format!("{field}.hosts[{j}]"),
+                    format!(
+                        "`{}` is not a host name, `*.suffix` or `*` (no scheme, port or path)",
+                        h.value
+                    ),
+                ),
+                Some(pat) => {
+                    if let Some(other) = seen.insert(pat.clone(), i) {
+                        p.at(
+                            h,
+                            format!("{field}.hosts[{j}]"),
+                            format!("`{}` is already served by sites[{other}]", h.value),
+                        );
+                    }
+                    hosts.push(pat);
+                }
+            }
+        }
+        if !origins.contains_key(&s.origin.value) && !s.origin.value.is_empty() {
+            let known: Vec<&str> = origins.keys().map(String::as_str).collect();
+            p.at(
+                &s.origin,
+                format!("{field}.origin"),
+                format!(
+                    "no origin named `{}` (defined: {})",
+                    s.origin.value,
+                    known.join(", ")
+                ),
+            );
+        }
+        let rules = s
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(j, r)| rule(p, r, &format!("{field}.rules[{j}]")))
+            .collect();
+        out.push(Site {
+            hosts,
+            origin: s.origin.value.clone(),
+            rules,
+        });
+    }
+    out
+}
+
+fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
+    let m = &r.matcher.value;
+    let mfield = format!("{field}.match");
+    let path_tests = [m.path_prefix.is_some(), m.path_glob.is_some(), m.path_regex.is_some()];
+    if path_tests.iter().filter(|x| **x).count() > 1 {
+        p.at(
+            &r.matcher,
+            &mfield,
+            "use one of path_prefix, path_glob and path_regex, not several",
+        );
+    }
+    let mut path = None;
+    if let Some(prefix) = &m.path_prefix {
+        if !prefix.value.starts_with('/') {
+            p.at(prefix, format!("{mfield}.path_prefix"), "must start with `/`");
+        }
+        path = Some(PathMatch::Prefix(prefix.value.clone()));
+    }
+    if let Some(glob) = &m.path_glob {
+        if !glob.value.starts_with('/') && !glob.value.starts_with('*') {
+            p.at(glob, format!("{mfield}.path_glob"), "must start with `/` or `*`");
+        }
+        match Regex::new(&glob_to_regex(&glob.value)) {
+            Ok(re) => path = Some(PathMatch::Glob(re)),
+            Err(e) => p.at(glob, format!("{mfield}.path_glob"), format!("invalid glob: {e}")),
+        }
+    }
+    if let Some(re) = &m.path_regex {
+        match Regex::new(&re.value) {
+            Ok(re) => path = Some(PathMatch::Regex(re)),
+            Err(e) => p.at(
+                re,
+                format!("{mfield}.path_regex"),
+                format!("invalid regular expression: {}", e.to_string().replace('\n', " ")),
+            ),
+        }
+    }
+    let methods = m.methods.as_ref().map(|ms| {
+        ms.iter()
+            .enumerate()
+            .map(|(k, x)| {
+                if x.value.is_empty() || !x.value.chars().all(|c| c.is_ascii_alphabetic()) {
+                    p.at(x, format!("{mfield}.methods[{k}]"), format!("`{}` is not an HTTP method", x.value));
+                }
+                x.value.to_ascii_uppercase()
+            })
+            .collect()
+    });
+    let extensions = m.extensions.as_ref().map(|es| {
+        es.iter()
+            .enumerate()
+            .map(|(k, x)| {
+                let e = x.value.trim_start_matches('.').to_ascii_lowercase();
+                if e.is_empty() || e.contains('/') {
+                    p.at(x, format!("{mfield}.extensions[{k}]"), format!("`{}` is not a file extension", x.value));
+                }
+                e
+            })
+            .collect()
+    });
+
+    let cache = r.cache.as_ref().is_none_or(|c| c.value);
+    if let Some(c) = &r.cache {
+        if !c.value {
+            let extras = [
+                r.ttl.is_some(),
+                r.default_ttl.is_some(),
+                r.stale_while_revalidate.is_some(),
+                r.stale_if_error.is_some(),
+                r.cache_key.is_some(),
+                !r.tags.is_empty(),
+                r.allow_set_cookie,
+            ];
+            if extras.iter().any(|x| *x) {
+                p.at(
+                    c,
+                    format!("{field}.cache"),
+                    "`cache: false` bypasses the cache, so ttl, stale, cache_key, tags and allow_set_cookie do nothing here; remove them",
+                );
+            }
+        }
+    }
+    if let (Some(_), Some(d)) = (&r.ttl, &r.default_ttl) {
+        p.at(
+            d,
+            format!("{field}.default_ttl"),
+            "`ttl` already overrides the origin's freshness; use one of ttl and default_ttl",
+        );
+    }
+
+    let mut cache_key = CacheKeySpec::default();
+    if let Some(ck) = &r.cache_key {
+        if let Some(q) = &ck.query {
+            cache_key.query = match &q.value {
+                QueryFile::Mode(m) if m == "all" => QueryKey::All,
+                QueryFile::Mode(m) if m == "ignore" => QueryKey::Ignore,
+                QueryFile::Mode(m) => {
+                    p.at(
+                        q,
+                        format!("{field}.cache_key.query"),
+                        format!("`{m}` is not `all`, `ignore` or a list of parameter names"),
+                    );
+                    QueryKey::All
+                }
+                QueryFile::Keep(names) => {
+                    if names.is_empty() || names.iter().any(String::is_empty) {
+                        p.at(
+                            q,
+                            format!("{field}.cache_key.query"),
+                            "a list of parameter names must be non-empty (use `ignore` to drop the query)",
+                        );
+                    }
+                    let mut names = names.clone();
+                    names.sort();
+                    names.dedup();
+                    QueryKey::Keep(names)
+                }
+            };
+        }
+        for (k, h) in ck.headers.iter().enumerate() {
+            let name = h.value.to_ascii_lowercase();
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                p.at(h, format!("{field}.cache_key.headers[{k}]"), format!("`{}` is not a header name", h.value));
+            } else if name == "host" {
+                p.at(h, format!("{field}.cache_key.headers[{k}]"), "the host is always part of the key");
+            }
+            cache_key.headers.push(name);
+        }
+        cache_key.headers.sort();
+        cache_key.headers.dedup();
+    }
+    for (k, t) in r.tags.iter().enumerate() {
+        if t.value.is_empty() || t.value.contains(|c: char| c.is_whitespace() || c == ',') {
+            p.at(t, format!("{field}.tags[{k}]"), "a tag must be non-empty, without spaces or commas");
+        }
+    }
+
+    Rule {
+        matcher: Match {
+            path,
+            methods,
+            extensions,
+        },
+        cache,
+        ttl: dur(&r.ttl),
+        default_ttl: dur(&r.default_ttl),
+        stale_while_revalidate: dur(&r.stale_while_revalidate),
+        stale_if_error: dur(&r.stale_if_error),
+        cache_key,
+        tags: r.tags.iter().map(|t| t.value.clone()).collect(),
+        allow_set_cookie: r.allow_set_cookie,
+    }
+}
+
+/// `*` matches within a path segment, `**` across segments, `?` one character; the glob must
+/// match the whole path.
+fn glob_to_regex(glob: &str) -> String {
+    let mut re = String::from("^");
+    let mut chars = glob.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                re.push_str(".*");
+            }
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    re
+}
+
+fn runtime(p: &mut Problems, f: &file::RuntimeFile) -> Runtime {
+    if let Some(t) = &f.threads {
+        if t.value == 0 || t.value > 1024 {
+            p.at(t, "runtime.threads", "must be between 1 and 1024");
+        }
+    }
+    Runtime {
+        threads: f.threads.as_ref().map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |t| t.value,
+        ),
+        grace_period: dur(&f.grace_period).unwrap_or(Duration::ZERO),
+        shutdown_timeout: dur(&f.shutdown_timeout).unwrap_or(Duration::from_secs(10)),
+    }
+}
+
+fn log(p: &mut Problems, f: &file::LogFile) -> Log {
+    let json = match f.format.as_ref() {
+        None => true,
+        Some(s) if s.value == "json" => true,
+        Some(s) if s.value == "text" => false,
+        Some(s) => {
+            p.at(s, "log.format", "must be `json` or `text`");
+            true
+        }
+    };
+    let level = f.level.as_ref().map_or("info".to_string(), |l| l.value.clone());
+    if let Some(l) = &f.level {
+        if !["error", "warn", "info", "debug", "trace"].contains(&l.value.as_str()) {
+            p.at(l, "log.level", "must be one of error, warn, info, debug, trace");
+        }
+    }
+    Log {
+        json,
+        level,
+        access: f.access.unwrap_or(true),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+use crate::edge::{EdgeConfig, HostPattern, PathMatch, QueryKey};
+
+const BASE: &str = r#"node:
+  id: edge-1
+listen:
+  - addr: 127.0.0.1:8080
+admin:
+  addr: 127.0.0.1:9080
+cache:
+  memory: { max_size: 64MiB, max_object_size: 1MiB }
+origins:
+  web:
+    servers: ["127.0.0.1:8000"]
+sites:
+  - hosts: ["static.example.com", "*.cdn.example.com"]
+    origin: web
+    rules:
+      - match: { path_prefix: /assets/ }
+        ttl: 365d
+        cache_key: { query: ignore }
+"#;
+
+fn with(replace: &str, by: &str) -> String {
+    assert!(BASE.contains(replace), "test setup: `{replace}` not in BASE");
+    BASE.replacen(replace, by, 1)
+}
+
+/// Asserts the YAML is rejected with a problem on `line` naming `field`.
+fn rejects(yaml: &str, line: u64, field: &str) -> String {
+    let problems = match EdgeConfig::from_yaml(yaml) {
+        Ok(_) => panic!("accepted:\n{yaml}"),
+        Err(p) => p,
+    };
+    let hit = problems
+        .iter()
+        .find(|p| p.field == field)
+        .unwrap_or_else(|| panic!("no problem for `{field}` in {problems:?}"));
+    assert_eq!(hit.line, line, "line of {field}: {problems:?}");
+    hit.message.clone()
+}
+
+#[test]
+fn base_is_valid() {
+    let c = EdgeConfig::from_yaml(BASE).unwrap();
+    assert_eq!(c.node_id, "edge-1");
+    assert_eq!(c.cache.memory.max_size, 64 << 20);
+    assert_eq!(
+        c.sites[0].hosts,
+        vec![
+            HostPattern::Exact("static.example.com".into()),
+            HostPattern::Suffix(".cdn.example.com".into())
+        ]
+    );
+    let r = &c.sites[0].rules[0];
+    assert!(matches!(&r.matcher.path, Some(PathMatch::Prefix(p)) if p == "/assets/"));
+    assert_eq!(r.ttl, Some(std::time::Duration::from_secs(365 * 86_400)));
+    assert_eq!(r.cache_key.query, QueryKey::Ignore);
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let yaml = with("    origin: web\n", "    origin: [web\n");
+    let problems = EdgeConfig::from_yaml(&yaml).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].line >= 14, "{problems:?}");
+}
+
+#[test]
+fn unknown_field_is_rejected_with_its_line() {
+    let yaml = with("    origin: web\n", "    origin: web\n    orgin: web\n");
+    let problems = EdgeConfig::from_yaml(&yaml).unwrap_err();
+    assert_eq!(problems[0].line, 15, "{problems:?}");
+    assert!(problems[0].message.contains("orgin"), "{problems:?}");
+}
+
+#[test]
+fn bad_size_and_duration() {
+    let yaml = with("max_size: 64MiB", "max_size: 64 parsecs");
+    let problems = EdgeConfig::from_yaml(&yaml).unwrap_err();
+    assert_eq!(problems[0].line, 8);
+    assert!(problems[0].message.contains("parsecs"), "{problems:?}");
+    let yaml = with("ttl: 365d", "ttl: 1 fortnight");
+    let problems = EdgeConfig::from_yaml(&yaml).unwrap_err();
+    assert_eq!(problems[0].line, 17, "{problems:?}");
+}
+
+#[test]
+fn node_id_must_be_a_token() {
+    rejects(&with("id: edge-1", "id: \"edge 1\""), 2, "node.id");
+}
+
+#[test]
+fn listen_addr_must_parse() {
+    rejects(&with("addr: 127.0.0.1:8080", "addr: localhost"), 4, "listen[0].addr");
+}
+
+#[test]
+fn listen_must_not_be_empty() {
+    rejects(
+        &with("listen:\n  - addr: 127.0.0.1:8080\n", "listen: []\n"),
+        3,
+        "listen",
+    );
+}
+
+#[test]
+fn admin_must_not_share_a_public_address() {
+    rejects(&with("addr: 127.0.0.1:9080", "addr: 127.0.0.1:8080"), 6, "admin.addr");
+}
+
+#[test]
+fn memory_bounds() {
+    rejects(&with("max_size: 64MiB", "max_size: 1KiB"), 8, "cache.memory.max_size");
+    rejects(
+        &with("max_object_size: 1MiB", "max_object_size: 128MiB"),
+        8,
+        "cache.memory.max_object_size",
+    );
+    let yaml = with(
+        "memory: { max_size: 64MiB, max_object_size: 1MiB }",
+        "memory: { max_size: 1GiB, max_object_size: 100MiB }",
+    );
+    let msg = rejects(&yaml, 8, "cache.memory.max_object_size");
+    assert!(msg.contains("64MiB"), "{msg}");
+}
+
+#[test]
+fn disk_bounds() {
+    let yaml = with(
+        "  memory: { max_size: 64MiB, max_object_size: 1MiB }\n",
+        "  memory: { max_size: 64MiB, max_object_size: 1MiB }\n  disk: { path: /tmp/x, max_size: 1GiB, max_object_size: 2GiB }\n",
+    );
+    rejects(&yaml, 9, "cache.disk.max_object_size");
+}
+
+#[test]
+fn origin_servers() {
+    rejects(
+        &with("servers: [\"127.0.0.1:8000\"]", "servers: [\"http://127.0.0.1:8000\"]"),
+        11,
+        "origins.web.servers[0]",
+    );
+    rejects(&with("servers: [\"127.0.0.1:8000\"]", "servers: []"), 11, "origins.web.servers");
+}
+
+#[test]
+fn origin_sni_needs_tls() {
+    rejects(
+        &with("    servers: [\"127.0.0.1:8000\"]\n", "    servers: [\"127.0.0.1:8000\"]\n    sni: example.com\n"),
+        12,
+        "origins.web.sni",
+    );
+}
+
+#[test]
+fn origin_health_check_and_timeouts() {
+    let yaml = with(
+        "    servers: [\"127.0.0.1:8000\"]\n",
+        "    servers: [\"127.0.0.1:8000\"]\n    health_check: { path: healthz, interval: 10ms }\n    connect_timeout: 0s\n",
+    );
+    rejects(&yaml, 12, "origins.web.health_check.path");
+    rejects(&yaml, 12, "origins.web.health_check.interval");
+    rejects(&yaml, 13, "origins.web.connect_timeout");
+}
+
+#[test]
+fn unknown_lb_is_rejected() {
+    let yaml = with(
+        "    servers: [\"127.0.0.1:8000\"]\n",
+        "    servers: [\"127.0.0.1:8000\"]\n    lb: random\n",
+    );
+    let problems = EdgeConfig::from_yaml(&yaml).unwrap_err();
+    assert_eq!(problems[0].line, 12, "{problems:?}");
+}
+
+#[test]
+fn site_origin_must_exist() {
+    let msg = rejects(&with("origin: web", "origin: api"), 14, "sites[0].origin");
+    assert!(msg.contains("web"), "lists the defined origins: {msg}");
+}
+
+#[test]
+fn host_patterns() {
+    rejects(
+        &with("\"static.example.com\"", "\"https://static.example.com\""),
+        13,
+        "sites[0].hosts[0]",
+    );
+    rejects(&with("\"*.cdn.example.com\"", "\"static.example.com\""), 13, "sites[0].hosts[1]");
+}
+
+#[test]
+fn hosts_and_sites_not_empty() {
+    rejects(
+        &with("hosts: [\"static.example.com\", \"*.cdn.example.com\"]", "hosts: []"),
+        13,
+        "sites[0].hosts",
+    );
+}
+
+#[test]
+fn rule_path_tests() {
+    rejects(&with("path_prefix: /assets/", "path_prefix: assets/"), 16, "sites[0].rules[0].match.path_prefix");
+    rejects(&with("path_prefix: /assets/", "path_regex: '(unclosed'"), 16, "sites[0].rules[0].match.path_regex");
+    rejects(
+        &with("path_prefix: /assets/", "path_prefix: /a/, path_regex: 'x'"),
+        16,
+        "sites[0].rules[0].match",
+    );
+    rejects(&with("path_prefix: /assets/", "path_glob: 'assets/*'"), 16, "sites[0].rules[0].match.path_glob");
+}
+
+#[test]
+fn rule_methods_and_extensions() {
+    rejects(
+        &with("path_prefix: /assets/", "path_prefix: /assets/, methods: [\"GET HEAD\"]"),
+        16,
+        "sites[0].rules[0].match.methods[0]",
+    );
+    rejects(
+        &with("path_prefix: /assets/", "path_prefix: /assets/, extensions: [\"\"]"),
+        16,
+        "sites[0].rules[0].match.extensions[0]",
+    );
+}
+
+#[test]
+fn bypass_rule_with_ttl_is_contradictory() {
+    rejects(&with("ttl: 365d", "cache: false\n        ttl: 1d"), 17, "sites[0].rules[0].cache");
+}
+
+#[test]
+fn ttl_and_default_ttl_conflict() {
+    rejects(&with("ttl: 365d", "ttl: 1d\n        default_ttl: 1h"), 18, "sites[0].rules[0].default_ttl");
+}
+
+#[test]
+fn cache_key_query_and_headers() {
+    rejects(&with("query: ignore", "query: some"), 18, "sites[0].rules[0].cache_key.query");
+    rejects(&with("query: ignore", "query: []"), 18, "sites[0].rules[0].cache_key.query");
+    rejects(
+        &with("{ query: ignore }", "{ headers: [Host] }"),
+        18,
+        "sites[0].rules[0].cache_key.headers[0]",
+    );
+    rejects(
+        &with("{ query: ignore }", "{ headers: [\"bad header\"] }"),
+        18,
+        "sites[0].rules[0].cache_key.headers[0]",
+    );
+}
+
+#[test]
+fn tags_have_no_separators() {
+    rejects(&with("ttl: 365d", "ttl: 365d\n        tags: [\"a b\"]"), 18, "sites[0].rules[0].tags[0]");
+}
+
+#[test]
+fn runtime_and_log() {
+    let yaml = format!("{BASE}runtime: {{ threads: 0 }}\nlog: {{ format: xml, level: loud }}\n");
+    rejects(&yaml, 19, "runtime.threads");
+    rejects(&yaml, 20, "log.format");
+    rejects(&yaml, 20, "log.level");
+}
+
+#[test]
+fn every_problem_is_reported() {
+    let yaml = with("id: edge-1", "id: \"\"").replace("origin: web", "origin: nope");
+    let problems = EdgeConfig::from_yaml(&yaml).unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].line < problems[1].line);
+}
+
+#[test]
+fn glob_semantics() {
+    let yaml = with("path_prefix: /assets/", "path_glob: '/img/**/*.png'");
+    let c = EdgeConfig::from_yaml(&yaml).unwrap();
+    let Some(PathMatch::Glob(re)) = &c.sites[0].rules[0].matcher.path else {
+        panic!("glob expected")
+    };
+    assert!(re.is_match("/img/a/b/c.png"));
+    assert!(!re.is_match("/img/a/b/c.png.exe"));
+    assert!(!re.is_match("/other/img/x.png"));
+}
