@@ -14,5 +14,9 @@ fn every_example_validates() {
             seen += 1;
         }
     }
-    assert!(seen >= 2, "expected the sample configs in {}", dir.display());
+    assert!(
+        seen >= 2,
+        "expected the sample configs in {}",
+        dir.display()
+    );
 }

@@ -1,1 +1,48 @@
-fn main() {}
+//! `edge --config FILE [--check]`: runs a CDN edge node, or validates its configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use edge_config::edge::EdgeConfig;
+
+/// sysexits(3) EX_USAGE: the configuration is unusable.
+const EXIT_BAD_CONFIG: u8 = 64;
+
+/// A CDN edge node on Pingora.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The node's YAML configuration.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// Validate the configuration and exit: 0 if it is good, 64 with every problem if not.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match EdgeConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if cli.check {
+        println!("{}: ok", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    edge::logging::init(config.log.json, &config.log.level);
+    match edge::server::build(&config) {
+        Ok(server) => {
+            tracing::info!(node = %config.node_id, "edge starting");
+            server.run_forever()
+        }
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}

@@ -21,7 +21,8 @@ struct Problems(Vec<Problem>);
 
 impl Problems {
     fn at<T>(&mut self, span: &Spanned<T>, field: impl Into<String>, msg: impl Into<String>) {
-        self.0.push(Problem::new(span.referenced.line(), field, msg));
+        self.0
+            .push(Problem::new(span.referenced.line(), field, msg));
     }
 }
 
@@ -140,7 +141,11 @@ fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
                 .as_ref()
                 .map_or(DEFAULT_MEMORY_OBJECT.min(max_size), |s| s.value.0);
             if max_size < 1 << 20 {
-                p.at(&m.max_size, "cache.memory.max_size", "must be at least 1MiB");
+                p.at(
+                    &m.max_size,
+                    "cache.memory.max_size",
+                    "must be at least 1MiB",
+                );
             }
             if let Some(s) = &m.max_object_size {
                 if s.value.0 == 0 {
@@ -216,7 +221,11 @@ fn origins(
         let field = format!("origins.{name}");
         let v = &o.value;
         if v.servers.value.is_empty() {
-            p.at(&v.servers, format!("{field}.servers"), "at least one server is needed");
+            p.at(
+                &v.servers,
+                format!("{field}.servers"),
+                "at least one server is needed",
+            );
         }
         for (i, s) in v.servers.value.iter().enumerate() {
             if !valid_host_port(&s.value) {
@@ -234,12 +243,20 @@ fn origins(
         }
         let health_check = v.health_check.as_ref().map(|h| {
             if !h.path.value.starts_with('/') {
-                p.at(&h.path, format!("{field}.health_check.path"), "must start with `/`");
+                p.at(
+                    &h.path,
+                    format!("{field}.health_check.path"),
+                    "must start with `/`",
+                );
             }
             let interval = dur(&h.interval).unwrap_or(Duration::from_secs(5));
             if let Some(i) = &h.interval {
                 if i.value.0 < Duration::from_millis(100) {
-                    p.at(i, format!("{field}.health_check.interval"), "must be at least 100ms");
+                    p.at(
+                        i,
+                        format!("{field}.health_check.interval"),
+                        "must be at least 100ms",
+                    );
                 }
             }
             HealthCheck {
@@ -247,7 +264,10 @@ fn origins(
                 interval,
             }
         });
-        for (t, n) in [(&v.connect_timeout, "connect_timeout"), (&v.read_timeout, "read_timeout")] {
+        for (t, n) in [
+            (&v.connect_timeout, "connect_timeout"),
+            (&v.read_timeout, "read_timeout"),
+        ] {
             if let Some(t) = t {
                 if t.value.0.is_zero() {
                     p.at(t, format!("{field}.{n}"), "must be greater than 0");
@@ -278,9 +298,7 @@ fn valid_host_port(s: &str) -> bool {
         return true;
     }
     match s.rsplit_once(':') {
-        Some((host, port)) => {
-            port.parse::<u16>().is_ok_and(|p| p > 0) && valid_host_name(host)
-        }
+        Some((host, port)) => port.parse::<u16>().is_ok_and(|p| p > 0) && valid_host_name(host),
         None => false,
     }
 }
@@ -321,7 +339,11 @@ fn sites(
     for (i, s) in f.value.iter().enumerate() {
         let field = format!("sites[{i}]");
         if s.hosts.value.is_empty() {
-            p.at(&s.hosts, format!("{field}.hosts"), "at least one host is needed");
+            p.at(
+                &s.hosts,
+                format!("{field}.hosts"),
+                "at least one host is needed",
+            );
         }
         let mut hosts = Vec::new();
         for (j, h) in s.hosts.value.iter().enumerate() {
@@ -376,7 +398,11 @@ fn sites(
 fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
     let m = &r.matcher.value;
     let mfield = format!("{field}.match");
-    let path_tests = [m.path_prefix.is_some(), m.path_glob.is_some(), m.path_regex.is_some()];
+    let path_tests = [
+        m.path_prefix.is_some(),
+        m.path_glob.is_some(),
+        m.path_regex.is_some(),
+    ];
     if path_tests.iter().filter(|x| **x).count() > 1 {
         p.at(
             &r.matcher,
@@ -387,17 +413,29 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
     let mut path = None;
     if let Some(prefix) = &m.path_prefix {
         if !prefix.value.starts_with('/') {
-            p.at(prefix, format!("{mfield}.path_prefix"), "must start with `/`");
+            p.at(
+                prefix,
+                format!("{mfield}.path_prefix"),
+                "must start with `/`",
+            );
         }
         path = Some(PathMatch::Prefix(prefix.value.clone()));
     }
     if let Some(glob) = &m.path_glob {
         if !glob.value.starts_with('/') && !glob.value.starts_with('*') {
-            p.at(glob, format!("{mfield}.path_glob"), "must start with `/` or `*`");
+            p.at(
+                glob,
+                format!("{mfield}.path_glob"),
+                "must start with `/` or `*`",
+            );
         }
         match Regex::new(&glob_to_regex(&glob.value)) {
             Ok(re) => path = Some(PathMatch::Glob(re)),
-            Err(e) => p.at(glob, format!("{mfield}.path_glob"), format!("invalid glob: {e}")),
+            Err(e) => p.at(
+                glob,
+                format!("{mfield}.path_glob"),
+                format!("invalid glob: {e}"),
+            ),
         }
     }
     if let Some(re) = &m.path_regex {
@@ -406,7 +444,10 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
             Err(e) => p.at(
                 re,
                 format!("{mfield}.path_regex"),
-                format!("invalid regular expression: {}", e.to_string().replace('\n', " ")),
+                format!(
+                    "invalid regular expression: {}",
+                    e.to_string().replace('\n', " ")
+                ),
             ),
         }
     }
@@ -415,7 +456,11 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
             .enumerate()
             .map(|(k, x)| {
                 if x.value.is_empty() || !x.value.chars().all(|c| c.is_ascii_alphabetic()) {
-                    p.at(x, format!("{mfield}.methods[{k}]"), format!("`{}` is not an HTTP method", x.value));
+                    p.at(
+                        x,
+                        format!("{mfield}.methods[{k}]"),
+                        format!("`{}` is not an HTTP method", x.value),
+                    );
                 }
                 x.value.to_ascii_uppercase()
             })
@@ -427,7 +472,11 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
             .map(|(k, x)| {
                 let e = x.value.trim_start_matches('.').to_ascii_lowercase();
                 if e.is_empty() || e.contains('/') {
-                    p.at(x, format!("{mfield}.extensions[{k}]"), format!("`{}` is not a file extension", x.value));
+                    p.at(
+                        x,
+                        format!("{mfield}.extensions[{k}]"),
+                        format!("`{}` is not a file extension", x.value),
+                    );
                 }
                 e
             })
@@ -495,9 +544,17 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
         for (k, h) in ck.headers.iter().enumerate() {
             let name = h.value.to_ascii_lowercase();
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                p.at(h, format!("{field}.cache_key.headers[{k}]"), format!("`{}` is not a header name", h.value));
+                p.at(
+                    h,
+                    format!("{field}.cache_key.headers[{k}]"),
+                    format!("`{}` is not a header name", h.value),
+                );
             } else if name == "host" {
-                p.at(h, format!("{field}.cache_key.headers[{k}]"), "the host is always part of the key");
+                p.at(
+                    h,
+                    format!("{field}.cache_key.headers[{k}]"),
+                    "the host is always part of the key",
+                );
             }
             cache_key.headers.push(name);
         }
@@ -506,7 +563,11 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
     }
     for (k, t) in r.tags.iter().enumerate() {
         if t.value.is_empty() || t.value.contains(|c: char| c.is_whitespace() || c == ',') {
-            p.at(t, format!("{field}.tags[{k}]"), "a tag must be non-empty, without spaces or commas");
+            p.at(
+                t,
+                format!("{field}.tags[{k}]"),
+                "a tag must be non-empty, without spaces or commas",
+            );
         }
     }
 
@@ -573,10 +634,17 @@ fn log(p: &mut Problems, f: &file::LogFile) -> Log {
             true
         }
     };
-    let level = f.level.as_ref().map_or("info".to_string(), |l| l.value.clone());
+    let level = f
+        .level
+        .as_ref()
+        .map_or("info".to_string(), |l| l.value.clone());
     if let Some(l) = &f.level {
         if !["error", "warn", "info", "debug", "trace"].contains(&l.value.as_str()) {
-            p.at(l, "log.level", "must be one of error, warn, info, debug, trace");
+            p.at(
+                l,
+                "log.level",
+                "must be one of error, warn, info, debug, trace",
+            );
         }
     }
     Log {

@@ -21,7 +21,10 @@ sites:
 "#;
 
 fn with(replace: &str, by: &str) -> String {
-    assert!(BASE.contains(replace), "test setup: `{replace}` not in BASE");
+    assert!(
+        BASE.contains(replace),
+        "test setup: `{replace}` not in BASE"
+    );
     BASE.replacen(replace, by, 1)
 }
 
@@ -91,7 +94,11 @@ fn node_id_must_be_a_token() {
 
 #[test]
 fn listen_addr_must_parse() {
-    rejects(&with("addr: 127.0.0.1:8080", "addr: localhost"), 4, "listen[0].addr");
+    rejects(
+        &with("addr: 127.0.0.1:8080", "addr: localhost"),
+        4,
+        "listen[0].addr",
+    );
 }
 
 #[test]
@@ -105,12 +112,20 @@ fn listen_must_not_be_empty() {
 
 #[test]
 fn admin_must_not_share_a_public_address() {
-    rejects(&with("addr: 127.0.0.1:9080", "addr: 127.0.0.1:8080"), 6, "admin.addr");
+    rejects(
+        &with("addr: 127.0.0.1:9080", "addr: 127.0.0.1:8080"),
+        6,
+        "admin.addr",
+    );
 }
 
 #[test]
 fn memory_bounds() {
-    rejects(&with("max_size: 64MiB", "max_size: 1KiB"), 8, "cache.memory.max_size");
+    rejects(
+        &with("max_size: 64MiB", "max_size: 1KiB"),
+        8,
+        "cache.memory.max_size",
+    );
     rejects(
         &with("max_object_size: 1MiB", "max_object_size: 128MiB"),
         8,
@@ -136,17 +151,27 @@ fn disk_bounds() {
 #[test]
 fn origin_servers() {
     rejects(
-        &with("servers: [\"127.0.0.1:8000\"]", "servers: [\"http://127.0.0.1:8000\"]"),
+        &with(
+            "servers: [\"127.0.0.1:8000\"]",
+            "servers: [\"http://127.0.0.1:8000\"]",
+        ),
         11,
         "origins.web.servers[0]",
     );
-    rejects(&with("servers: [\"127.0.0.1:8000\"]", "servers: []"), 11, "origins.web.servers");
+    rejects(
+        &with("servers: [\"127.0.0.1:8000\"]", "servers: []"),
+        11,
+        "origins.web.servers",
+    );
 }
 
 #[test]
 fn origin_sni_needs_tls() {
     rejects(
-        &with("    servers: [\"127.0.0.1:8000\"]\n", "    servers: [\"127.0.0.1:8000\"]\n    sni: example.com\n"),
+        &with(
+            "    servers: [\"127.0.0.1:8000\"]\n",
+            "    servers: [\"127.0.0.1:8000\"]\n    sni: example.com\n",
+        ),
         12,
         "origins.web.sni",
     );
@@ -186,13 +211,20 @@ fn host_patterns() {
         13,
         "sites[0].hosts[0]",
     );
-    rejects(&with("\"*.cdn.example.com\"", "\"static.example.com\""), 13, "sites[0].hosts[1]");
+    rejects(
+        &with("\"*.cdn.example.com\"", "\"static.example.com\""),
+        13,
+        "sites[0].hosts[1]",
+    );
 }
 
 #[test]
 fn hosts_and_sites_not_empty() {
     rejects(
-        &with("hosts: [\"static.example.com\", \"*.cdn.example.com\"]", "hosts: []"),
+        &with(
+            "hosts: [\"static.example.com\", \"*.cdn.example.com\"]",
+            "hosts: []",
+        ),
         13,
         "sites[0].hosts",
     );
@@ -200,25 +232,43 @@ fn hosts_and_sites_not_empty() {
 
 #[test]
 fn rule_path_tests() {
-    rejects(&with("path_prefix: /assets/", "path_prefix: assets/"), 16, "sites[0].rules[0].match.path_prefix");
-    rejects(&with("path_prefix: /assets/", "path_regex: '(unclosed'"), 16, "sites[0].rules[0].match.path_regex");
+    rejects(
+        &with("path_prefix: /assets/", "path_prefix: assets/"),
+        16,
+        "sites[0].rules[0].match.path_prefix",
+    );
+    rejects(
+        &with("path_prefix: /assets/", "path_regex: '(unclosed'"),
+        16,
+        "sites[0].rules[0].match.path_regex",
+    );
     rejects(
         &with("path_prefix: /assets/", "path_prefix: /a/, path_regex: 'x'"),
         16,
         "sites[0].rules[0].match",
     );
-    rejects(&with("path_prefix: /assets/", "path_glob: 'assets/*'"), 16, "sites[0].rules[0].match.path_glob");
+    rejects(
+        &with("path_prefix: /assets/", "path_glob: 'assets/*'"),
+        16,
+        "sites[0].rules[0].match.path_glob",
+    );
 }
 
 #[test]
 fn rule_methods_and_extensions() {
     rejects(
-        &with("path_prefix: /assets/", "path_prefix: /assets/, methods: [\"GET HEAD\"]"),
+        &with(
+            "path_prefix: /assets/",
+            "path_prefix: /assets/, methods: [\"GET HEAD\"]",
+        ),
         16,
         "sites[0].rules[0].match.methods[0]",
     );
     rejects(
-        &with("path_prefix: /assets/", "path_prefix: /assets/, extensions: [\"\"]"),
+        &with(
+            "path_prefix: /assets/",
+            "path_prefix: /assets/, extensions: [\"\"]",
+        ),
         16,
         "sites[0].rules[0].match.extensions[0]",
     );
@@ -226,18 +276,34 @@ fn rule_methods_and_extensions() {
 
 #[test]
 fn bypass_rule_with_ttl_is_contradictory() {
-    rejects(&with("ttl: 365d", "cache: false\n        ttl: 1d"), 17, "sites[0].rules[0].cache");
+    rejects(
+        &with("ttl: 365d", "cache: false\n        ttl: 1d"),
+        17,
+        "sites[0].rules[0].cache",
+    );
 }
 
 #[test]
 fn ttl_and_default_ttl_conflict() {
-    rejects(&with("ttl: 365d", "ttl: 1d\n        default_ttl: 1h"), 18, "sites[0].rules[0].default_ttl");
+    rejects(
+        &with("ttl: 365d", "ttl: 1d\n        default_ttl: 1h"),
+        18,
+        "sites[0].rules[0].default_ttl",
+    );
 }
 
 #[test]
 fn cache_key_query_and_headers() {
-    rejects(&with("query: ignore", "query: some"), 18, "sites[0].rules[0].cache_key.query");
-    rejects(&with("query: ignore", "query: []"), 18, "sites[0].rules[0].cache_key.query");
+    rejects(
+        &with("query: ignore", "query: some"),
+        18,
+        "sites[0].rules[0].cache_key.query",
+    );
+    rejects(
+        &with("query: ignore", "query: []"),
+        18,
+        "sites[0].rules[0].cache_key.query",
+    );
     rejects(
         &with("{ query: ignore }", "{ headers: [Host] }"),
         18,
@@ -252,7 +318,11 @@ fn cache_key_query_and_headers() {
 
 #[test]
 fn tags_have_no_separators() {
-    rejects(&with("ttl: 365d", "ttl: 365d\n        tags: [\"a b\"]"), 18, "sites[0].rules[0].tags[0]");
+    rejects(
+        &with("ttl: 365d", "ttl: 365d\n        tags: [\"a b\"]"),
+        18,
+        "sites[0].rules[0].tags[0]",
+    );
 }
 
 #[test]

@@ -1,0 +1,122 @@
+//! The cache key: scheme, host, path, the normalised query and any keyed request headers.
+//!
+//! Components are length-prefixed before hashing, so no choice of host, path or query can make
+//! two different requests share a key (a key without the host was CVE-2026-2836).
+
+use edge_config::edge::{CacheKeySpec, QueryKey};
+use pingora::cache::CacheKey;
+use pingora::http::RequestHeader;
+
+/// Builds the key for a request to `host` (already lower-cased, without port) under `spec`.
+pub fn cache_key(scheme: &str, host: &str, req: &RequestHeader, spec: &CacheKeySpec) -> CacheKey {
+    let mut primary = Vec::with_capacity(128);
+    push(&mut primary, b"v1");
+    push(&mut primary, scheme.as_bytes());
+    push(&mut primary, host.as_bytes());
+    push(&mut primary, req.uri.path().as_bytes());
+    let query = normalised_query(req.uri.query(), &spec.query);
+    push(&mut primary, query.as_bytes());
+    for name in &spec.headers {
+        push(&mut primary, name.as_bytes());
+        let mut values = req.headers.get_all(name.as_str()).iter().peekable();
+        if values.peek().is_none() {
+            // Absent differs from present-but-empty.
+            primary.push(0xff);
+        }
+        for v in values {
+            push(&mut primary, v.as_bytes());
+        }
+    }
+    CacheKey::new(primary, "")
+}
+
+fn push(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    out.extend_from_slice(part);
+}
+
+/// The query as it enters the key: parameters sorted so their order does not split the cache,
+/// filtered to the kept names when the rule lists them.
+pub fn normalised_query(query: Option<&str>, mode: &QueryKey) -> String {
+    let Some(q) = query else {
+        return String::new();
+    };
+    let keep = |pair: &&str| {
+        let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+        match mode {
+            QueryKey::All => true,
+            QueryKey::Ignore => false,
+            QueryKey::Keep(names) => names.iter().any(|k| k == name),
+        }
+    };
+    if *mode == QueryKey::Ignore {
+        return String::new();
+    }
+    let mut pairs: Vec<&str> = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(keep)
+        .collect();
+    pairs.sort_unstable();
+    pairs.join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::cache::key::CacheHashKey;
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
+        for (k, v) in headers {
+            r.insert_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn key(host: &str, uri: &str, spec: &CacheKeySpec) -> [u8; 16] {
+        cache_key("http", host, &req(uri, &[]), spec).primary_bin()
+    }
+
+    #[test]
+    fn host_and_path_are_separate_components() {
+        let s = CacheKeySpec::default();
+        assert_ne!(key("a.com", "/b/c", &s), key("a.com/b", "/c", &s));
+        assert_ne!(key("a.com", "/x", &s), key("b.com", "/x", &s));
+        assert_ne!(
+            cache_key("http", "a.com", &req("/x", &[]), &s).primary_bin(),
+            cache_key("https", "a.com", &req("/x", &[]), &s).primary_bin()
+        );
+    }
+
+    #[test]
+    fn query_modes() {
+        let all = CacheKeySpec::default();
+        assert_eq!(key("h", "/p?b=2&a=1", &all), key("h", "/p?a=1&b=2", &all));
+        assert_ne!(key("h", "/p?a=1", &all), key("h", "/p?a=2", &all));
+        assert_ne!(key("h", "/p?a=1", &all), key("h", "/p", &all));
+        let ignore = CacheKeySpec {
+            query: QueryKey::Ignore,
+            headers: vec![],
+        };
+        assert_eq!(key("h", "/p?a=1", &ignore), key("h", "/p", &ignore));
+        let keep = CacheKeySpec {
+            query: QueryKey::Keep(vec!["v".into()]),
+            headers: vec![],
+        };
+        assert_eq!(key("h", "/p?v=1&utm=x", &keep), key("h", "/p?v=1", &keep));
+        assert_ne!(key("h", "/p?v=1", &keep), key("h", "/p?v=2", &keep));
+    }
+
+    #[test]
+    fn keyed_headers_split_the_cache() {
+        let spec = CacheKeySpec {
+            query: QueryKey::All,
+            headers: vec!["x-device".into()],
+        };
+        let k = |h: &[(&str, &str)]| cache_key("http", "h", &req("/p", h), &spec).primary_bin();
+        assert_ne!(k(&[("x-device", "mobile")]), k(&[("x-device", "desktop")]));
+        assert_ne!(k(&[("x-device", "")]), k(&[]));
+        assert_eq!(k(&[("x-device", "mobile")]), k(&[("x-device", "mobile")]));
+    }
+}

@@ -1,0 +1,255 @@
+//! The memory tier: whole objects in a TinyUFO (TinyLFU admission, S3-FIFO eviction) bounded in
+//! bytes.
+//!
+//! TinyUFO weighs entries with a `u16`, so weights are KiB (rounded up): the bound is exact to
+//! within 1 KiB per object, and the largest object is 64 MiB (config validation enforces it).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tinyufo::TinyUfo;
+
+use super::{Hash, StoredObject};
+
+const WEIGHT_UNIT: u64 = 1024;
+
+/// Counters the metrics endpoint reads.
+#[derive(Debug, Default)]
+pub struct TierStats {
+    /// Bytes held (bodies and meta).
+    pub bytes: AtomicU64,
+    /// Objects held.
+    pub objects: AtomicU64,
+    /// Objects dropped to make room.
+    pub evictions: AtomicU64,
+    /// Objects the admission policy declined.
+    pub rejections: AtomicU64,
+}
+
+/// The bounded in-memory object store.
+pub struct MemoryTier {
+    objects: TinyUfo<Hash, Arc<StoredObject>>,
+    /// primary -> stored variants, so a URL can be invalidated with all its variants.
+    variants: Mutex<HashMap<Hash, Vec<Hash>>>,
+    /// Serializes writers so the byte and object counts follow the map exactly.
+    write: Mutex<()>,
+    max_object_size: u64,
+    stats: TierStats,
+}
+
+impl MemoryTier {
+    /// A tier holding at most `max_size` bytes, objects up to `max_object_size` each.
+    pub fn new(max_size: u64, max_object_size: u64) -> Self {
+        let units = (max_size / WEIGHT_UNIT).max(1) as usize;
+        // TinyLFU's estimator is sized for the number of objects expected; assume ~8 KiB each.
+        let estimated = (max_size / 8192).clamp(1024, 16 << 20) as usize;
+        MemoryTier {
+            objects: TinyUfo::new(units, estimated),
+            variants: Mutex::new(HashMap::new()),
+            write: Mutex::new(()),
+            max_object_size,
+            stats: TierStats::default(),
+        }
+    }
+
+    /// Largest object the tier takes.
+    pub fn max_object_size(&self) -> u64 {
+        self.max_object_size
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &TierStats {
+        &self.stats
+    }
+
+    /// The object stored under `combined`, if any.
+    pub fn get(&self, combined: &Hash) -> Option<Arc<StoredObject>> {
+        // TinyUFO keeps only a 64-bit hash of the key, so check the full key.
+        self.objects
+            .get(combined)
+            .filter(|o| &o.combined == combined)
+    }
+
+    /// Offers an object to the tier. Returns whether it is now stored: the admission policy may
+    /// prefer what is already there when the tier is full.
+    pub fn put(&self, object: Arc<StoredObject>) -> bool {
+        let size = object.weight_bytes();
+        if size > self.max_object_size {
+            return false;
+        }
+        let weight = size.div_ceil(WEIGHT_UNIT).clamp(1, u16::MAX as u64) as u16;
+        let _w = self.write.lock();
+        self.remove_locked(&object.combined);
+        let evicted = self.objects.put(object.combined, object.clone(), weight);
+        let mut admitted = true;
+        for kv in evicted {
+            if Arc::ptr_eq(&kv.data, &object) {
+                admitted = false;
+                self.stats.rejections.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.forget(&kv.data);
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if admitted {
+            self.stats.bytes.fetch_add(size, Ordering::Relaxed);
+            self.stats.objects.fetch_add(1, Ordering::Relaxed);
+            let mut variants = self.variants.lock();
+            let list = variants.entry(object.primary).or_default();
+            if !list.contains(&object.combined) {
+                list.push(object.combined);
+            }
+        }
+        admitted
+    }
+
+    /// Replaces the meta of a stored object (after a 304), keeping its body.
+    pub fn update_meta(&self, combined: &Hash, meta: (Vec<u8>, Vec<u8>)) -> bool {
+        let Some(old) = self.get(combined) else {
+            return false;
+        };
+        self.put(Arc::new(StoredObject {
+            combined: old.combined,
+            primary: old.primary,
+            meta,
+            body: old.body.clone(),
+        }))
+    }
+
+    /// Removes one object. Returns whether it was there.
+    pub fn remove(&self, combined: &Hash) -> bool {
+        let _w = self.write.lock();
+        self.remove_locked(combined)
+    }
+
+    /// Removes every variant stored for a primary key. Returns how many.
+    pub fn remove_primary(&self, primary: &Hash) -> usize {
+        let _w = self.write.lock();
+        let list = self.variants.lock().remove(primary).unwrap_or_default();
+        let mut n = 0;
+        for combined in list.iter().chain(std::iter::once(primary)) {
+            if self.remove_locked(combined) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn remove_locked(&self, combined: &Hash) -> bool {
+        match self
+            .objects
+            .get(combined)
+            .filter(|o| &o.combined == combined)
+        {
+            Some(old) => {
+                self.objects.remove(combined);
+                self.forget(&old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&self, old: &StoredObject) {
+        self.stats
+            .bytes
+            .fetch_sub(old.weight_bytes(), Ordering::Relaxed);
+        self.stats.objects.fetch_sub(1, Ordering::Relaxed);
+        let mut variants = self.variants.lock();
+        if let Some(list) = variants.get_mut(&old.primary) {
+            list.retain(|c| c != &old.combined);
+            if list.is_empty() {
+                variants.remove(&old.primary);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn obj(n: u8, variant: u8, size: usize) -> Arc<StoredObject> {
+        Arc::new(StoredObject {
+            combined: [
+                n ^ variant.wrapping_mul(31),
+                variant,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                n,
+            ],
+            primary: [n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n],
+            meta: (vec![0; 8], vec![0; 8]),
+            body: Bytes::from(vec![n; size]),
+        })
+    }
+
+    #[test]
+    fn stores_and_finds() {
+        let t = MemoryTier::new(1 << 20, 64 << 10);
+        let o = obj(1, 0, 1000);
+        assert!(t.put(o.clone()));
+        assert_eq!(t.get(&o.combined).unwrap().body.len(), 1000);
+        assert_eq!(t.stats().objects.load(Ordering::Relaxed), 1);
+        assert!(t.remove(&o.combined));
+        assert!(t.get(&o.combined).is_none());
+        assert_eq!(t.stats().bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn refuses_objects_over_the_limit() {
+        let t = MemoryTier::new(1 << 20, 4096);
+        assert!(!t.put(obj(1, 0, 5000)));
+        assert_eq!(t.stats().objects.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn stays_within_its_bound() {
+        let t = MemoryTier::new(1 << 20, 64 << 10);
+        for n in 0..=255u8 {
+            for v in 0..4u8 {
+                t.put(obj(n, v, 16 << 10));
+            }
+        }
+        let bytes = t.stats().bytes.load(Ordering::Relaxed);
+        assert!(bytes <= 1 << 20, "{bytes} bytes held, bound is 1 MiB");
+        assert!(t.stats().evictions.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn removes_every_variant_of_a_url() {
+        let t = MemoryTier::new(1 << 20, 64 << 10);
+        let a = obj(7, 1, 100);
+        let b = obj(7, 2, 100);
+        assert!(t.put(a.clone()) && t.put(b.clone()));
+        assert_eq!(t.remove_primary(&a.primary), 2);
+        assert!(t.get(&a.combined).is_none() && t.get(&b.combined).is_none());
+        assert_eq!(t.stats().objects.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn update_meta_keeps_the_body() {
+        let t = MemoryTier::new(1 << 20, 64 << 10);
+        let o = obj(3, 0, 100);
+        t.put(o.clone());
+        assert!(t.update_meta(&o.combined, (vec![1], vec![2])));
+        let got = t.get(&o.combined).unwrap();
+        assert_eq!(got.meta, (vec![1], vec![2]));
+        assert_eq!(got.body, o.body);
+        assert_eq!(t.stats().objects.load(Ordering::Relaxed), 1);
+    }
+}

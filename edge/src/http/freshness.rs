@@ -1,0 +1,209 @@
+//! May a response be stored, and how long is it fresh? RFC 9111 §3 and §4.2, with the targeted
+//! fields of RFC 9213 (`CDN-Cache-Control`) and `Surrogate-Control` taking precedence over
+//! `Cache-Control`, and the rule's overrides.
+
+use std::time::{Duration, SystemTime};
+
+use edge_config::edge::Rule;
+use http::header::{HeaderName, AGE, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY};
+use httpdate::HttpDate;
+use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
+use pingora::http::ResponseHeader;
+
+/// `CDN-Cache-Control` (RFC 9213).
+pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+/// `Surrogate-Control` (Edge Architecture Specification).
+pub const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+
+/// Heuristic freshness is this share of the time since `Last-Modified` (RFC 9111 §4.2.2)…
+const HEURISTIC_FRACTION: u32 = 10;
+/// …capped here, so an old file still revalidates daily.
+const HEURISTIC_CAP: Duration = Duration::from_secs(86_400);
+
+/// What the cache stores about a response's freshness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// When the response was generated, by our clock: receipt time less its `Age`.
+    pub created: SystemTime,
+    /// Until when it is fresh.
+    pub fresh_until: SystemTime,
+    /// stale-while-revalidate window, seconds.
+    pub stale_while_revalidate: u32,
+    /// stale-if-error window, seconds.
+    pub stale_if_error: u32,
+}
+
+/// Why a response is not stored. The text appears in `Cache-Status` `detail` and metrics.
+pub type NotStored = &'static str;
+
+/// Decides whether `resp` may be stored, for a request that did (`authorization`) or did not
+/// carry `Authorization`, under `rule` (if one matched), at `now`.
+pub fn decide(
+    resp: &ResponseHeader,
+    authorization: bool,
+    rule: Option<&Rule>,
+    now: SystemTime,
+) -> Result<Freshness, NotStored> {
+    let status = resp.status.as_u16();
+    // 206 and 304 are never stored as such (Pingora fetches whole bodies); 5xx never.
+    if !(200..500).contains(&status) || status == 206 || status == 304 {
+        return Err("status");
+    }
+    let control = controlling_cache_control(resp);
+    let control = control.as_ref();
+    if control.is_some_and(CacheControl::no_store) {
+        return Err("no-store");
+    }
+    if control.is_some_and(CacheControl::private) {
+        return Err("private");
+    }
+    if resp.headers.get_all(VARY).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|f| f.trim() == "*"))
+    }) {
+        return Err("vary-star");
+    }
+    // RFC 9111 §3.5: only public, s-maxage or must-revalidate make these shareable.
+    if authorization && !control.is_some_and(|c| c.allow_caching_authorized_req()) {
+        return Err("authorization");
+    }
+    if resp.headers.contains_key(SET_COOKIE)
+        && !rule.is_some_and(|r| r.allow_set_cookie)
+        && !cookie_stripped_by_directive(control)
+    {
+        return Err("set-cookie");
+    }
+
+    // Rule TTLs apply to the statuses a CDN caches by default, never to 404s and other errors:
+    // an asset rule with `ttl: 365d` must not pin a missing file for a year.
+    let rule_applies = matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 410);
+    let heuristic_status = rule_applies || matches!(status, 404 | 405 | 414);
+    let lifetime = rule
+        .and_then(|r| r.ttl)
+        .filter(|_| rule_applies)
+        .or_else(|| explicit_lifetime(control, resp, now))
+        .or_else(|| rule.and_then(|r| r.default_ttl).filter(|_| rule_applies))
+        .or_else(|| {
+            (heuristic_status || control.is_some_and(CacheControl::public))
+                .then(|| heuristic_lifetime(resp, now))
+                .flatten()
+        })
+        .ok_or("no-freshness")?;
+    let validators = resp.headers.contains_key(ETAG) || resp.headers.contains_key(LAST_MODIFIED);
+    if lifetime.is_zero() && !validators {
+        // Stale on arrival and no way to revalidate: storing it saves nothing.
+        return Err("no-freshness");
+    }
+
+    let age = age(resp);
+    let created = now.checked_sub(age).unwrap_or(now);
+    let fresh_until = if lifetime.is_zero() {
+        // Strictly before now, so the first reuse revalidates.
+        created
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(created)
+    } else {
+        created.checked_add(lifetime).unwrap_or(created)
+    };
+    let (swr, sie) = stale_windows(control, rule);
+    Ok(Freshness {
+        created,
+        fresh_until,
+        stale_while_revalidate: swr,
+        stale_if_error: sie,
+    })
+}
+
+/// `CDN-Cache-Control`, else `Surrogate-Control`, else `Cache-Control`: a targeted field, when
+/// present, replaces `Cache-Control` for this cache (RFC 9213 §2.1).
+pub fn controlling_cache_control(resp: &ResponseHeader) -> Option<CacheControl> {
+    CacheControl::from_resp_headers_named(CDN_CACHE_CONTROL.as_str(), resp)
+        .or_else(|| CacheControl::from_resp_headers_named(SURROGATE_CONTROL.as_str(), resp))
+        .or_else(|| CacheControl::from_resp_headers(resp))
+}
+
+/// Headers the stored copy must not keep: `Age` (recomputed on every hit) and the fields meant
+/// for this cache only; plus any field that `private="…"` or `no-cache="…"` names.
+pub fn prepare_for_store(resp: &mut ResponseHeader) {
+    if let Some(cc) = CacheControl::from_resp_headers(resp) {
+        cc.strip_private_headers(resp);
+    }
+    resp.remove_header(&AGE);
+    resp.remove_header(&CDN_CACHE_CONTROL);
+    resp.remove_header(&SURROGATE_CONTROL);
+}
+
+fn cookie_stripped_by_directive(control: Option<&CacheControl>) -> bool {
+    let names = |it: Option<pingora::cache::cache_control::ListValueIter<'_>>| {
+        it.is_some_and(|mut it| it.any(|n| n.eq_ignore_ascii_case(b"set-cookie")))
+    };
+    control.is_some_and(|c| names(c.private_field_names()) || names(c.no_cache_field_names()))
+}
+
+fn explicit_lifetime(
+    control: Option<&CacheControl>,
+    resp: &ResponseHeader,
+    now: SystemTime,
+) -> Option<Duration> {
+    if let Some(d) = control.and_then(|c| c.fresh_duration()) {
+        return Some(d);
+    }
+    let mut expires = resp.headers.get_all(EXPIRES).iter();
+    let first = expires.next()?;
+    // An invalid or repeated Expires means "already expired" (RFC 9111 §5.3).
+    if expires.next().is_some() {
+        return Some(Duration::ZERO);
+    }
+    let Some(expires) = http_date(first) else {
+        return Some(Duration::ZERO);
+    };
+    // Freshness is Expires - Date; without a valid Date, the time we received it (§4.2.1).
+    let date = resp.headers.get(DATE).and_then(http_date).unwrap_or(now);
+    Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+fn heuristic_lifetime(resp: &ResponseHeader, now: SystemTime) -> Option<Duration> {
+    let modified = resp.headers.get(LAST_MODIFIED).and_then(http_date)?;
+    let date = resp.headers.get(DATE).and_then(http_date).unwrap_or(now);
+    let since = date.duration_since(modified).ok()?;
+    Some((since / HEURISTIC_FRACTION).min(HEURISTIC_CAP))
+}
+
+/// The origin's `Age`. The apparent age from `Date` is not used: an origin with a fast clock
+/// would expire everything early, and Varnish makes the same choice.
+fn age(resp: &ResponseHeader) -> Duration {
+    resp.headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs)
+}
+
+fn stale_windows(control: Option<&CacheControl>, rule: Option<&Rule>) -> (u32, u32) {
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    // must-revalidate, proxy-revalidate and s-maxage forbid stale (InterpretCacheControl says
+    // Some(0)); so does no-cache, which asks for validation on every reuse.
+    if control.is_some_and(CacheControl::no_cache) {
+        return (0, 0);
+    }
+    let swr = control
+        .and_then(|c| c.serve_stale_while_revalidate_duration())
+        .or_else(|| rule.and_then(|r| r.stale_while_revalidate))
+        .map_or(0, secs);
+    let sie = control
+        .and_then(|c| c.serve_stale_if_error_duration())
+        .or_else(|| rule.and_then(|r| r.stale_if_error))
+        .map_or(0, secs);
+    (swr, sie)
+}
+
+fn http_date(v: &http::HeaderValue) -> Option<SystemTime> {
+    v.to_str()
+        .ok()?
+        .parse::<HttpDate>()
+        .ok()
+        .map(SystemTime::from)
+}
+
+#[cfg(test)]
+mod tests;

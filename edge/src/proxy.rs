@@ -1,0 +1,580 @@
+//! The `ProxyHttp` service: routing by Host, rules, caching through Pingora's HTTP cache with the
+//! project's storage, `Cache-Status`, metrics and the access log.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use edge_config::edge::{CacheKeySpec, Rule};
+use http::header::{AUTHORIZATION, HOST, VARY};
+use http::Method;
+use pingora::cache::key::CacheHashKey;
+use pingora::cache::lock::CacheKeyLockImpl;
+use pingora::cache::predictor::Predictor;
+use pingora::cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable,
+    VarianceBuilder,
+};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::cache::key::cache_key;
+use crate::cache::tiered::TieredStorage;
+use crate::cache::Hash;
+use crate::http::cache_status::CacheStatus;
+use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::metrics::Metrics;
+use crate::origin::OriginPool;
+use crate::router::{normalize_host, select_rule, Router};
+
+/// Header naming the cache in RFC 9211.
+const CACHE_STATUS: &str = "cache-status";
+
+/// What the proxy needs for every request. Built once at start-up.
+pub struct EdgeState {
+    /// Cache name in `Cache-Status`.
+    pub node_id: String,
+    /// Host -> site.
+    pub router: Router,
+    /// Sites, indexed as the router returns them.
+    pub sites: Vec<edge_config::edge::Site>,
+    /// Origin pool of each site, same indexes.
+    pub site_origins: Vec<Arc<OriginPool>>,
+    /// Cache storage.
+    pub storage: &'static TieredStorage,
+    /// Coalesces concurrent misses for one key into one origin fetch.
+    pub cache_lock: &'static CacheKeyLockImpl,
+    /// Remembers keys that turned out uncacheable, so their requests skip the cache lock.
+    pub predictor: &'static Predictor<16>,
+    /// How long a coalesced reader waits for the fetch it follows.
+    pub lock_timeout: Duration,
+    /// Metric families.
+    pub metrics: Arc<Metrics>,
+    /// Whether to write an access-log line per request.
+    pub access_log: bool,
+}
+
+/// The proxy.
+pub struct EdgeProxy {
+    state: Arc<EdgeState>,
+}
+
+impl EdgeProxy {
+    /// A proxy over `state`.
+    pub fn new(state: Arc<EdgeState>) -> Self {
+        EdgeProxy { state }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    start: Instant,
+    host: String,
+    site: Option<usize>,
+    rule: Option<usize>,
+    /// Set when the cache is not used at all: `bypass` (a rule) or `method`.
+    fwd: Option<&'static str>,
+    /// An unsafe method: a success invalidates the URL's stored responses.
+    invalidates: bool,
+    primary: Option<Hash>,
+    hit_detail: Option<&'static str>,
+    origin_start: Option<Instant>,
+    origin_time: Option<Duration>,
+    origin_status: Option<u16>,
+    status: Option<CacheStatus>,
+}
+
+impl RequestCtx {
+    fn rule<'a>(&self, state: &'a EdgeState) -> Option<&'a Rule> {
+        Some(&state.sites[self.site?].rules[self.rule?])
+    }
+}
+
+/// Reasons that say nothing about the URL, only about this request or a passing fault: the
+/// predictor must not remember them, or one bad response would bypass the cache for a while.
+fn transient_reason(reason: &'static str) -> bool {
+    matches!(reason, "authorization" | "status")
+}
+
+/// The predictor's skip test, as Pingora wants it (a plain fn).
+pub fn skip_prediction(reason: &'static str) -> bool {
+    transient_reason(reason)
+}
+
+fn is_cacheable_method(m: &Method) -> bool {
+    m == Method::GET || m == Method::HEAD
+}
+
+fn is_unsafe_method(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    )
+}
+
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    // HTTP/2 carries it in :authority (the URI); HTTP/1.1 in Host. Both present and different is
+    // ambiguous, and ambiguity is how caches get poisoned: refuse it.
+    let header = req.headers.get(HOST).and_then(|v| v.to_str().ok());
+    let uri = req.uri.authority().map(|a| a.as_str());
+    match (uri, header) {
+        (Some(u), Some(h)) if !u.eq_ignore_ascii_case(h) => None,
+        (Some(u), _) => Some(u),
+        (None, h) => h,
+    }
+}
+
+impl EdgeProxy {
+    fn key_spec<'a>(&'a self, ctx: &RequestCtx) -> &'a CacheKeySpec {
+        static DEFAULT: std::sync::OnceLock<CacheKeySpec> = std::sync::OnceLock::new();
+        ctx.rule(&self.state)
+            .map(|r| &r.cache_key)
+            .unwrap_or_else(|| DEFAULT.get_or_init(CacheKeySpec::default))
+    }
+
+    /// Answers locally (unknown or invalid host), with `Cache-Status` like every response.
+    async fn respond_local(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        status: u16,
+        detail: &'static str,
+        body: String,
+    ) -> Result<bool> {
+        let cs = CacheStatus {
+            fwd: Some("bypass"),
+            detail: Some(detail),
+            ..Default::default()
+        };
+        let mut resp = ResponseHeader::build(status, Some(4))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        resp.insert_header(CACHE_STATUS, cs.render(&self.state.node_id))?;
+        ctx.status = Some(cs);
+        session.set_keepalive(None);
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+        Ok(true)
+    }
+
+    /// `Cache-Status` for a response that went through the proxy, from Pingora's cache phase.
+    fn cache_status(&self, session: &Session, ctx: &RequestCtx) -> CacheStatus {
+        let mut cs = CacheStatus::default();
+        if let Some(fwd) = ctx.fwd {
+            cs.fwd = Some(fwd);
+            return cs;
+        }
+        let remaining = |meta: &CacheMeta| {
+            let now = SystemTime::now();
+            match meta.fresh_until().duration_since(now) {
+                Ok(d) => d.as_secs() as i64,
+                Err(e) => -(e.duration().as_secs() as i64),
+            }
+        };
+        let cache = &session.cache;
+        match cache.phase() {
+            CachePhase::Hit => {
+                cs.hit = true;
+                cs.ttl = cache.maybe_cache_meta().map(remaining);
+                cs.detail = ctx.hit_detail;
+            }
+            CachePhase::StaleUpdating => {
+                cs.hit = true;
+                cs.ttl = cache.maybe_cache_meta().map(remaining);
+                cs.detail = Some("stale-while-revalidate");
+            }
+            CachePhase::Stale => {
+                cs.fwd = Some("stale");
+                cs.fwd_status = ctx.origin_status;
+                cs.detail = Some("stale-if-error");
+            }
+            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
+                cs.fwd = Some("stale");
+                cs.fwd_status = Some(304);
+                cs.ttl = cache.maybe_cache_meta().map(remaining);
+            }
+            CachePhase::Expired => {
+                cs.fwd = Some("stale");
+                cs.fwd_status = ctx.origin_status;
+                cs.stored = cache.enabled();
+            }
+            CachePhase::Miss => {
+                cs.fwd = Some("miss");
+                cs.stored = cache.enabled();
+            }
+            CachePhase::Disabled(reason) => {
+                cs.fwd = Some("miss");
+                cs.detail = Some(match reason {
+                    NoCacheReason::Custom(r) => r,
+                    NoCacheReason::ResponseTooLarge | NoCacheReason::PredictedResponseTooLarge => {
+                        "too-large"
+                    }
+                    other => other.as_str(),
+                });
+            }
+            CachePhase::Bypass => {
+                cs.fwd = Some("miss");
+                cs.detail = Some("predicted-uncacheable");
+            }
+            _ => cs.fwd = Some("miss"),
+        }
+        cs
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            host: String::new(),
+            site: None,
+            rule: None,
+            fwd: None,
+            invalidates: false,
+            primary: None,
+            hit_detail: None,
+            origin_start: None,
+            origin_time: None,
+            origin_status: None,
+            status: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        let Some(host) = request_host(req).and_then(normalize_host) else {
+            return self
+                .respond_local(
+                    session,
+                    ctx,
+                    400,
+                    "invalid-host",
+                    "invalid or missing Host header\n".into(),
+                )
+                .await;
+        };
+        let Some(site) = self.state.router.route(&host) else {
+            let body = format!("no site is configured for host \"{host}\" on this CDN node\n");
+            ctx.host = host;
+            return self
+                .respond_local(session, ctx, 404, "unknown-host", body)
+                .await;
+        };
+        let method = req.method.clone();
+        let rule = select_rule(
+            &self.state.sites[site].rules,
+            method.as_str(),
+            req.uri.path(),
+        );
+        ctx.rule = rule.map(|(i, _)| i);
+        if !is_cacheable_method(&method) {
+            ctx.fwd = Some("method");
+            ctx.invalidates = is_unsafe_method(&method);
+        } else if rule.is_some_and(|(_, r)| !r.cache) {
+            ctx.fwd = Some("bypass");
+        }
+        ctx.site = Some(site);
+        ctx.host = host;
+        Ok(false)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if ctx.fwd.is_some() && !ctx.invalidates {
+            return Ok(());
+        }
+        if ctx.invalidates {
+            // Not cached, but the key of the URL is needed to invalidate it on success.
+            let key = cache_key("http", &ctx.host, session.req_header(), self.key_spec(ctx));
+            ctx.primary = Some(key.primary_bin());
+            return Ok(());
+        }
+        let s = &self.state;
+        session.cache.enable(
+            s.storage,
+            None,
+            Some(s.predictor),
+            Some(s.cache_lock),
+            Some({
+                let mut o = CacheOptionOverrides::default();
+                o.wait_timeout = Some(s.lock_timeout);
+                o
+            }),
+        );
+        session
+            .cache
+            .set_max_file_size_bytes(s.storage.max_object_size() as usize);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let key = cache_key("http", &ctx.host, session.req_header(), self.key_spec(ctx));
+        ctx.primary = Some(key.primary_bin());
+        Ok(key)
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        _meta: &CacheMeta,
+        hit_handler: &mut pingora::cache::storage::HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<pingora::cache::ForcedFreshness>> {
+        ctx.hit_detail = Some(crate::cache::tiered::hit_source(hit_handler));
+        Ok(None)
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<pingora::cache::key::HashBinary> {
+        let mut names: Vec<String> = Vec::new();
+        for v in meta.headers().get_all(VARY) {
+            let Ok(v) = v.to_str() else { continue };
+            names.extend(
+                v.split(',')
+                    .map(|n| n.trim().to_ascii_lowercase())
+                    .filter(|n| !n.is_empty()),
+            );
+        }
+        if names.is_empty() {
+            return None;
+        }
+        names.sort();
+        names.dedup();
+        let mut builder = VarianceBuilder::new();
+        for name in names {
+            let mut value = Vec::new();
+            for (i, v) in req.headers.get_all(name.as_str()).iter().enumerate() {
+                if i > 0 {
+                    value.push(b',');
+                }
+                value.extend_from_slice(v.as_bytes());
+            }
+            builder.add_owned_name_value(name, value);
+        }
+        builder.finalize()
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        let authorization = session.req_header().headers.contains_key(AUTHORIZATION);
+        let rule = ctx.rule(&self.state);
+        Ok(
+            match freshness::decide(resp, authorization, rule, SystemTime::now()) {
+                Ok(f) => {
+                    let mut header = resp.clone();
+                    freshness::prepare_for_store(&mut header);
+                    RespCacheable::Cacheable(CacheMeta::new(
+                        f.fresh_until,
+                        f.created,
+                        f.stale_while_revalidate,
+                        f.stale_if_error,
+                        header,
+                    ))
+                }
+                Err(reason) => RespCacheable::Uncacheable(NoCacheReason::Custom(reason)),
+            },
+        )
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let site = ctx
+            .site
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no site chosen"))?;
+        let key = ctx.primary.unwrap_or_default();
+        let peer = self.state.site_origins[site].peer(&key).ok_or_else(|| {
+            Error::explain(
+                ErrorType::ConnectNoRoute,
+                "every server of the origin pool is down",
+            )
+        })?;
+        ctx.origin_start = Some(Instant::now());
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = addr.ip().to_string();
+            let xff = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            upstream.insert_header("x-forwarded-for", xff)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        ctx.origin_status = Some(status);
+        if let Some(start) = ctx.origin_start {
+            let t = start.elapsed();
+            ctx.origin_time = Some(t);
+            self.state.metrics.origin_duration.observe(t.as_secs_f64());
+        }
+        let class = match status {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.state
+            .metrics
+            .origin_requests
+            .with_label_values(&[class])
+            .inc();
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let cs = self.cache_status(session, ctx);
+        resp.insert_header(CACHE_STATUS, cs.render(&self.state.node_id))?;
+        // Fields addressed to this cache are not for clients (RFC 9213 §2.1).
+        resp.remove_header(&CDN_CACHE_CONTROL);
+        resp.remove_header(&SURROGATE_CONTROL);
+        if ctx.invalidates && (200..400).contains(&resp.status.as_u16()) {
+            if let Some(primary) = ctx.primary {
+                let n = self.state.storage.invalidate_primary(&primary);
+                self.state.metrics.invalidations.inc_by(n as u64);
+            }
+        }
+        ctx.status = Some(cs);
+        Ok(())
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        // During revalidation (no error) the stored windows decide; Pingora checks them.
+        // On an error, only origin-side failures: a broken client must not be fed stale data.
+        error.is_none_or(|e| e.esource() == &ErrorSource::Upstream)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if e.esource() == &ErrorSource::Upstream {
+            self.state
+                .metrics
+                .origin_requests
+                .with_label_values(&["error"])
+                .inc();
+        }
+        let cs = CacheStatus {
+            fwd: Some(ctx.fwd.unwrap_or("miss")),
+            detail: Some(match e.esource() {
+                ErrorSource::Upstream => "origin-error",
+                ErrorSource::Downstream => "client-error",
+                _ => "internal-error",
+            }),
+            ..Default::default()
+        };
+        if code > 0 && session.response_written().is_none() {
+            let body = Bytes::from(format!(
+                "{code} {}\n",
+                http::StatusCode::from_u16(code).map_or("", |s| s.canonical_reason().unwrap_or(""))
+            ));
+            if let Ok(mut resp) = ResponseHeader::build(code, Some(4)) {
+                let _ = resp.insert_header(http::header::CONTENT_TYPE, "text/plain");
+                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+                let _ = resp.insert_header(CACHE_STATUS, cs.render(&self.state.node_id));
+                if session
+                    .write_response_header(Box::new(resp), false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = session.write_response_body(Some(body), true).await;
+                }
+            }
+        }
+        ctx.status = Some(cs);
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let label = ctx.status.as_ref().map_or("error", CacheStatus::label);
+        let bytes = session.body_bytes_sent() as u64;
+        let elapsed = ctx.start.elapsed();
+        let m = &self.state.metrics;
+        m.requests.with_label_values(&[label]).inc();
+        m.bytes.with_label_values(&[label]).inc_by(bytes);
+        m.duration
+            .with_label_values(&[label])
+            .observe(elapsed.as_secs_f64());
+        if self.state.access_log {
+            let req = session.req_header();
+            tracing::info!(
+                target: "access",
+                client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+                method = %req.method,
+                host = %ctx.host,
+                path = %req.uri.path(),
+                status,
+                bytes,
+                cache = label,
+                origin_ms = ctx.origin_time.map(|t| t.as_secs_f64() * 1e3),
+                total_ms = elapsed.as_secs_f64() * 1e3,
+                error = e.map(|e| e.to_string()),
+            );
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Assembles the Pingora server: the proxy service on the public listeners, the admin service,
+//! and background services (origin health checks).
+
+use std::sync::Arc;
+
+use edge_config::edge::EdgeConfig;
+use pingora::cache::lock::CacheLock;
+use pingora::cache::predictor::Predictor;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::cache::memory::MemoryTier;
+use crate::cache::tiered::TieredStorage;
+use crate::metrics::Metrics;
+use crate::origin::OriginPool;
+use crate::proxy::{skip_prediction, EdgeProxy, EdgeState};
+use crate::router::Router;
+
+/// Why a node could not be built from a valid configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An origin's servers could not be resolved.
+    #[error("origin `{name}`: {source}")]
+    Origin {
+        /// Origin name.
+        name: String,
+        /// Resolution error.
+        source: std::io::Error,
+    },
+    /// A TLS listener's certificate or key could not be loaded.
+    #[error("listener {addr}: TLS: {message}")]
+    Tls {
+        /// Listener address.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Builds a ready-to-run server for `config`. Call once per process: the storage, cache lock and
+/// predictor live for the whole process (Pingora's cache wants them `'static`).
+pub fn build(config: &EdgeConfig) -> Result<Server, BuildError> {
+    if config.cache.disk.is_some() {
+        tracing::warn!(
+            "cache.disk is configured but the disk tier is not built yet; caching in memory only"
+        );
+    }
+    let conf = ServerConf {
+        threads: config.runtime.threads,
+        grace_period_seconds: Some(config.runtime.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.runtime.shutdown_timeout.as_secs()),
+        // Per node, so several nodes can share a machine (tests, the local demo).
+        pid_file: std::env::temp_dir()
+            .join(format!("edge-{}.pid", config.node_id))
+            .to_string_lossy()
+            .into_owned(),
+        upgrade_sock: std::env::temp_dir()
+            .join(format!("edge-{}-upgrade.sock", config.node_id))
+            .to_string_lossy()
+            .into_owned(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let memory = MemoryTier::new(
+        config.cache.memory.max_size,
+        config.cache.memory.max_object_size,
+    );
+    let storage: &'static TieredStorage = Box::leak(Box::new(TieredStorage::new(memory)));
+    let cache_lock = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
+    let predictor: &'static Predictor<16> =
+        Box::leak(Box::new(Predictor::new(1024, Some(skip_prediction))));
+
+    let mut pools = std::collections::BTreeMap::new();
+    for (name, origin) in &config.origins {
+        let (pool, health) =
+            OriginPool::build(name, origin).map_err(|source| BuildError::Origin {
+                name: name.clone(),
+                source,
+            })?;
+        if let Some(h) = health {
+            server.add_boxed_service(h);
+        }
+        pools.insert(name.clone(), pool);
+    }
+    let site_origins = config
+        .sites
+        .iter()
+        .filter_map(|s| pools.get(&s.origin).cloned())
+        .collect();
+
+    let metrics = Arc::new(Metrics::register()?);
+    let state = Arc::new(EdgeState {
+        node_id: config.node_id.clone(),
+        router: Router::new(&config.sites),
+        sites: config.sites.clone(),
+        site_origins,
+        storage,
+        cache_lock,
+        predictor,
+        lock_timeout: config.cache.lock_timeout,
+        metrics: metrics.clone(),
+        access_log: config.log.access,
+    });
+
+    let mut proxy =
+        pingora::proxy::http_proxy_service(&server.configuration, EdgeProxy::new(state));
+    for l in &config.listen {
+        let addr = l.addr.to_string();
+        match &l.tls {
+            None => proxy.add_tcp(&addr),
+            Some(tls) => {
+                let err = |e: &dyn std::fmt::Display| BuildError::Tls {
+                    addr: addr.clone(),
+                    message: e.to_string(),
+                };
+                let mut settings = TlsSettings::intermediate(
+                    &tls.cert.to_string_lossy(),
+                    &tls.key.to_string_lossy(),
+                )
+                .map_err(|e| err(&e))?;
+                settings.enable_h2();
+                proxy.add_tls_with_settings(&addr, None, settings);
+            }
+        }
+    }
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp {
+            metrics,
+            storage,
+            node_id: config.node_id.clone(),
+        },
+    );
+    admin.add_tcp(&config.admin.addr.to_string());
+    server.add_service(admin);
+    Ok(server)
+}
