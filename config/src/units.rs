@@ -34,9 +34,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "GiB" => 1 << 30,
         "TB" => 1_000_000_000_000,
         "TiB" => 1 << 40,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "unknown size unit `{other}` in `{s}`; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"
-        )),
+        ))
+        }
     };
     let bytes = num * mult as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {

@@ -84,6 +84,8 @@ pub struct RequestCtx {
     origin_start: Option<Instant>,
     origin_time: Option<Duration>,
     origin_status: Option<u16>,
+    /// Header fields of a 304 from the origin, merged into the stored response.
+    not_modified: Option<http::HeaderMap>,
     status: Option<CacheStatus>,
 }
 
@@ -244,6 +246,7 @@ impl ProxyHttp for EdgeProxy {
             origin_start: None,
             origin_time: None,
             origin_status: None,
+            not_modified: None,
             status: None,
         }
     }
@@ -373,6 +376,14 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
         let authorization = session.req_header().headers.contains_key(AUTHORIZATION);
+        let merged;
+        let resp = match ctx.not_modified.take() {
+            Some(fields) => {
+                merged = freshness::merge_not_modified(resp, &fields);
+                &merged
+            }
+            None => resp,
+        };
         let rule = ctx.rule(&self.state);
         Ok(
             match freshness::decide(resp, authorization, rule, SystemTime::now()) {
@@ -440,6 +451,11 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         let status = resp.status.as_u16();
         ctx.origin_status = Some(status);
+        if status == 304 {
+            // Pingora merges only a few validators into the stored header; RFC 9111 §4.3.4
+            // wants every field the 304 carries. Kept for `response_cache_filter`.
+            ctx.not_modified = Some(resp.headers.clone());
+        }
         if let Some(start) = ctx.origin_start {
             let t = start.elapsed();
             ctx.origin_time = Some(t);

@@ -33,7 +33,7 @@ impl Router {
                 }
             }
         }
-        suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         Router {
             exact,
             suffixes,

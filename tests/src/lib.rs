@@ -1,1 +1,32 @@
+//! The integration-test harness: a programmable origin that counts what it is asked, a launcher
+//! for the real `edge` binary on ephemeral ports, and a raw HTTP/1.1 client (raw so tests can send
+//! exactly the bytes they mean, malformed ones included).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed set-up is a failed test
 
+pub mod client;
+pub mod edge;
+pub mod origin;
+
+use std::time::{Duration, Instant};
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free loopback port: bound, read and released. The tiny window before the edge binds it is
+/// the price of starting a separate process on it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

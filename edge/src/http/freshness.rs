@@ -133,6 +133,37 @@ pub fn prepare_for_store(resp: &mut ResponseHeader) {
     resp.remove_header(&SURROGATE_CONTROL);
 }
 
+/// The stored response updated with the fields of a 304 (RFC 9111 §4.3.4), except the framing
+/// fields, which describe the 304 and not the stored body.
+pub fn merge_not_modified(stored: &ResponseHeader, fields: &http::HeaderMap) -> ResponseHeader {
+    use http::header::{
+        CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, TE, TRAILER,
+        TRANSFER_ENCODING, UPGRADE,
+    };
+    let mut out = stored.clone();
+    let framing = [
+        CONNECTION,
+        CONTENT_ENCODING,
+        CONTENT_LENGTH,
+        CONTENT_RANGE,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ];
+    for name in fields.keys() {
+        if framing.contains(name) || name.as_str() == "keep-alive" {
+            continue;
+        }
+        out.remove_header(name);
+        for v in fields.get_all(name) {
+            // Names and values came from a parsed header map, so they are valid here too.
+            let _ = out.append_header(name.clone(), v.clone());
+        }
+    }
+    out
+}
+
 fn cookie_stripped_by_directive(control: Option<&CacheControl>) -> bool {
     let names = |it: Option<pingora::cache::cache_control::ListValueIter<'_>>| {
         it.is_some_and(|mut it| it.any(|n| n.eq_ignore_ascii_case(b"set-cookie")))

@@ -338,3 +338,26 @@ fn prepare_for_store_strips_edge_only_fields() {
     }
     assert!(r.headers.get("etag").is_some());
 }
+
+#[test]
+fn a_304_updates_every_field_but_framing() {
+    let stored = resp(
+        200,
+        &[
+            ("etag", "\"a\""),
+            ("x-rev", "1"),
+            ("content-length", "10"),
+            ("cache-control", "max-age=1"),
+        ],
+    );
+    let mut fields = http::HeaderMap::new();
+    fields.insert("x-rev", "2".parse().unwrap());
+    fields.insert("cache-control", "max-age=60".parse().unwrap());
+    fields.insert("content-length", "0".parse().unwrap());
+    let merged = merge_not_modified(&stored, &fields);
+    assert_eq!(merged.headers["x-rev"], "2");
+    assert_eq!(merged.headers["cache-control"], "max-age=60");
+    assert_eq!(merged.headers["content-length"], "10");
+    assert_eq!(merged.headers["etag"], "\"a\"");
+    assert_eq!(merged.status, 200);
+}

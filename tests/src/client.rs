@@ -1,0 +1,148 @@
+//! A blocking HTTP/1.1 client over a plain `TcpStream`, one request per connection.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header fields in order, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body (de-chunked).
+    pub body: Vec<u8>,
+    /// The body ended as its framing said (Content-Length reached, or the last chunk seen).
+    pub complete: bool,
+}
+
+impl Response {
+    /// First value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `Cache-Status`, or "" when absent.
+    pub fn cache_status(&self) -> &str {
+        self.header("cache-status").unwrap_or("")
+    }
+
+    /// Body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// GET `path` with `Host: host` and extra headers.
+pub fn get(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(addr, "GET", host, path, headers, b"")
+}
+
+/// Any method, with a body.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes, method == "HEAD").expect("request failed")
+}
+
+/// Sends raw bytes and parses one response. `head`: the request was HEAD (no body follows).
+pub fn raw(addr: SocketAddr, bytes: &[u8], head: bool) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(bytes)?;
+    let mut buf = Vec::new();
+    // Read to EOF, tolerating a reset after data: a truncated body is what some tests look for.
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if buf.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    parse(&buf, head).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "unparsable response: {:?}",
+            String::from_utf8_lossy(&buf)
+        ))
+    })
+}
+
+fn parse(buf: &[u8], head: bool) -> Option<Response> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head_text = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head_text.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let rest = &buf[end + 4..];
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    let (body, complete) = if head || status == 304 || status == 204 {
+        (Vec::new(), true)
+    } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(rest)
+    } else if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        (rest[..rest.len().min(len)].to_vec(), rest.len() >= len)
+    } else {
+        (rest.to_vec(), true)
+    };
+    Some(Response {
+        status,
+        headers,
+        body,
+        complete,
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return (out, false);
+        };
+        let size = std::str::from_utf8(&b[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok());
+        let Some(size) = size else {
+            return (out, false);
+        };
+        b = &b[eol + 2..];
+        if size == 0 {
+            return (out, true);
+        }
+        if b.len() < size {
+            out.extend_from_slice(b);
+            return (out, false);
+        }
+        out.extend_from_slice(&b[..size]);
+        b = b.get(size + 2..).unwrap_or(&[]);
+    }
+}

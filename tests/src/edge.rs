@@ -1,0 +1,176 @@
+//! Starts the real `edge` binary on ephemeral loopback ports and waits until it is healthy.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::{client, eventually, free_port};
+
+/// The `edge` binary cargo built beside this test (`EDGE_BIN` overrides).
+pub fn edge_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("EDGE_BIN") {
+        return PathBuf::from(p);
+    }
+    // Test executables live in target/<profile>/deps; the binaries one level up.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("edge");
+    assert!(
+        bin.exists(),
+        "no edge binary at {} (run `cargo build -p edge` or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A scratch directory under the system temp dir, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A new empty directory.
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "edge-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Sites block for a catch-all site on origin `origin` with these rules (YAML list items).
+pub fn site(rules: &str) -> String {
+    let rules = if rules.trim().is_empty() {
+        "    rules: []\n".to_string()
+    } else {
+        let indented: String = rules.lines().map(|l| format!("      {l}\n")).collect();
+        format!("    rules:\n{indented}")
+    };
+    format!("  - hosts: [\"*\"]\n    origin: origin\n{rules}")
+}
+
+/// A running edge process, killed on drop.
+pub struct Edge {
+    /// Public listener.
+    pub addr: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    /// Node id (the cache name in Cache-Status).
+    pub node_id: String,
+    child: Child,
+    scratch: Scratch,
+}
+
+impl Edge {
+    /// An edge in front of `origin` with a catch-all site and these rules.
+    pub fn start(origin: SocketAddr, rules: &str) -> Edge {
+        Self::start_with(origin, &site(rules), "")
+    }
+
+    /// An edge with a custom `sites:` block and extra top-level YAML.
+    pub fn start_with(origin: SocketAddr, sites: &str, extra: &str) -> Edge {
+        let port = free_port();
+        let admin = free_port();
+        let node_id = "edge-test".to_string();
+        let yaml = format!(
+            "node: {{ id: {node_id} }}\n\
+             listen: [{{ addr: \"127.0.0.1:{port}\" }}]\n\
+             admin: {{ addr: \"127.0.0.1:{admin}\" }}\n\
+             cache: {{ memory: {{ max_size: 64MiB, max_object_size: 4MiB }}, lock_timeout: 5s }}\n\
+             origins:\n  origin: {{ servers: [\"{origin}\"], connect_timeout: 1s, read_timeout: 5s }}\n\
+             sites:\n{sites}\
+             runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: 1s }}\n\
+             log: {{ format: text, level: warn }}\n\
+             {extra}"
+        );
+        Self::start_yaml(&yaml, port, admin, node_id)
+    }
+
+    /// Starts the binary on a full YAML text, listening on `port` with admin on `admin`.
+    pub fn start_yaml(yaml: &str, port: u16, admin: u16, node_id: String) -> Edge {
+        let scratch = Scratch::new("edge");
+        let config = scratch.0.join("edge.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let log = std::fs::File::create(scratch.0.join("edge.log")).unwrap();
+        let child = Command::new(edge_bin())
+            .arg("--config")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut edge = Edge {
+            addr: ([127, 0, 0, 1], port).into(),
+            admin: ([127, 0, 0, 1], admin).into(),
+            node_id,
+            child,
+            scratch,
+        };
+        edge.wait_healthy();
+        edge
+    }
+
+    fn wait_healthy(&mut self) {
+        let admin = self.admin;
+        let addr = self.addr;
+        eventually(
+            Duration::from_secs(30),
+            "the edge to become healthy",
+            || {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("edge exited with {status}:\n{}", self.log());
+                }
+                let healthy = client::raw(
+                    admin,
+                    b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                    false,
+                )
+                .is_ok_and(|r| r.status == 200);
+                let listening = std::net::TcpStream::connect(addr).is_ok();
+                (healthy && listening).then_some(())
+            },
+        );
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.scratch.0.join("edge.log")).unwrap_or_default()
+    }
+
+    /// `/metrics` text.
+    pub fn metrics(&self) -> String {
+        client::get(self.admin, "admin", "/metrics", &[]).text()
+    }
+
+    /// The value of one metric line (`name{labels}`), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// GET through the edge.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> client::Response {
+        client::get(self.addr, "example.com", path, headers)
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,463 @@
+//! Storing, hits, and what must never be stored.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
+
+use edge_tests::client;
+use edge_tests::edge::{site, Edge};
+use edge_tests::origin::{Origin, Reply};
+
+fn cc(v: &'static str) -> impl Fn(&edge_tests::origin::Req) -> Reply {
+    move |r| Reply::ok(format!("body of {}", r.target), &[("cache-control", v)])
+}
+
+#[test]
+fn hit_after_miss_reaches_the_origin_once() {
+    let origin = Origin::start(cc("public, max-age=60"));
+    let edge = Edge::start(origin.addr, "");
+    let a = edge.get("/a.css", &[]);
+    assert_eq!(a.status, 200);
+    assert_eq!(a.cache_status(), "edge-test; fwd=miss; stored");
+    let b = edge.get("/a.css", &[]);
+    assert_eq!(b.status, 200);
+    assert!(
+        b.cache_status().starts_with("edge-test; hit"),
+        "{}",
+        b.cache_status()
+    );
+    assert!(
+        b.cache_status().contains("detail=memory"),
+        "{}",
+        b.cache_status()
+    );
+    assert_eq!(b.body, a.body);
+    assert!(b.header("age").is_some(), "a hit carries Age");
+    assert_eq!(origin.count("/a.css"), 1);
+}
+
+#[test]
+fn age_counts_the_origins_age() {
+    let origin =
+        Origin::start(|_| Reply::ok("x", &[("cache-control", "max-age=1000"), ("age", "100")]));
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/aged", &[]);
+    let hit = edge.get("/aged", &[]);
+    let age: u64 = hit.header("age").unwrap().parse().unwrap();
+    assert!(
+        (100..110).contains(&age),
+        "Age {age} should include the origin's 100"
+    );
+    let ttl: i64 = hit
+        .cache_status()
+        .split("ttl=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ttl <= 900, "freshness left is max-age less Age: {ttl}");
+}
+
+#[test]
+fn never_stored() {
+    let origin = Origin::start(|r| {
+        let h: &[(&str, &str)] = match r.path() {
+            "/private" => &[("cache-control", "private, max-age=60")],
+            "/no-store" => &[("cache-control", "no-store, max-age=60")],
+            "/cookie" => &[
+                ("cache-control", "public, max-age=60"),
+                ("set-cookie", "session=abc"),
+            ],
+            "/vary-star" => &[("cache-control", "max-age=60"), ("vary", "*")],
+            "/error" => return Reply::status(500, "boom", &[("cache-control", "max-age=60")]),
+            _ => &[],
+        };
+        Reply::ok(format!("for {}", r.path()), h)
+    });
+    let edge = Edge::start(origin.addr, "");
+    for (path, reason) in [
+        ("/private", "private"),
+        ("/no-store", "no-store"),
+        ("/cookie", "set-cookie"),
+        ("/vary-star", "vary-star"),
+        ("/error", "status"),
+        ("/no-freshness", "no-freshness"),
+    ] {
+        for _ in 0..2 {
+            let r = edge.get(path, &[]);
+            assert!(
+                !r.cache_status().contains("hit"),
+                "{path}: {}",
+                r.cache_status()
+            );
+            assert!(
+                !r.cache_status().contains("stored"),
+                "{path}: {}",
+                r.cache_status()
+            );
+        }
+        assert_eq!(
+            origin.count(path),
+            2,
+            "{path} must reach the origin every time"
+        );
+        let last = edge.get(path, &[]);
+        assert!(
+            last.cache_status().contains(reason)
+                || last.cache_status().contains("predicted-uncacheable"),
+            "{path}: {}",
+            last.cache_status()
+        );
+    }
+}
+
+#[test]
+fn set_cookie_is_stored_only_when_a_rule_allows_it() {
+    let origin = Origin::start(|_| {
+        Reply::ok(
+            "c",
+            &[
+                ("cache-control", "max-age=60"),
+                ("set-cookie", "theme=dark"),
+            ],
+        )
+    });
+    let edge = Edge::start(
+        origin.addr,
+        "- { match: { path_prefix: /shared/ }, allow_set_cookie: true }",
+    );
+    edge.get("/shared/x", &[]);
+    let hit = edge.get("/shared/x", &[]);
+    assert!(hit.cache_status().contains("hit"));
+    assert_eq!(hit.header("set-cookie"), Some("theme=dark"));
+    edge.get("/other", &[]);
+    edge.get("/other", &[]);
+    assert_eq!(origin.count("/shared/x"), 1);
+    assert_eq!(origin.count("/other"), 2);
+}
+
+#[test]
+fn authorization_bearing_requests() {
+    let origin = Origin::start(|r| match r.path() {
+        "/public" => Reply::ok("p", &[("cache-control", "public, max-age=60")]),
+        "/s-maxage" => Reply::ok("s", &[("cache-control", "s-maxage=60")]),
+        _ => Reply::ok(
+            format!("for {:?}", r.header("authorization")),
+            &[("cache-control", "max-age=60")],
+        ),
+    });
+    let edge = Edge::start(origin.addr, "");
+    let alice = edge.get("/me", &[("authorization", "Bearer alice")]);
+    let bob = edge.get("/me", &[("authorization", "Bearer bob")]);
+    assert_ne!(
+        alice.body, bob.body,
+        "one user's answer must never reach another"
+    );
+    assert_eq!(origin.count("/me"), 2);
+    for path in ["/public", "/s-maxage"] {
+        edge.get(path, &[("authorization", "Bearer alice")]);
+        let r = edge.get(path, &[("authorization", "Bearer bob")]);
+        assert!(
+            r.cache_status().contains("hit"),
+            "{path}: {}",
+            r.cache_status()
+        );
+        assert_eq!(origin.count(path), 1);
+    }
+}
+
+#[test]
+fn rules_bypass_ttl_and_default_ttl() {
+    let origin = Origin::start(|r| match r.path() {
+        "/forced/a" => Reply::ok("a", &[("cache-control", "max-age=0")]),
+        _ => Reply::ok("b", &[]),
+    });
+    let rules = "- { match: { path_prefix: /api/ }, cache: false }\n\
+                 - { match: { path_prefix: /forced/ }, ttl: 1h }\n\
+                 - { match: { path_glob: '/static/**' }, default_ttl: 10m }";
+    let edge = Edge::start(origin.addr, rules);
+    for _ in 0..2 {
+        let r = edge.get("/api/x", &[]);
+        assert_eq!(r.cache_status(), "edge-test; fwd=bypass");
+    }
+    assert_eq!(origin.count("/api/x"), 2);
+    edge.get("/forced/a", &[]);
+    let r = edge.get("/forced/a", &[]);
+    assert!(
+        r.cache_status().contains("hit"),
+        "ttl overrides max-age=0: {}",
+        r.cache_status()
+    );
+    edge.get("/static/deep/file.txt", &[]);
+    let r = edge.get("/static/deep/file.txt", &[]);
+    assert!(
+        r.cache_status().contains("hit"),
+        "default_ttl applies: {}",
+        r.cache_status()
+    );
+    // No rule, no freshness from the origin: not stored.
+    edge.get("/plain", &[]);
+    edge.get("/plain", &[]);
+    assert_eq!(origin.count("/plain"), 2);
+}
+
+#[test]
+fn cache_key_query_modes() {
+    let origin = Origin::start(|r| Reply::ok(r.target.clone(), &[("cache-control", "max-age=60")]));
+    let rules = "- { match: { path_prefix: /ignore/ }, cache_key: { query: ignore } }\n\
+                 - { match: { path_prefix: /keep/ }, cache_key: { query: [v] } }";
+    let edge = Edge::start(origin.addr, rules);
+    edge.get("/ignore/x?a=1", &[]);
+    assert!(edge
+        .get("/ignore/x?a=2", &[])
+        .cache_status()
+        .contains("hit"));
+    edge.get("/keep/x?v=1&utm=a", &[]);
+    assert!(edge
+        .get("/keep/x?utm=b&v=1", &[])
+        .cache_status()
+        .contains("hit"));
+    assert!(!edge.get("/keep/x?v=2", &[]).cache_status().contains("hit"));
+    edge.get("/all?a=1&b=2", &[]);
+    assert!(
+        edge.get("/all?b=2&a=1", &[]).cache_status().contains("hit"),
+        "order does not split the cache"
+    );
+    assert!(!edge.get("/all?a=1&b=3", &[]).cache_status().contains("hit"));
+}
+
+#[test]
+fn unknown_host_is_refused_and_never_proxied() {
+    let origin = Origin::start(|_| Reply::ok("x", &[]));
+    let sites = "  - hosts: [\"static.example.com\", \"*.cdn.example.com\"]\n    origin: origin\n";
+    let edge = Edge::start_with(origin.addr, sites, "");
+    let r = client::get(edge.addr, "evil.example.org", "/", &[]);
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("evil.example.org"), "{}", r.text());
+    assert!(r.cache_status().contains("fwd=bypass"));
+    assert_eq!(
+        client::get(edge.addr, "img.cdn.example.com", "/", &[]).status,
+        200
+    );
+    assert_eq!(
+        client::get(edge.addr, "STATIC.example.com:8080", "/", &[]).status,
+        200
+    );
+    assert_eq!(
+        origin.requests().len(),
+        2,
+        "only the known hosts reached the origin"
+    );
+}
+
+#[test]
+fn invalid_host_gets_400() {
+    let origin = Origin::start(|_| Reply::ok("x", &[]));
+    let edge = Edge::start(origin.addr, "");
+    for host in ["a b", "a/b", "x:notaport"] {
+        let r = client::get(edge.addr, host, "/", &[]);
+        assert_eq!(r.status, 400, "{host}");
+    }
+    let r = client::raw(
+        edge.addr,
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        false,
+    )
+    .unwrap();
+    assert_eq!(r.status, 400, "missing Host");
+    assert!(origin.requests().is_empty());
+}
+
+#[test]
+fn vary_keeps_variants_apart() {
+    let origin = Origin::start(|r| {
+        let lang = r.header("accept-language").unwrap_or("none").to_string();
+        Reply::ok(
+            format!("hello in {lang}"),
+            &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+        )
+    });
+    let edge = Edge::start(origin.addr, "");
+    let en = edge.get("/v", &[("accept-language", "en")]);
+    let fr = edge.get("/v", &[("accept-language", "fr")]);
+    let en2 = edge.get("/v", &[("accept-language", "en")]);
+    let fr2 = edge.get("/v", &[("accept-language", "fr")]);
+    assert_eq!(en.text(), "hello in en");
+    assert_eq!(fr.text(), "hello in fr");
+    assert_eq!(en2.text(), "hello in en");
+    assert_eq!(fr2.text(), "hello in fr");
+    assert!(en2.cache_status().contains("hit") && fr2.cache_status().contains("hit"));
+    assert_eq!(origin.count("/v"), 2);
+}
+
+#[test]
+fn head_is_served_from_a_stored_get() {
+    let origin = Origin::start(|_| Reply::ok(vec![b'z'; 1000], &[("cache-control", "max-age=60")]));
+    let edge = Edge::start(origin.addr, "");
+    let head = client::request(edge.addr, "HEAD", "example.com", "/h", &[], b"");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        origin.requests()[0].method,
+        "GET",
+        "a HEAD miss fetches the full GET"
+    );
+    let get = edge.get("/h", &[]);
+    assert!(get.cache_status().contains("hit"), "{}", get.cache_status());
+    assert_eq!(get.body.len(), 1000);
+    let head2 = client::request(edge.addr, "HEAD", "example.com", "/h", &[], b"");
+    assert!(head2.cache_status().contains("hit"));
+    assert_eq!(head2.header("content-length"), Some("1000"));
+    assert_eq!(origin.count("/h"), 1);
+}
+
+#[test]
+fn unsafe_methods_pass_through_and_invalidate() {
+    let origin = Origin::start(|r| {
+        Reply::ok(
+            format!(
+                "{} {} {}",
+                r.method,
+                r.target,
+                String::from_utf8_lossy(&r.body)
+            ),
+            &[("cache-control", "max-age=60")],
+        )
+    });
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/doc", &[]);
+    assert!(edge.get("/doc", &[]).cache_status().contains("hit"));
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let r = client::request(edge.addr, method, "example.com", "/doc", &[], b"payload");
+        assert_eq!(r.text(), format!("{method} /doc payload"));
+        assert_eq!(r.cache_status(), "edge-test; fwd=method");
+        let after = edge.get("/doc", &[]);
+        assert!(
+            after.cache_status().contains("fwd=miss"),
+            "{method} invalidates: {}",
+            after.cache_status()
+        );
+    }
+    let gets = origin
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .count();
+    assert_eq!(gets, 5);
+    let other = client::request(edge.addr, "OPTIONS", "example.com", "/doc", &[], b"");
+    assert_eq!(other.text(), "OPTIONS /doc ");
+}
+
+#[test]
+fn targeted_cache_control_wins_and_is_stripped() {
+    let origin = Origin::start(|r| match r.path() {
+        "/cdn" => Reply::ok(
+            "c",
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=60"),
+            ],
+        ),
+        "/surrogate" => Reply::ok(
+            "s",
+            &[
+                ("cache-control", "private"),
+                ("surrogate-control", "max-age=60"),
+            ],
+        ),
+        _ => Reply::ok(
+            "n",
+            &[
+                ("cache-control", "max-age=60"),
+                ("cdn-cache-control", "no-store"),
+            ],
+        ),
+    });
+    let edge = Edge::start(origin.addr, "");
+    for path in ["/cdn", "/surrogate", "/no"] {
+        let first = edge.get(path, &[]);
+        let second = edge.get(path, &[]);
+        for r in [&first, &second] {
+            assert!(
+                r.header("cdn-cache-control").is_none() && r.header("surrogate-control").is_none(),
+                "{path}"
+            );
+        }
+        assert!(
+            second.header("cache-control").is_some(),
+            "the client's Cache-Control stays"
+        );
+    }
+    assert_eq!(origin.count("/cdn"), 1);
+    assert_eq!(origin.count("/surrogate"), 1);
+    assert_eq!(origin.count("/no"), 2);
+}
+
+#[test]
+fn expires_counts_from_date_not_our_clock() {
+    // The origin's clock is an hour behind; Expires is 60 s after its Date: fresh for 60 s.
+    let origin = Origin::start(|_| {
+        let date = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let expires = date + std::time::Duration::from_secs(60);
+        Reply::ok(
+            "e",
+            &[("date", &httpdate(date)), ("expires", &httpdate(expires))],
+        )
+    });
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/e", &[]);
+    assert!(edge.get("/e", &[]).cache_status().contains("hit"));
+    assert_eq!(origin.count("/e"), 1);
+}
+
+fn httpdate(t: std::time::SystemTime) -> String {
+    // RFC 9110 IMF-fixdate without a date crate.
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(mo - 1) as usize];
+    format!("{weekday}, {d:02} {month} {y} {h:02}:{m:02}:{s:02} GMT")
+}
+
+#[test]
+fn metrics_count_hits_misses_and_the_memory_tier() {
+    let origin = Origin::start(cc("max-age=60"));
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/m", &[]);
+    edge.get("/m", &[]);
+    edge.get("/m", &[]);
+    assert_eq!(
+        edge.metric("edge_cache_requests_total{status=\"miss\"}"),
+        1.0
+    );
+    assert_eq!(
+        edge.metric("edge_cache_requests_total{status=\"hit\"}"),
+        2.0
+    );
+    assert_eq!(edge.metric("edge_cache_tier_objects{tier=\"memory\"}"), 1.0);
+    assert!(edge.metric("edge_cache_tier_bytes{tier=\"memory\"}") > 0.0);
+    assert_eq!(
+        edge.metric("edge_origin_requests_total{result=\"2xx\"}"),
+        1.0
+    );
+    assert!(edge
+        .metrics()
+        .contains("edge_origin_duration_seconds_bucket"));
+    assert!(edge
+        .metrics()
+        .contains("edge_response_bytes_total{status=\"hit\"}"));
+    let _ = site("");
+}

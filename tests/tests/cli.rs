@@ -1,0 +1,74 @@
+//! `edge --check` and start-up with a bad configuration.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
+
+use std::process::Command;
+
+use edge_tests::edge::{edge_bin, Scratch};
+
+const GOOD: &str = "node: { id: e1 }\nlisten: [{ addr: \"127.0.0.1:18080\" }]\nadmin: { addr: \"127.0.0.1:19080\" }\norigins:\n  o: { servers: [\"127.0.0.1:1\"] }\nsites:\n  - hosts: [\"*\"]\n    origin: o\n";
+
+fn run(yaml: &str, check: bool) -> (i32, String, String) {
+    let dir = Scratch::new("cli");
+    let path = dir.0.join("edge.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut cmd = Command::new(edge_bin());
+    cmd.arg("--config").arg(&path);
+    if check {
+        cmd.arg("--check");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_a_good_file() {
+    let (code, out, _) = run(GOOD, true);
+    assert_eq!(code, 0);
+    assert!(out.contains("ok"));
+}
+
+#[test]
+fn broken_yaml_is_rejected_with_its_line() {
+    let broken = GOOD.replace("    origin: o\n", "    origin: [o\n");
+    let (code, _, err) = run(&broken, true);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("edge.yaml:8") || err.contains("edge.yaml:9"),
+        "names the file and line: {err}"
+    );
+}
+
+#[test]
+fn invalid_values_are_all_reported_with_line_and_field() {
+    let bad = GOOD
+        .replace("127.0.0.1:19080", "nowhere")
+        .replace("origin: o", "origin: missing");
+    let (code, _, err) = run(&bad, true);
+    assert_eq!(code, 64);
+    assert!(err.contains("edge.yaml:3: admin.addr:"), "{err}");
+    assert!(
+        err.contains("edge.yaml:8: sites[0].origin: no origin named `missing`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_config_refuses_to_start() {
+    let (code, _, err) = run(&GOOD.replace("id: e1", "id: \"\""), false);
+    assert_eq!(code, 64);
+    assert!(err.contains("node.id"), "{err}");
+    let (code, _, err) = run("this is: [not, valid", false);
+    assert_eq!(code, 64, "{err}");
+    let dir = Scratch::new("missing");
+    let out = Command::new(edge_bin())
+        .arg("--config")
+        .arg(dir.0.join("absent.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}

@@ -1,0 +1,159 @@
+//! Revalidation with 304, stale-while-revalidate and stale-if-error. These wait for a one-second
+//! max-age to run out: the freshness clock is what is under test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_tests::edge::Edge;
+use edge_tests::eventually;
+use edge_tests::origin::{Origin, Reply};
+
+fn wait_stale() {
+    std::thread::sleep(Duration::from_millis(2100));
+}
+
+#[test]
+fn revalidation_with_304_merges_headers() {
+    let origin = Origin::start(|r| {
+        if r.header("if-none-match") == Some("\"v1\"") {
+            Reply::status(
+                304,
+                "",
+                &[
+                    ("etag", "\"v1\""),
+                    ("cache-control", "max-age=60"),
+                    ("x-rev", "2"),
+                ],
+            )
+        } else {
+            Reply::ok(
+                "version one",
+                &[
+                    ("etag", "\"v1\""),
+                    ("cache-control", "max-age=1"),
+                    ("x-rev", "1"),
+                ],
+            )
+        }
+    });
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/r", &[]);
+    wait_stale();
+    let reval = edge.get("/r", &[]);
+    assert_eq!(reval.status, 200);
+    assert_eq!(reval.text(), "version one");
+    assert!(
+        reval
+            .cache_status()
+            .starts_with("edge-test; fwd=stale; fwd-status=304"),
+        "{}",
+        reval.cache_status()
+    );
+    assert_eq!(origin.requests()[1].header("if-none-match"), Some("\"v1\""));
+    let hit = edge.get("/r", &[]);
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    assert_eq!(
+        hit.header("x-rev"),
+        Some("2"),
+        "the 304's headers were merged"
+    );
+    assert_eq!(origin.count("/r"), 2);
+}
+
+#[test]
+fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let origin = Origin::start(move |_| {
+        let v = n2.fetch_add(1, Ordering::SeqCst) + 1;
+        Reply::ok(
+            format!("v{v}"),
+            &[("cache-control", "max-age=1, stale-while-revalidate=30")],
+        )
+        .delayed(Duration::from_millis(if v > 1 { 300 } else { 0 }))
+    });
+    let edge = Edge::start(origin.addr, "");
+    assert_eq!(edge.get("/swr", &[]).text(), "v1");
+    wait_stale();
+    let stale = edge.get("/swr", &[]);
+    assert_eq!(stale.text(), "v1", "served stale at once");
+    assert!(
+        stale.cache_status().contains("stale-while-revalidate"),
+        "{}",
+        stale.cache_status()
+    );
+    eventually(Duration::from_secs(10), "the background refresh", || {
+        (edge.get("/swr", &[]).text() == "v2").then_some(())
+    });
+}
+
+#[test]
+fn stale_if_error_when_the_origin_is_down_or_failing() {
+    let fail = Arc::new(AtomicUsize::new(0));
+    let f2 = fail.clone();
+    let mut origin = Origin::start(move |_| {
+        if f2.load(Ordering::SeqCst) == 1 {
+            Reply::status(503, "down", &[])
+        } else {
+            Reply::ok(
+                "good copy",
+                &[("cache-control", "max-age=1, stale-if-error=60")],
+            )
+        }
+    });
+    let rules = "- { match: { path_prefix: /strict/ }, stale_if_error: 1d }";
+    let edge = Edge::start(origin.addr, rules);
+    edge.get("/s", &[]);
+    wait_stale();
+    fail.store(1, Ordering::SeqCst);
+    let r = edge.get("/s", &[]);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "good copy"),
+        "{}",
+        r.cache_status()
+    );
+    assert!(
+        r.cache_status().contains("fwd=stale"),
+        "{}",
+        r.cache_status()
+    );
+    origin.stop();
+    let r = edge.get("/s", &[]);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "good copy"),
+        "{}",
+        r.cache_status()
+    );
+    assert!(
+        r.cache_status().contains("stale-if-error"),
+        "{}",
+        r.cache_status()
+    );
+    // Something never cached, with the origin down: an error, with Cache-Status.
+    let r = edge.get("/never-seen", &[]);
+    assert_eq!(r.status, 502);
+    assert!(
+        r.cache_status().starts_with("edge-test; fwd=miss"),
+        "{}",
+        r.cache_status()
+    );
+}
+
+#[test]
+fn must_revalidate_forbids_stale_on_error() {
+    let mut origin =
+        Origin::start(|_| Reply::ok("strict", &[("cache-control", "max-age=1, must-revalidate")]));
+    let edge = Edge::start(
+        origin.addr,
+        "- { match: { path_prefix: / }, stale_if_error: 1d }",
+    );
+    edge.get("/m", &[]);
+    wait_stale();
+    origin.stop();
+    let r = edge.get("/m", &[]);
+    assert_eq!(r.status, 502, "{}", r.cache_status());
+}
