@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         println!("{}: ok", cli.config.display());
         return ExitCode::SUCCESS;
     }
-    edge::logging::init(config.log.json, &config.log.level);
+    let _log = edge::logging::init(config.log.json, &config.log.level);
     match edge::server::build(&config) {
         Ok(server) => {
             tracing::info!(node = %config.node_id, "edge starting");

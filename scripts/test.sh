@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, clippy with -D warnings, and all tests (unit tests and the
+# integration tests that start real edge processes and a real origin on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# --workspace builds the `edge` binary that the integration tests start.
+cargo test --workspace --locked
