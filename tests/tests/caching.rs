@@ -227,6 +227,35 @@ fn cache_key_query_modes() {
 }
 
 #[test]
+fn keyed_request_headers_split_the_cache() {
+    // The origin changes the body on X-Device without saying Vary: only keying the header keeps
+    // one device's page from being served to another (cache poisoning through an unkeyed header).
+    let origin = Origin::start(|r| {
+        Reply::ok(
+            format!("page for {}", r.header("x-device").unwrap_or("unknown")),
+            &[("cache-control", "max-age=60")],
+        )
+    });
+    let edge = Edge::start(
+        origin.addr,
+        "- { match: { path_prefix: / }, cache_key: { headers: [X-Device] } }",
+    );
+    assert_eq!(
+        edge.get("/p", &[("x-device", "mobile")]).text(),
+        "page for mobile"
+    );
+    assert_eq!(
+        edge.get("/p", &[("x-device", "desktop")]).text(),
+        "page for desktop"
+    );
+    assert_eq!(edge.get("/p", &[]).text(), "page for unknown");
+    let again = edge.get("/p", &[("x-device", "mobile")]);
+    assert_eq!(again.text(), "page for mobile");
+    assert!(again.cache_status().contains("hit"));
+    assert_eq!(origin.count("/p"), 3);
+}
+
+#[test]
 fn unknown_host_is_refused_and_never_proxied() {
     let origin = Origin::start(|_| Reply::ok("x", &[]));
     let sites = "  - hosts: [\"static.example.com\", \"*.cdn.example.com\"]\n    origin: origin\n";
