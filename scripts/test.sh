@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# --workspace builds the `edge` binary that the integration tests start.
+# The integration tests start the real `edge` binary: build it (cargo test alone builds only the
+# test harness of a binary), then run everything.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked

@@ -55,6 +55,8 @@ pub struct EdgeState {
     pub metrics: Arc<Metrics>,
     /// Whether to write an access-log line per request.
     pub access_log: bool,
+    /// Key settings for requests no rule matches.
+    pub default_key: CacheKeySpec,
 }
 
 /// The proxy.
@@ -72,6 +74,8 @@ impl EdgeProxy {
 /// Per-request state.
 pub struct RequestCtx {
     start: Instant,
+    /// `https` on a TLS listener: the scheme is part of the key.
+    scheme: &'static str,
     host: String,
     site: Option<usize>,
     rule: Option<usize>,
@@ -130,11 +134,11 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
 }
 
 impl EdgeProxy {
-    fn key_spec<'a>(&'a self, ctx: &RequestCtx) -> &'a CacheKeySpec {
-        static DEFAULT: std::sync::OnceLock<CacheKeySpec> = std::sync::OnceLock::new();
-        ctx.rule(&self.state)
-            .map(|r| &r.cache_key)
-            .unwrap_or_else(|| DEFAULT.get_or_init(CacheKeySpec::default))
+    fn key(&self, session: &Session, ctx: &RequestCtx) -> CacheKey {
+        let spec = ctx
+            .rule(&self.state)
+            .map_or(&self.state.default_key, |r| &r.cache_key);
+        cache_key(ctx.scheme, &ctx.host, session.req_header(), spec)
     }
 
     /// Answers locally (unknown or invalid host), with `Cache-Status` like every response.
@@ -236,6 +240,7 @@ impl ProxyHttp for EdgeProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
+            scheme: "http",
             host: String::new(),
             site: None,
             rule: None,
@@ -286,6 +291,9 @@ impl ProxyHttp for EdgeProxy {
         }
         ctx.site = Some(site);
         ctx.host = host;
+        if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+            ctx.scheme = "https";
+        }
         Ok(false)
     }
 
@@ -295,8 +303,7 @@ impl ProxyHttp for EdgeProxy {
         }
         if ctx.invalidates {
             // Not cached, but the key of the URL is needed to invalidate it on success.
-            let key = cache_key("http", &ctx.host, session.req_header(), self.key_spec(ctx));
-            ctx.primary = Some(key.primary_bin());
+            ctx.primary = Some(self.key(session, ctx).primary_bin());
             return Ok(());
         }
         let s = &self.state;
@@ -318,7 +325,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        let key = cache_key("http", &ctx.host, session.req_header(), self.key_spec(ctx));
+        let key = self.key(session, ctx);
         ctx.primary = Some(key.primary_bin());
         Ok(key)
     }

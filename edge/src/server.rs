@@ -108,6 +108,7 @@ pub fn build(config: &EdgeConfig) -> Result<Server, BuildError> {
         lock_timeout: config.cache.lock_timeout,
         metrics: metrics.clone(),
         access_log: config.log.access,
+        default_key: Default::default(),
     });
 
     let mut proxy =

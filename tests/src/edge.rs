@@ -19,7 +19,7 @@ pub fn edge_bin() -> PathBuf {
     let bin = dir.join("edge");
     assert!(
         bin.exists(),
-        "no edge binary at {} (run `cargo build -p edge` or `cargo test --workspace`)",
+        "no edge binary at {} (run `cargo build --workspace --bins` first, as scripts/test.sh does)",
         bin.display()
     );
     bin

@@ -8,9 +8,8 @@ fn body() -> Vec<u8> {
     (0..100u8).map(|i| b'0' + i % 10).collect()
 }
 
-#[test]
-fn single_range_from_cache_is_206() {
-    let origin = Origin::start(|_| {
+fn hundred_byte_origin() -> Origin {
+    Origin::start(|_| {
         Reply::ok(
             body(),
             &[
@@ -18,7 +17,12 @@ fn single_range_from_cache_is_206() {
                 ("content-type", "text/plain"),
             ],
         )
-    });
+    })
+}
+
+#[test]
+fn single_range_from_cache_is_206() {
+    let origin = hundred_byte_origin();
     let edge = Edge::start(origin.addr, "");
     let cold = edge.get("/r", &[("range", "bytes=10-14")]);
     assert_eq!(cold.status, 206, "a cold miss is ranged too");
@@ -39,15 +43,7 @@ fn single_range_from_cache_is_206() {
 
 #[test]
 fn multipart_ranges_and_unsatisfiable_ranges() {
-    let origin = Origin::start(|_| {
-        Reply::ok(
-            body(),
-            &[
-                ("cache-control", "max-age=60"),
-                ("content-type", "text/plain"),
-            ],
-        )
-    });
+    let origin = hundred_byte_origin();
     let edge = Edge::start(origin.addr, "");
     edge.get("/m", &[]);
     let r = edge.get("/m", &[("range", "bytes=0-1,50-52")]);
