@@ -9,4 +9,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The integration tests start the real `edge` binary: build it (cargo test alone builds only the
 # test harness of a binary), then run everything.
 cargo build --workspace --bins --locked
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+# cargo's last line is a doc-test run that is often empty; close with the total of every runner.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit $status
