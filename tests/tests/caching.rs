@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
 
 use edge_tests::client;
-use edge_tests::edge::{site, Edge};
+use edge_tests::edge::Edge;
 use edge_tests::origin::{Origin, Reply};
 
 fn cc(v: &'static str) -> impl Fn(&edge_tests::origin::Req) -> Reply {
@@ -488,5 +488,28 @@ fn metrics_count_hits_misses_and_the_memory_tier() {
     assert!(edge
         .metrics()
         .contains("edge_response_bytes_total{status=\"hit\"}"));
-    let _ = site("");
+}
+
+#[test]
+fn objects_over_max_object_size_are_proxied_not_stored() {
+    // The harness sets cache.memory.max_object_size to 4MiB.
+    let origin = Origin::start(|r| {
+        let size = if r.path() == "/big" { 5 << 20 } else { 3 << 20 };
+        Reply::ok(vec![b'b'; size], &[("cache-control", "max-age=60")])
+    });
+    let edge = Edge::start(origin.addr, "");
+    for _ in 0..2 {
+        let r = edge.get("/big", &[]);
+        assert!(r.complete && r.body.len() == 5 << 20);
+        assert!(
+            r.cache_status().contains("detail=too-large"),
+            "{}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(origin.count("/big"), 2);
+    edge.get("/fits", &[]);
+    let r = edge.get("/fits", &[]);
+    assert!(r.cache_status().contains("hit") && r.body.len() == 3 << 20);
+    assert_eq!(origin.count("/fits"), 1);
 }
