@@ -90,11 +90,20 @@ pub fn build(config: &EdgeConfig) -> Result<Server, BuildError> {
         }
         pools.insert(name.clone(), pool);
     }
+    // Validation guarantees every site's origin exists; a miss here would misalign the indexes.
     let site_origins = config
         .sites
         .iter()
-        .filter_map(|s| pools.get(&s.origin).cloned())
-        .collect();
+        .map(|s| {
+            pools
+                .get(&s.origin)
+                .cloned()
+                .ok_or_else(|| BuildError::Origin {
+                    name: s.origin.clone(),
+                    source: std::io::Error::other("no such origin"),
+                })
+        })
+        .collect::<Result<_, _>>()?;
 
     let metrics = Arc::new(Metrics::register()?);
     let state = Arc::new(EdgeState {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_tests::client;
 use edge_tests::edge::Edge;
 use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply};
@@ -16,41 +17,29 @@ fn wait_stale() {
 
 #[test]
 fn revalidation_with_304_merges_headers() {
-    let origin = Origin::start(|r| {
-        if r.header("if-none-match") == Some("\"v1\"") {
-            Reply::status(
-                304,
-                "",
-                &[
-                    ("etag", "\"v1\""),
-                    ("cache-control", "max-age=60"),
-                    ("x-rev", "2"),
-                ],
-            )
-        } else {
-            Reply::ok(
-                "version one",
-                &[
-                    ("etag", "\"v1\""),
-                    ("cache-control", "max-age=1"),
-                    ("x-rev", "1"),
-                ],
-            )
-        }
-    });
+    let origin = etag_origin(
+        Reply::ok(
+            "version one",
+            &[
+                ("etag", "\"v1\""),
+                ("cache-control", "max-age=1"),
+                ("x-rev", "1"),
+            ],
+        ),
+        Reply::status(
+            304,
+            "",
+            &[
+                ("etag", "\"v1\""),
+                ("cache-control", "max-age=60"),
+                ("x-rev", "2"),
+            ],
+        ),
+    );
     let edge = Edge::start(origin.addr, "");
-    edge.get("/r", &[]);
-    wait_stale();
-    let reval = edge.get("/r", &[]);
+    let reval = fetch_stale_and_revalidate(&edge, "/r");
     assert_eq!(reval.status, 200);
     assert_eq!(reval.text(), "version one");
-    assert!(
-        reval
-            .cache_status()
-            .starts_with("edge-test; fwd=stale; fwd-status=304"),
-        "{}",
-        reval.cache_status()
-    );
     assert_eq!(origin.requests()[1].header("if-none-match"), Some("\"v1\""));
     let hit = edge.get("/r", &[]);
     assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
@@ -60,6 +49,60 @@ fn revalidation_with_304_merges_headers() {
         "the 304's headers were merged"
     );
     assert_eq!(origin.count("/r"), 2);
+}
+
+#[test]
+fn revalidation_keeps_an_object_that_only_cdn_cache_control_made_cacheable() {
+    // The targeted field governs this cache; the 304 does not repeat it (RFC 9111 lets it omit
+    // unchanged fields), so the stored copy must still carry it when the 304 is merged.
+    let origin = etag_origin(
+        Reply::ok(
+            "targeted",
+            &[
+                ("etag", "\"v1\""),
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=1"),
+            ],
+        ),
+        Reply::status(304, "", &[("etag", "\"v1\"")]),
+    );
+    let edge = Edge::start(origin.addr, "");
+    let reval = fetch_stale_and_revalidate(&edge, "/t");
+    assert!(
+        reval.header("cdn-cache-control").is_none(),
+        "never shown to clients"
+    );
+    let next = edge.get("/t", &[]);
+    assert!(
+        next.cache_status().contains("hit"),
+        "still stored and fresh after the 304: {}",
+        next.cache_status()
+    );
+    assert_eq!(origin.count("/t"), 2);
+}
+
+/// An origin answering `not_modified` to `If-None-Match: "v1"`, and `full` otherwise.
+fn etag_origin(full: Reply, not_modified: Reply) -> Origin {
+    Origin::start(move |r| {
+        if r.header("if-none-match") == Some("\"v1\"") {
+            not_modified.clone()
+        } else {
+            full.clone()
+        }
+    })
+}
+
+/// Stores `path`, lets it go stale, and fetches it again: the answer must be a 304 revalidation.
+fn fetch_stale_and_revalidate(edge: &Edge, path: &str) -> client::Response {
+    edge.get(path, &[]);
+    wait_stale();
+    let reval = edge.get(path, &[]);
+    let cs = reval.cache_status();
+    assert!(
+        cs.starts_with("edge-test; fwd=stale; fwd-status=304"),
+        "{cs}"
+    );
+    reval
 }
 
 #[test]
@@ -79,6 +122,10 @@ fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
     wait_stale();
     let stale = edge.get("/swr", &[]);
     assert_eq!(stale.text(), "v1", "served stale at once");
+    assert_eq!(
+        edge.metric("edge_cache_requests_total{status=\"stale\"}"),
+        1.0
+    );
     assert!(
         stale.cache_status().contains("stale-while-revalidate"),
         "{}",
@@ -119,9 +166,18 @@ fn stale_if_error_when_the_origin_is_down_or_failing() {
     assert_stale_copy(&edge, "fwd=stale");
     origin.stop();
     assert_stale_copy(&edge, "stale-if-error");
+    assert_eq!(
+        edge.metric("edge_cache_requests_total{status=\"stale\"}"),
+        2.0,
+        "both stale answers are counted as stale"
+    );
     // Something never cached, with the origin down: an error, with Cache-Status.
     let r = edge.get("/never-seen", &[]);
     assert_eq!(r.status, 502);
+    assert_eq!(
+        edge.metric("edge_cache_requests_total{status=\"error\"}"),
+        1.0
+    );
     assert!(
         r.cache_status().starts_with("edge-test; fwd=miss"),
         "{}",

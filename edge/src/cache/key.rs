@@ -38,25 +38,19 @@ fn push(out: &mut Vec<u8>, part: &[u8]) {
 /// The query as it enters the key: parameters sorted so their order does not split the cache,
 /// filtered to the kept names when the rule lists them.
 pub fn normalised_query(query: Option<&str>, mode: &QueryKey) -> String {
-    let Some(q) = query else {
+    let (Some(q), false) = (query, *mode == QueryKey::Ignore) else {
         return String::new();
     };
-    let keep = |pair: &&str| {
-        let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-        match mode {
-            QueryKey::All => true,
-            QueryKey::Ignore => false,
-            QueryKey::Keep(names) => names.iter().any(|k| k == name),
-        }
+    let pairs = q.split('&').filter(|p| !p.is_empty());
+    let mut pairs: Vec<&str> = match mode {
+        QueryKey::Keep(names) => pairs
+            .filter(|p| {
+                let name = p.split_once('=').map_or(*p, |(n, _)| n);
+                names.iter().any(|k| k == name)
+            })
+            .collect(),
+        _ => pairs.collect(),
     };
-    if *mode == QueryKey::Ignore {
-        return String::new();
-    }
-    let mut pairs: Vec<&str> = q
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(keep)
-        .collect();
     pairs.sort_unstable();
     pairs.join("&")
 }

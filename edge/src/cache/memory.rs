@@ -73,7 +73,9 @@ impl MemoryTier {
     }
 
     /// Offers an object to the tier. Returns whether it is now stored: the admission policy may
-    /// prefer what is already there when the tier is full.
+    /// prefer what is already there when the tier is full. An object already stored under the
+    /// same key is replaced in place (TinyUFO keeps its queue position and use count, and does
+    /// not ask admission again), so a refresh never evicts what it refreshes.
     pub fn put(&self, object: Arc<StoredObject>) -> bool {
         let size = object.weight_bytes();
         if size > self.max_object_size {
@@ -81,7 +83,11 @@ impl MemoryTier {
         }
         let weight = size.div_ceil(WEIGHT_UNIT).clamp(1, u16::MAX as u64) as u16;
         let _w = self.write.lock();
-        self.remove_locked(&object.combined);
+        // Whatever holds this key's slot (the full-key check is skipped on purpose: a 64-bit
+        // collision is replaced too, and must leave the counts).
+        if let Some(replaced) = self.objects.get(&object.combined) {
+            self.forget(&replaced);
+        }
         let evicted = self.objects.put(object.combined, object.clone(), weight);
         let mut admitted = true;
         for kv in evicted {
@@ -105,7 +111,7 @@ impl MemoryTier {
         admitted
     }
 
-    /// Replaces the meta of a stored object (after a 304), keeping its body.
+    /// Replaces the meta of a stored object (after a 304), keeping its body and its place.
     pub fn update_meta(&self, combined: &Hash, meta: (Vec<u8>, Vec<u8>)) -> bool {
         let Some(old) = self.get(combined) else {
             return false;
@@ -129,7 +135,8 @@ impl MemoryTier {
         let _w = self.write.lock();
         let list = self.variants.lock().remove(primary).unwrap_or_default();
         let mut n = 0;
-        for combined in list.iter().chain(std::iter::once(primary)) {
+        // Every stored object is listed under its primary, a variant-less one included.
+        for combined in &list {
             if self.remove_locked(combined) {
                 n += 1;
             }
@@ -138,11 +145,7 @@ impl MemoryTier {
     }
 
     fn remove_locked(&self, combined: &Hash) -> bool {
-        match self
-            .objects
-            .get(combined)
-            .filter(|o| &o.combined == combined)
-        {
+        match self.get(combined) {
             Some(old) => {
                 self.objects.remove(combined);
                 self.forget(&old);

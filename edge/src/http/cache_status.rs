@@ -56,23 +56,33 @@ impl CacheStatus {
         s
     }
 
-    /// A short label for metrics and the access log.
+    /// A short label for metrics and the access log: hit, stale (a stale copy served, while
+    /// revalidating or on an origin error), revalidated, expired, miss, bypass, pass or error.
     pub fn label(&self) -> &'static str {
-        match (self.hit, self.fwd) {
-            (true, None) => "hit",
-            (true, Some(_)) => "stale",
-            (false, Some("stale")) if self.fwd_status == Some(304) => "revalidated",
-            (false, Some(f)) => match f {
-                "miss" => "miss",
-                "stale" => "expired",
-                "bypass" => "bypass",
-                "method" => "pass",
-                _ => "other",
-            },
-            (false, None) => "error",
+        match (self.detail, self.hit, self.fwd) {
+            (Some(STALE_WHILE_REVALIDATE | STALE_IF_ERROR), _, _) => "stale",
+            (Some(ORIGIN_ERROR | CLIENT_ERROR | INTERNAL_ERROR), _, _) => "error",
+            (_, true, _) => "hit",
+            (_, false, Some("stale")) if self.fwd_status == Some(304) => "revalidated",
+            (_, false, Some("stale")) => "expired",
+            (_, false, Some("miss")) => "miss",
+            (_, false, Some("bypass")) => "bypass",
+            (_, false, Some("method")) => "pass",
+            _ => "error",
         }
     }
 }
+
+/// `detail` of a stale copy served while one background request revalidates.
+pub const STALE_WHILE_REVALIDATE: &str = "stale-while-revalidate";
+/// `detail` of a stale copy served because the origin failed.
+pub const STALE_IF_ERROR: &str = "stale-if-error";
+/// `detail` when the origin failed and nothing could be served.
+pub const ORIGIN_ERROR: &str = "origin-error";
+/// `detail` when the client's side of the exchange failed.
+pub const CLIENT_ERROR: &str = "client-error";
+/// `detail` for a failure inside the edge.
+pub const INTERNAL_ERROR: &str = "internal-error";
 
 #[cfg(test)]
 mod tests {
@@ -102,6 +112,37 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bypass.render("edge-1"), "edge-1; fwd=bypass");
+    }
+
+    #[test]
+    fn labels() {
+        let st = |hit, fwd, fwd_status, detail| CacheStatus {
+            hit,
+            fwd,
+            fwd_status,
+            detail,
+            ..Default::default()
+        };
+        let cases = [
+            (st(true, None, None, Some("memory")), "hit"),
+            (st(true, None, None, Some(STALE_WHILE_REVALIDATE)), "stale"),
+            (
+                st(false, Some("stale"), Some(503), Some(STALE_IF_ERROR)),
+                "stale",
+            ),
+            (st(false, Some("stale"), Some(304), None), "revalidated"),
+            (st(false, Some("stale"), Some(200), None), "expired"),
+            (st(false, Some("miss"), None, Some("private")), "miss"),
+            (st(false, Some("miss"), None, Some(ORIGIN_ERROR)), "error"),
+            (
+                st(false, Some("bypass"), None, Some("unknown-host")),
+                "bypass",
+            ),
+            (st(false, Some("method"), None, None), "pass"),
+        ];
+        for (cs, label) in cases {
+            assert_eq!(cs.label(), label, "{cs:?}");
+        }
     }
 
     #[test]

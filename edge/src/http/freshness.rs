@@ -122,15 +122,15 @@ pub fn controlling_cache_control(resp: &ResponseHeader) -> Option<CacheControl> 
         .or_else(|| CacheControl::from_resp_headers(resp))
 }
 
-/// Headers the stored copy must not keep: `Age` (recomputed on every hit) and the fields meant
-/// for this cache only; plus any field that `private="…"` or `no-cache="…"` names.
+/// Headers the stored copy must not keep: `Age` (recomputed on every hit) and any field that
+/// `private="…"` or `no-cache="…"` names. The fields targeted at this cache stay stored, because
+/// a revalidation decides again on the stored header merged with the 304; the proxy strips them
+/// from every response on the way out.
 pub fn prepare_for_store(resp: &mut ResponseHeader) {
     if let Some(cc) = CacheControl::from_resp_headers(resp) {
         cc.strip_private_headers(resp);
     }
     resp.remove_header(&AGE);
-    resp.remove_header(&CDN_CACHE_CONTROL);
-    resp.remove_header(&SURROGATE_CONTROL);
 }
 
 /// The stored response updated with the fields of a 304 (RFC 9111 §4.3.4), except the framing

@@ -314,7 +314,7 @@ fn stale_windows_from_origin_then_rule() {
 }
 
 #[test]
-fn prepare_for_store_strips_edge_only_fields() {
+fn prepare_for_store_strips_age_and_private_fields_but_keeps_targeted_ones() {
     let mut r = resp(
         200,
         &[
@@ -327,10 +327,13 @@ fn prepare_for_store_strips_edge_only_fields() {
         ],
     );
     prepare_for_store(&mut r);
-    for gone in ["x-user", "age", "cdn-cache-control", "surrogate-control"] {
+    for gone in ["x-user", "age"] {
         assert!(r.headers.get(gone).is_none(), "{gone}");
     }
-    assert!(r.headers.get("etag").is_some());
+    // Kept for the decision a revalidation makes again; never shown to clients (proxy strips).
+    for kept in ["etag", "cdn-cache-control", "surrogate-control"] {
+        assert!(r.headers.get(kept).is_some(), "{kept}");
+    }
 }
 
 #[test]
