@@ -65,6 +65,9 @@ impl ServeHttp for AdminApp {
             "/metrics" => {
                 self.metrics
                     .observe_tier("memory", self.storage.memory().stats());
+                if let Some(disk) = self.storage.disk() {
+                    self.metrics.observe_tier("disk", disk.stats());
+                }
                 reply(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",

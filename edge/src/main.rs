@@ -36,9 +36,10 @@ fn main() -> ExitCode {
     }
     let _log = edge::logging::init(config.log.json, &config.log.level);
     match edge::server::build(&config) {
-        Ok(server) => {
+        Ok(node) => {
             tracing::info!(node = %config.node_id, "edge starting");
-            server.run_forever()
+            node.run();
+            ExitCode::SUCCESS
         }
         Err(e) => {
             tracing::error!("cannot start: {e}");

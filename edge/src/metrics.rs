@@ -9,7 +9,7 @@ use prometheus::{
     IntGaugeVec, TextEncoder,
 };
 
-use crate::cache::memory::TierStats;
+use crate::cache::stats::TierStats;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -35,6 +35,10 @@ pub struct Metrics {
     tier_evictions: IntCounterVec,
     /// `edge_cache_tier_rejections_total{tier}`: objects the admission policy declined.
     tier_rejections: IntCounterVec,
+    /// `edge_cache_tier_hits_total{tier}`: lookups a tier answered.
+    tier_hits: IntCounterVec,
+    /// `edge_cache_tier_errors_total{tier}`: failed reads and writes, each served from elsewhere.
+    tier_errors: IntCounterVec,
     /// `edge_cache_invalidations_total`: objects removed by unsafe methods (RFC 9111 §4.4).
     pub invalidations: IntCounter,
 }
@@ -86,7 +90,17 @@ impl Metrics {
             )?,
             tier_rejections: register_int_counter_vec!(
                 "edge_cache_tier_rejections_total",
-                "Objects a cache tier's admission policy declined.",
+                "Objects a cache tier declined: its admission policy, or too large.",
+                &["tier"]
+            )?,
+            tier_hits: register_int_counter_vec!(
+                "edge_cache_tier_hits_total",
+                "Lookups a cache tier answered.",
+                &["tier"]
+            )?,
+            tier_errors: register_int_counter_vec!(
+                "edge_cache_tier_errors_total",
+                "Failed cache tier reads and writes (I/O errors, corrupt files); each was served from elsewhere.",
                 &["tier"]
             )?,
             invalidations: register_int_counter!(
@@ -107,6 +121,8 @@ impl Metrics {
         for (family, value) in [
             (&self.tier_evictions, &stats.evictions),
             (&self.tier_rejections, &stats.rejections),
+            (&self.tier_hits, &stats.hits),
+            (&self.tier_errors, &stats.errors),
         ] {
             let c = family.with_label_values(&[tier]);
             let now = value.load(Ordering::Relaxed);

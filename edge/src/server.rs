@@ -1,17 +1,20 @@
 //! Assembles the Pingora server: the proxy service on the public listeners, the admin service,
-//! and background services (origin health checks).
+//! and background services (origin health checks, the disk sweep).
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use edge_config::edge::EdgeConfig;
 use pingora::cache::lock::CacheLock;
 use pingora::cache::predictor::Predictor;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::cache::disk::{DiskError, DiskTier};
 use crate::cache::memory::MemoryTier;
 use crate::cache::tiered::TieredStorage;
 use crate::metrics::Metrics;
@@ -38,19 +41,42 @@ pub enum BuildError {
         /// What went wrong.
         message: String,
     },
+    /// The disk tier could not be opened.
+    #[error("cache.disk at {}: {source}", path.display())]
+    Disk {
+        /// The configured path.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: DiskError,
+    },
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
 
-/// Builds a ready-to-run server for `config`. Call once per process: the storage, cache lock and
-/// predictor live for the whole process (Pingora's cache wants them `'static`).
-pub fn build(config: &EdgeConfig) -> Result<Server, BuildError> {
-    if config.cache.disk.is_some() {
-        tracing::warn!(
-            "cache.disk is configured but the disk tier is not built yet; caching in memory only"
-        );
+/// A node ready to run.
+pub struct Node {
+    server: Server,
+    disk: Option<&'static DiskTier>,
+}
+
+impl Node {
+    /// Serves until SIGTERM (or SIGINT), drains, then makes the disk tier's catalog durable
+    /// and saves its eviction order.
+    pub fn run(self) {
+        self.server.run(RunArgs::default());
+        if let Some(disk) = self.disk {
+            match disk.close() {
+                Ok(()) => tracing::info!("disk cache closed"),
+                Err(e) => tracing::error!(error = %e, "disk cache did not close cleanly"),
+            }
+        }
     }
+}
+
+/// Builds a ready-to-run node for `config`. Call once per process: the storage, cache lock and
+/// predictor live for the whole process (Pingora's cache wants them `'static`).
+pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
     let conf = ServerConf {
         threads: config.runtime.threads,
         grace_period_seconds: Some(config.runtime.grace_period.as_secs()),
@@ -73,7 +99,31 @@ pub fn build(config: &EdgeConfig) -> Result<Server, BuildError> {
         config.cache.memory.max_size,
         config.cache.memory.max_object_size,
     );
-    let storage: &'static TieredStorage = Box::leak(Box::new(TieredStorage::new(memory)));
+    let disk: Option<&'static DiskTier> = match &config.cache.disk {
+        Some(d) => {
+            let started = std::time::Instant::now();
+            let tier =
+                DiskTier::open(&d.path, d.max_size, d.max_object_size).map_err(|source| {
+                    BuildError::Disk {
+                        path: d.path.clone(),
+                        source,
+                    }
+                })?;
+            let tier: &'static DiskTier = Box::leak(Box::new(tier));
+            let stats = tier.stats();
+            tracing::info!(
+                path = %d.path.display(),
+                objects = stats.objects.load(std::sync::atomic::Ordering::Relaxed),
+                bytes = stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "disk cache opened"
+            );
+            server.add_service(background_service("disk sweep", DiskSweep(tier)));
+            Some(tier)
+        }
+        None => None,
+    };
+    let storage: &'static TieredStorage = Box::leak(Box::new(TieredStorage::new(memory, disk)));
     let cache_lock = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
     let predictor: &'static Predictor<16> =
         Box::leak(Box::new(Predictor::new(1024, Some(skip_prediction))));
@@ -153,5 +203,22 @@ pub fn build(config: &EdgeConfig) -> Result<Server, BuildError> {
     );
     admin.add_tcp(&config.admin.addr.to_string());
     server.add_service(admin);
-    Ok(server)
+    Ok(Node { server, disk })
+}
+
+/// Clears what an earlier run left on disk, in the background so the node serves at once.
+struct DiskSweep(&'static DiskTier);
+
+#[async_trait]
+impl BackgroundService for DiskSweep {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let disk = self.0;
+        match tokio::task::spawn_blocking(move || disk.sweep()).await {
+            Ok(Ok((files, entries))) => {
+                tracing::info!(files, entries, "disk cache sweep removed leftovers")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "disk cache sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "disk cache sweep task failed"),
+        }
+    }
 }

@@ -146,3 +146,66 @@ fn dechunk(mut b: &[u8]) -> (Vec<u8>, bool) {
         b = b.get(size + 2..).unwrap_or(&[]);
     }
 }
+
+/// What [`get_checked`] saw.
+#[derive(Debug)]
+pub struct Streamed {
+    /// Status code.
+    pub status: u16,
+    /// `Cache-Status`.
+    pub cache_status: String,
+    /// Body bytes received.
+    pub len: u64,
+    /// Offset of the first byte that differed from the expected body, if any.
+    pub first_mismatch: Option<u64>,
+}
+
+/// GET a large body and compare it, as it streams, with `expected(offset)`; nothing is held.
+/// The response must use Content-Length framing.
+pub fn get_checked(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    expected: impl Fn(u64) -> u8,
+) -> std::io::Result<Streamed> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let (status, cache_status, mut pending) = loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed before the header ended"));
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let r = parse(&head[..end + 4], true)
+                .ok_or_else(|| std::io::Error::other("unparsable header"))?;
+            let cs = r.cache_status().to_string();
+            break (r.status, cs, head[end + 4..].to_vec());
+        }
+    };
+    let mut len = 0u64;
+    let mut first_mismatch = None;
+    loop {
+        for b in &pending {
+            if first_mismatch.is_none() && *b != expected(len) {
+                first_mismatch = Some(len);
+            }
+            len += 1;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => pending = buf[..n].to_vec(),
+        }
+    }
+    Ok(Streamed {
+        status,
+        cache_status,
+        len,
+        first_mismatch,
+    })
+}

@@ -60,6 +60,10 @@ pub fn site(rules: &str) -> String {
     format!("  - hosts: [\"*\"]\n    origin: origin\n{rules}")
 }
 
+/// The harness's cache: memory only.
+pub const DEFAULT_CACHE: &str =
+    "{ memory: { max_size: 64MiB, max_object_size: 4MiB }, lock_timeout: 5s }";
+
 /// A running edge process, killed on drop.
 pub struct Edge {
     /// Public listener.
@@ -80,6 +84,16 @@ impl Edge {
 
     /// An edge with a custom `sites:` block and extra top-level YAML.
     pub fn start_with(origin: SocketAddr, sites: &str, extra: &str) -> Edge {
+        Self::start_full(origin, sites, DEFAULT_CACHE, extra)
+    }
+
+    /// An edge with a disk tier at `dir` and this `cache:` mapping (flow YAML, which must name
+    /// `dir` as its disk path); the directory outlives the process, for restarts.
+    pub fn start_cache(origin: SocketAddr, rules: &str, cache: &str) -> Edge {
+        Self::start_full(origin, &site(rules), cache, "")
+    }
+
+    fn start_full(origin: SocketAddr, sites: &str, cache: &str, extra: &str) -> Edge {
         let port = free_port();
         let admin = free_port();
         let node_id = "edge-test".to_string();
@@ -87,7 +101,7 @@ impl Edge {
             "node: {{ id: {node_id} }}\n\
              listen: [{{ addr: \"127.0.0.1:{port}\" }}]\n\
              admin: {{ addr: \"127.0.0.1:{admin}\" }}\n\
-             cache: {{ memory: {{ max_size: 64MiB, max_object_size: 4MiB }}, lock_timeout: 5s }}\n\
+             cache: {cache}\n\
              origins:\n  origin: {{ servers: [\"{origin}\"], connect_timeout: 1s, read_timeout: 5s }}\n\
              sites:\n{sites}\
              runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: 1s }}\n\
@@ -160,6 +174,32 @@ impl Edge {
             .lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0.0)
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, ...) and waits for the process to exit.
+    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
+        self.child.wait().unwrap()
+    }
+
+    /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM` for the peak).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
     }
 
     /// GET through the edge.

@@ -53,6 +53,20 @@ pub struct Reply {
     pub truncate_after: Option<usize>,
     /// Pause between body writes of 16 KiB, so a fill stays in progress.
     pub drip: Duration,
+    /// Instead of `body`: this many bytes of [`pattern`], made as they are sent (for bodies too
+    /// large to hold).
+    pub generated: Option<u64>,
+}
+
+/// Byte `i` of a generated body: varies within and across blocks, so a misplaced or repeated
+/// block does not compare equal.
+pub fn pattern_byte(i: u64) -> u8 {
+    ((i ^ (i >> 11) ^ (i >> 19)) % 251) as u8
+}
+
+/// Bytes `range` of a generated body.
+pub fn pattern(range: std::ops::Range<u64>) -> Vec<u8> {
+    range.map(pattern_byte).collect()
 }
 
 impl Reply {
@@ -74,7 +88,15 @@ impl Reply {
             chunked: false,
             truncate_after: None,
             drip: Duration::ZERO,
+            generated: None,
         }
+    }
+
+    /// 200 with a generated body of `len` bytes ([`pattern`]).
+    pub fn generated(len: u64, headers: &[(&str, &str)]) -> Reply {
+        let mut r = Reply::ok(Vec::new(), headers);
+        r.generated = Some(len);
+        r
     }
 
     /// With a delay before answering.
@@ -238,12 +260,30 @@ async fn serve(
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         {
-            head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+            let len = reply.generated.unwrap_or(reply.body.len() as u64);
+            head.push_str(&format!("Content-Length: {len}\r\n"));
         }
         head.push_str("\r\n");
         let sock = reader.get_mut();
         sock.write_all(head.as_bytes()).await?;
         if method == "HEAD" || bodyless {
+            continue;
+        }
+        if let Some(len) = reply.generated {
+            let limit = reply.truncate_after.map_or(len, |t| (t as u64).min(len));
+            let mut at = 0;
+            while at < limit {
+                let end = (at + 256 * 1024).min(limit);
+                sock.write_all(&pattern(at..end)).await?;
+                at = end;
+                if !reply.drip.is_zero() {
+                    tokio::time::sleep(reply.drip).await;
+                }
+            }
+            if reply.truncate_after.is_some() {
+                return Ok(());
+            }
+            sock.flush().await?;
             continue;
         }
         let limit = reply

@@ -1,4 +1,5 @@
-//! Hit handlers: a complete body (seekable, zero-copy slices) or a fill being followed.
+//! Hit handlers: a complete body in memory (seekable, zero-copy slices), a body file on disk
+//! (seekable, read and checked a block at a time), or a fill being followed.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -11,23 +12,34 @@ use pingora::cache::trace::SpanHandle;
 use pingora::{Error, ErrorType, Result};
 use tokio::sync::watch;
 
-use super::fill::{Fill, Progress};
+use super::body_file::{BodyFile, BLOCK};
+use super::catalog::Entry;
+use super::disk::DiskTier;
+use super::fill::{Fill, Next, Progress};
+use super::Hash;
 
 /// Bodies are handed to Pingora in slices of at most this, so one large hit does not become one
 /// huge write.
-const READ_SLICE: usize = 256 << 10;
+const READ_SLICE: usize = BLOCK as usize;
 
-/// A hit on a complete body.
+/// A hit on a complete body held in memory: from the memory tier, or read whole from disk.
 pub(crate) struct BodyHit {
     body: Bytes,
     pos: usize,
     end: usize,
+    /// The tier that answered, for `Cache-Status`.
+    pub tier: &'static str,
 }
 
 impl BodyHit {
-    pub fn new(body: Bytes) -> Self {
+    pub fn new(body: Bytes, tier: &'static str) -> Self {
         let end = body.len();
-        BodyHit { body, pos: 0, end }
+        BodyHit {
+            body,
+            pos: 0,
+            end,
+            tier,
+        }
     }
 }
 
@@ -35,7 +47,7 @@ impl BodyHit {
 pub(crate) struct FillHit {
     fill: Arc<Fill>,
     progress: watch::Receiver<Progress>,
-    next: usize,
+    pos: u64,
 }
 
 impl FillHit {
@@ -44,9 +56,59 @@ impl FillHit {
         FillHit {
             fill,
             progress,
-            next: 0,
+            pos: 0,
         }
     }
+}
+
+/// A hit streamed from a body file, a block at a time; each block is checked before any of it
+/// is sent.
+pub(crate) struct DiskHit {
+    file: Arc<BodyFile>,
+    /// A block read and checked already (the first, read at lookup).
+    ready: Option<(u64, Bytes)>,
+    tier: &'static DiskTier,
+    hash: Hash,
+    entry: Entry,
+    pos: u64,
+    end: u64,
+}
+
+impl DiskHit {
+    pub fn new(
+        file: BodyFile,
+        first: Bytes,
+        tier: &'static DiskTier,
+        hash: Hash,
+        entry: Entry,
+    ) -> Self {
+        let end = file.body_len();
+        DiskHit {
+            file: Arc::new(file),
+            ready: Some((0, first)),
+            tier,
+            hash,
+            entry,
+            pos: 0,
+            end,
+        }
+    }
+}
+
+fn io_error(context: &'static str, e: impl std::fmt::Display) -> Box<Error> {
+    Error::explain(ErrorType::InternalError, format!("{context}: {e}"))
+}
+
+/// Reads up to `max` bytes at `pos` from a file off the async workers.
+async fn read_at(file: Arc<std::fs::File>, pos: u64, max: u64) -> Result<Bytes> {
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0; max as usize];
+        file.read_exact_at(&mut buf, pos).map(|()| Bytes::from(buf))
+    })
+    .await
+    .map_err(|e| io_error("cache file read task", e))?
+    .map_err(|e| io_error("cache file read", e))
 }
 
 fn aborted() -> Box<Error> {
@@ -113,9 +175,17 @@ impl HandleHit for FillHit {
             // Read the state before the chunks: a chunk pushed after this read re-marks the
             // channel changed, so `changed()` below cannot miss it.
             let state = *self.progress.borrow_and_update();
-            if let Some(chunk) = self.fill.chunk(self.next) {
-                self.next += 1;
-                return Ok(Some(chunk));
+            match self.fill.next(self.pos) {
+                Next::Data(chunk) => {
+                    self.pos += chunk.len() as u64;
+                    return Ok(Some(chunk));
+                }
+                Next::File(file, len) => {
+                    let chunk = read_at(file, self.pos, (len - self.pos).min(BLOCK)).await?;
+                    self.pos += chunk.len() as u64;
+                    return Ok(Some(chunk));
+                }
+                Next::Wait => {}
             }
             match state {
                 Progress::Done => return Ok(None),
@@ -140,6 +210,78 @@ impl HandleHit for FillHit {
 
     fn should_count_access(&self) -> bool {
         false
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+#[async_trait]
+impl HandleHit for DiskHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let index = self.pos / BLOCK;
+        let block = match self.ready.take() {
+            Some((i, block)) if i == index => Ok(block),
+            _ => {
+                let file = self.file.clone();
+                tokio::task::spawn_blocking(move || file.read_block(index))
+                    .await
+                    .map_err(|e| io_error("cache file read task", e))?
+            }
+        };
+        let block = match block {
+            Ok(b) => b,
+            Err(e) => {
+                // Part of the body may be sent already: the response fails rather than ends
+                // early, and the object is removed so the next request refetches it.
+                let e = e.into();
+                self.tier.fail(&self.hash, &self.entry, &e);
+                return Err(io_error("disk cache read", e));
+            }
+        };
+        let start = index * BLOCK;
+        let from = (self.pos - start) as usize;
+        let to = ((self.end - start) as usize).min(block.len());
+        self.pos = start + to as u64;
+        Ok(Some(block.slice(from..to)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.file.body_len();
+        if start as u64 >= len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start {start} beyond body of {len}"),
+            );
+        }
+        self.pos = start as u64;
+        self.end = end.map_or(len, |e| (e as u64).min(len));
+        Ok(())
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        self.file.body_len() as usize
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync) {

@@ -5,28 +5,16 @@
 //! within 1 KiB per object, and the largest object is 64 MiB (config validation enforces it).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tinyufo::TinyUfo;
 
+use super::stats::TierStats;
 use super::{Hash, StoredObject};
 
 const WEIGHT_UNIT: u64 = 1024;
-
-/// Counters the metrics endpoint reads.
-#[derive(Debug, Default)]
-pub struct TierStats {
-    /// Bytes held (bodies and meta).
-    pub bytes: AtomicU64,
-    /// Objects held.
-    pub objects: AtomicU64,
-    /// Objects dropped to make room.
-    pub evictions: AtomicU64,
-    /// Objects the admission policy declined.
-    pub rejections: AtomicU64,
-}
 
 /// The bounded in-memory object store.
 pub struct MemoryTier {

@@ -1,12 +1,17 @@
-//! Cache storage: a memory tier of whole objects, the fills in flight that readers follow, and
-//! the [`tiered::TieredStorage`] that Pingora's cache drives. The disk tier slots in under the
-//! memory tier inside `tiered.rs`.
+//! Cache storage: a memory tier of whole objects over a disk tier of body files and a catalog,
+//! the fills in flight that readers follow, and the [`tiered::TieredStorage`] that Pingora's
+//! cache drives.
 
+pub mod body_file;
+pub mod catalog;
+pub mod disk;
 mod fill;
 mod hit;
+pub mod index;
 pub mod key;
 pub mod memory;
 mod object;
+pub mod stats;
 pub mod tiered;
 
 pub use object::StoredObject;

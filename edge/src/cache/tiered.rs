@@ -1,8 +1,14 @@
-//! The [`Storage`] Pingora's cache drives: fills in flight first, then the memory tier.
+//! The [`Storage`] Pingora's cache drives: fills in flight first, then the memory tier, then
+//! the disk tier.
 //!
 //! Lookups prefer a fill in flight so that a refetch of an expired object is visible to new
-//! readers as it streams in. The disk tier (issue 3) joins here: looked up after memory, written
-//! through on `finish`, promoted to memory on a hit.
+//! readers as it streams in. Writes go through to disk as they stream; a body small enough for
+//! the memory tier is also kept whole and offered to it on `finish`. A disk hit small enough is
+//! read whole, checked, and promoted to memory. A fill stays visible to lookups until its disk
+//! commit is durable, so an object is always in one place or the other.
+//!
+//! The disk never costs a client its response: a failed disk read is a miss, a failed disk
+//! write leaves the response to finish from memory, and both are counted and logged.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -21,23 +27,28 @@ use pingora::cache::trace::SpanHandle;
 use pingora::cache::CacheMeta;
 use pingora::{Error, ErrorType, Result};
 
+use super::catalog::Record;
+use super::disk::{DiskBody, DiskError, DiskTier, PendingWrite};
 use super::fill::{Fill, Progress};
-use super::hit::{BodyHit, FillHit};
+use super::hit::{BodyHit, DiskHit, FillHit};
 use super::memory::MemoryTier;
+use super::stats::TierStats;
 use super::{Hash, StoredObject};
 
 /// The edge's cache storage.
 pub struct TieredStorage {
     memory: MemoryTier,
+    disk: Option<&'static DiskTier>,
     fills: Mutex<HashMap<Hash, Vec<Arc<Fill>>>>,
     next_fill: AtomicU64,
 }
 
 impl TieredStorage {
-    /// Storage over a memory tier.
-    pub fn new(memory: MemoryTier) -> Self {
+    /// Storage over a memory tier and, optionally, a disk tier under it.
+    pub fn new(memory: MemoryTier, disk: Option<&'static DiskTier>) -> Self {
         TieredStorage {
             memory,
+            disk,
             fills: Mutex::new(HashMap::new()),
             next_fill: AtomicU64::new(1),
         }
@@ -48,15 +59,66 @@ impl TieredStorage {
         &self.memory
     }
 
-    /// Largest object any tier stores: bigger responses are not cached.
-    pub fn max_object_size(&self) -> u64 {
-        self.memory.max_object_size()
+    /// The disk tier, if there is one.
+    pub fn disk(&self) -> Option<&'static DiskTier> {
+        self.disk
     }
 
-    /// Drops every stored variant of a URL (its primary key). Fills in flight are left to finish:
-    /// they started after the request that asks for this, or race with it as any write does.
+    /// Largest object any tier stores: bigger responses are not cached.
+    pub fn max_object_size(&self) -> u64 {
+        let disk = self.disk.map_or(0, |d| d.max_object_size());
+        self.memory.max_object_size().max(disk)
+    }
+
+    /// Drops every stored variant of a URL (its primary key) from both tiers. Fills in flight
+    /// are left to finish: they started after the request that asks for this, or race with it
+    /// as any write does.
     pub fn invalidate_primary(&self, primary: &Hash) -> usize {
-        self.memory.remove_primary(primary)
+        let mut n = self.memory.remove_primary(primary);
+        if let Some(disk) = self.disk {
+            // The unlinks are quick; the catalog change is queued, not awaited.
+            n += disk.remove(&disk.of_primary(primary)).0;
+        }
+        n
+    }
+
+    async fn disk_lookup(&'static self, combined: Hash) -> Option<(CacheMeta, HitHandler)> {
+        let disk = self.disk?;
+        let entry = disk.lookup(&combined)?;
+        let whole = self.memory.max_object_size();
+        let read = tokio::task::spawn_blocking(move || disk.read(&combined, &entry, whole))
+            .await
+            .ok()?;
+        let (record, body) = match read {
+            Ok(found) => found?,
+            Err(e) => {
+                disk.fail(&combined, &entry, &e);
+                return None;
+            }
+        };
+        let meta = match CacheMeta::deserialize(&record.meta.0, &record.meta.1) {
+            Ok(m) => m,
+            Err(e) => {
+                disk.fail(&combined, &entry, &DiskError::Commit(e.to_string()));
+                return None;
+            }
+        };
+        disk.hit();
+        let hit: HitHandler = match body {
+            DiskBody::Whole(body) => {
+                self.memory.put(Arc::new(StoredObject {
+                    combined,
+                    primary: entry.primary,
+                    meta: record.meta,
+                    body: body.clone(),
+                }));
+                Box::new(BodyHit::new(body, "disk"))
+            }
+            DiskBody::File(file, first) => {
+                Box::new(DiskHit::new(file, first, disk, combined, entry))
+            }
+        };
+        Some((meta, hit))
     }
 
     fn latest_fill(&self, combined: &Hash) -> Option<Arc<Fill>> {
@@ -93,13 +155,15 @@ impl Storage for TieredStorage {
         if let Some(fill) = self.latest_fill(&combined) {
             return hit_from_fill(fill);
         }
-        match self.memory.get(&combined) {
-            Some(obj) => {
-                let meta = CacheMeta::deserialize(&obj.meta.0, &obj.meta.1)?;
-                Ok(Some((meta, Box::new(BodyHit::new(obj.body.clone())))))
-            }
-            None => Ok(None),
+        if let Some(obj) = self.memory.get(&combined) {
+            let meta = CacheMeta::deserialize(&obj.meta.0, &obj.meta.1)?;
+            TierStats::bump(&self.memory.stats().hits);
+            return Ok(Some((
+                meta,
+                Box::new(BodyHit::new(obj.body.clone(), "memory")),
+            )));
         }
+        Ok(self.disk_lookup(combined).await)
     }
 
     async fn lookup_streaming_write(
@@ -132,7 +196,25 @@ impl Storage for TieredStorage {
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
         let id = self.next_fill.fetch_add(1, Ordering::Relaxed);
-        let fill = Arc::new(Fill::new(id, meta.serialize()?));
+        let length = content_length(meta);
+        let keep = length.is_none_or(|l| l <= self.memory.max_object_size());
+        let disk = match self.disk {
+            Some(d) if length.is_some_and(|l| l > d.max_object_size()) => {
+                d.rejected();
+                None
+            }
+            Some(d) => match tokio::task::spawn_blocking(move || d.begin()).await {
+                Ok(Ok(pending)) => Some(pending),
+                Ok(Err(e)) => {
+                    d.write_failed(&e);
+                    None
+                }
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let file = disk.as_ref().map(|p| p.writer.shared());
+        let fill = Arc::new(Fill::new(id, meta.serialize()?, file, keep));
         let combined = key.combined_bin();
         self.fills
             .lock()
@@ -144,9 +226,12 @@ impl Storage for TieredStorage {
             fill,
             combined,
             primary: key.primary_bin(),
+            key: key.primary_key().to_vec(),
             written: 0,
             tag: id.to_be_bytes(),
             finished: false,
+            disk,
+            keep,
         }))
     }
 
@@ -157,7 +242,17 @@ impl Storage for TieredStorage {
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
         let combined = target.key().combined_bin();
-        Ok(if self.memory.remove(&combined) {
+        let mut found = self.memory.remove(&combined);
+        if let Some(disk) = self.disk {
+            let (n, done) = disk.remove(&[combined]);
+            if n > 0 {
+                found = true;
+                done.await
+                    .map_err(|_| Error::explain(ErrorType::InternalError, "catalog is gone"))?
+                    .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
+            }
+        }
+        Ok(if found {
             PurgeOutcome::Purged(None)
         } else {
             PurgeOutcome::NotFound
@@ -170,9 +265,16 @@ impl Storage for TieredStorage {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
-        Ok(self
-            .memory
-            .update_meta(&key.combined_bin(), meta.serialize()?))
+        let combined = key.combined_bin();
+        let meta = meta.serialize()?;
+        let mut found = self.memory.update_meta(&combined, meta.clone());
+        if let Some(disk) = self.disk {
+            match disk.update_meta(&combined, meta).await {
+                Ok(on_disk) => found |= on_disk,
+                Err(e) => disk.write_failed(&e),
+            }
+        }
+        Ok(found)
     }
 
     fn support_streaming_partial_write(&self) -> bool {
@@ -184,16 +286,103 @@ impl Storage for TieredStorage {
     }
 }
 
-/// Writes one response: chunks go to the fill that readers follow, and `finish` stores the
-/// whole object.
+/// Writes one response: chunks go to the disk file (if the disk takes it) and to the fill that
+/// readers follow; `finish` offers a small body to memory and commits the file.
 struct TieredMiss {
     storage: &'static TieredStorage,
     fill: Arc<Fill>,
     combined: Hash,
     primary: Hash,
+    key: Vec<u8>,
     written: u64,
     tag: [u8; 8],
     finished: bool,
+    disk: Option<PendingWrite>,
+    /// Still small enough for the memory tier.
+    keep: bool,
+}
+
+impl TieredMiss {
+    /// Writes a chunk to the disk file; false (and the file dropped) if the disk cannot take it.
+    async fn write_disk(&mut self, data: &Bytes) -> bool {
+        let (Some(mut pending), Some(disk)) = (self.disk.take(), self.storage.disk) else {
+            return false;
+        };
+        if self.written > disk.max_object_size() {
+            disk.rejected();
+            tokio::task::spawn_blocking(move || disk.abandon(pending));
+            return false;
+        }
+        let chunk = data.clone();
+        let wrote = tokio::task::spawn_blocking(move || {
+            let r = pending.writer.write(&chunk);
+            (pending, r)
+        })
+        .await;
+        match wrote {
+            Ok((pending, Ok(()))) => {
+                self.disk = Some(pending);
+                true
+            }
+            Ok((pending, Err(e))) => {
+                disk.write_failed(&e.into());
+                tokio::task::spawn_blocking(move || disk.abandon(pending));
+                false
+            }
+            Err(e) => {
+                disk.write_failed(&DiskError::Commit(format!("write task: {e}")));
+                false
+            }
+        }
+    }
+}
+
+/// The response's Content-Length, when it has one.
+fn content_length(meta: &CacheMeta) -> Option<u64> {
+    meta.headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A finished body file on its way into the disk tier.
+struct DiskCommit {
+    pending: PendingWrite,
+    fill: Arc<Fill>,
+    combined: Hash,
+    primary: Hash,
+    key: Vec<u8>,
+    body_len: u64,
+}
+
+impl DiskCommit {
+    /// Publishes and commits the file, then retires the fill that stood in for it.
+    async fn run(self, storage: &'static TieredStorage, disk: &'static DiskTier) {
+        let DiskCommit {
+            pending,
+            fill,
+            combined,
+            primary,
+            key,
+            body_len,
+        } = self;
+        let published = tokio::task::spawn_blocking(move || disk.publish(pending, &combined)).await;
+        let result = match published {
+            Ok(Ok(gen)) => {
+                let record = Record {
+                    meta: fill.meta.clone(),
+                    key,
+                };
+                disk.commit(combined, gen, body_len, primary, &record).await
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(DiskError::Commit(format!("publish task: {e}"))),
+        };
+        if let Err(e) = result {
+            disk.write_failed(&e);
+        }
+        storage.unregister(&combined, fill.id);
+    }
 }
 
 #[async_trait]
@@ -207,25 +396,50 @@ impl HandleMiss for TieredMiss {
                 "response grew past the cache's max_object_size",
             );
         }
-        if !data.is_empty() {
-            self.fill.push(data);
+        if self.keep && self.written > self.storage.memory.max_object_size() {
+            self.keep = false;
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let in_file = self.write_disk(&data).await;
+        self.fill.append(data, in_file);
+        if !self.keep {
+            self.fill.release_memory();
         }
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        let object = Arc::new(StoredObject {
-            combined: self.combined,
-            primary: self.primary,
-            meta: self.fill.meta.clone(),
-            body: self.fill.concat(),
-        });
-        let size = object.body.len();
-        // Store before unregistering the fill, so a lookup in between finds one or the other.
-        self.storage.memory.put(object);
-        self.storage.unregister(&self.combined, self.fill.id);
+        let size = self.written as usize;
+        if self.keep {
+            if let Some(body) = self.fill.concat() {
+                self.storage.memory.put(Arc::new(StoredObject {
+                    combined: self.combined,
+                    primary: self.primary,
+                    meta: self.fill.meta.clone(),
+                    body,
+                }));
+            }
+        }
         self.fill.set(Progress::Done);
         self.finished = true;
+        match (self.disk.take(), self.storage.disk) {
+            (Some(pending), Some(disk)) => {
+                // Followers have the whole body already; the fill answers lookups until the
+                // file is durable and committed.
+                let commit = DiskCommit {
+                    pending,
+                    fill: self.fill.clone(),
+                    combined: self.combined,
+                    primary: self.primary,
+                    key: std::mem::take(&mut self.key),
+                    body_len: self.written,
+                };
+                tokio::spawn(commit.run(self.storage, disk));
+            }
+            _ => self.storage.unregister(&self.combined, self.fill.id),
+        }
         Ok(MissFinishType::Created(size))
     }
 
@@ -239,6 +453,9 @@ impl Drop for TieredMiss {
         if !self.finished {
             self.storage.unregister(&self.combined, self.fill.id);
             self.fill.set(Progress::Aborted);
+            if let (Some(pending), Some(disk)) = (self.disk.take(), self.storage.disk) {
+                disk.abandon(pending);
+            }
         }
     }
 }
@@ -246,9 +463,12 @@ impl Drop for TieredMiss {
 /// Which source a hit comes from, for `Cache-Status` `detail`: a tier, or a fill in flight that
 /// this request follows (a coalesced miss).
 pub fn hit_source(hit: &HitHandler) -> &'static str {
-    if hit.as_any().is::<FillHit>() {
-        "coalesced"
+    let any = hit.as_any();
+    if let Some(body) = any.downcast_ref::<BodyHit>() {
+        body.tier
+    } else if any.is::<DiskHit>() {
+        "disk"
     } else {
-        "memory"
+        "coalesced"
     }
 }

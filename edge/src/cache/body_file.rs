@@ -1,0 +1,286 @@
+//! The disk tier's body file: the body, then one CRC32 per 256 KiB block, then a footer.
+//!
+//! ```text
+//! [body][crc32 of block 0 .. n-1, LE][body_len u64][block u32][crc32 of the table u32][hash 16][magic 8]
+//! ```
+//!
+//! The length is implied three ways (the file's size, the footer, the catalog's record) and every
+//! block is checked before its bytes leave the process, so neither a crash nor a damaged disk can
+//! make the edge serve a truncated or corrupt body: a file that fails a check is an error, which
+//! the tier turns into a miss. The checksum of a block, not of the whole file, is what lets a
+//! Range request seek, and a large body stream, without reading everything first.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Hash;
+
+/// Bytes covered by one checksum, and the size of a read from disk.
+pub const BLOCK: u64 = 256 << 10;
+const MAGIC: &[u8; 8] = b"EDGEBDY1";
+const FOOTER: u64 = 8 + 4 + 4 + 16 + 8;
+
+/// Why a body file cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The operating system refused a read or write.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The file exists but is not the body it should be.
+    #[error("corrupt body file: {0}")]
+    Corrupt(&'static str),
+}
+
+/// The size on disk of a body of `body_len` bytes.
+pub fn file_len(body_len: u64) -> u64 {
+    body_len + 4 * body_len.div_ceil(BLOCK) + FOOTER
+}
+
+/// Writes a body file as the body arrives. Readers of a fill in progress read the same file
+/// (`shared()`) up to the length written so far.
+pub struct BodyWriter {
+    file: Arc<File>,
+    crcs: Vec<u32>,
+    block: crc32fast::Hasher,
+    in_block: u64,
+    len: u64,
+}
+
+impl BodyWriter {
+    /// Creates `path`, which must not exist.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(BodyWriter {
+            file: Arc::new(file),
+            crcs: Vec::new(),
+            block: crc32fast::Hasher::new(),
+            in_block: 0,
+            len: 0,
+        })
+    }
+
+    /// The file, for readers that follow the write.
+    pub fn shared(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    /// Appends body bytes.
+    pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        (&*self.file).write_all(data)?;
+        self.len += data.len() as u64;
+        while !data.is_empty() {
+            let room = (BLOCK - self.in_block) as usize;
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.block.update(now);
+            self.in_block += now.len() as u64;
+            data = rest;
+            if self.in_block == BLOCK {
+                self.seal_block();
+            }
+        }
+        Ok(())
+    }
+
+    fn seal_block(&mut self) {
+        let hasher = std::mem::replace(&mut self.block, crc32fast::Hasher::new());
+        self.crcs.push(hasher.finalize());
+        self.in_block = 0;
+    }
+
+    /// Appends the checksum table and footer and makes the file durable. Returns its size.
+    pub fn finish(mut self, hash: &Hash) -> io::Result<u64> {
+        if self.in_block > 0 {
+            self.seal_block();
+        }
+        let mut tail = Vec::with_capacity(self.crcs.len() * 4 + FOOTER as usize);
+        for crc in &self.crcs {
+            tail.extend_from_slice(&crc.to_le_bytes());
+        }
+        let table_crc = crc32fast::hash(&tail);
+        tail.extend_from_slice(&self.len.to_le_bytes());
+        tail.extend_from_slice(&(BLOCK as u32).to_le_bytes());
+        tail.extend_from_slice(&table_crc.to_le_bytes());
+        tail.extend_from_slice(hash);
+        tail.extend_from_slice(MAGIC);
+        (&*self.file).write_all(&tail)?;
+        // The rename that publishes the file must not reach the disk before its contents.
+        self.file.sync_data()?;
+        Ok(self.len + tail.len() as u64)
+    }
+}
+
+/// A complete body file, opened and its footer checked; blocks are checked as they are read.
+pub struct BodyFile {
+    file: File,
+    body_len: u64,
+    crcs: Vec<u32>,
+}
+
+impl BodyFile {
+    /// Opens the body stored for `hash`, which the catalog says is `body_len` bytes.
+    pub fn open(path: &Path, hash: &Hash, body_len: u64) -> Result<Self, BodyError> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() != file_len(body_len) {
+            return Err(BodyError::Corrupt("size differs from the catalog"));
+        }
+        let blocks = body_len.div_ceil(BLOCK) as usize;
+        let mut tail = vec![0; blocks * 4 + FOOTER as usize];
+        file.read_exact_at(&mut tail, body_len)?;
+        let crcs = check_tail(&tail, hash, body_len)?;
+        Ok(BodyFile {
+            file,
+            body_len,
+            crcs,
+        })
+    }
+
+    /// Reads and checks the whole body in one read: for bodies small enough to hold.
+    pub fn read_whole(path: &Path, hash: &Hash, body_len: u64) -> Result<Bytes, BodyError> {
+        let file = File::open(path)?;
+        let len = file_len(body_len);
+        if file.metadata()?.len() != len {
+            return Err(BodyError::Corrupt("size differs from the catalog"));
+        }
+        let mut all = vec![0; len as usize];
+        file.read_exact_at(&mut all, 0)?;
+        let crcs = check_tail(&all[body_len as usize..], hash, body_len)?;
+        let mut body = Bytes::from(all);
+        body.truncate(body_len as usize);
+        for (i, crc) in crcs.iter().enumerate() {
+            let from = i * BLOCK as usize;
+            let to = (from + BLOCK as usize).min(body_len as usize);
+            if crc32fast::hash(&body[from..to]) != *crc {
+                return Err(BodyError::Corrupt("block checksum mismatch"));
+            }
+        }
+        Ok(body)
+    }
+
+    /// Body length.
+    pub fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    /// Reads and checks block `index`.
+    pub fn read_block(&self, index: u64) -> Result<Bytes, BodyError> {
+        let from = index * BLOCK;
+        if from >= self.body_len {
+            return Err(BodyError::Corrupt("block beyond the body"));
+        }
+        let len = BLOCK.min(self.body_len - from) as usize;
+        let mut buf = vec![0; len];
+        self.file.read_exact_at(&mut buf, from)?;
+        if crc32fast::hash(&buf) != self.crcs[index as usize] {
+            return Err(BodyError::Corrupt("block checksum mismatch"));
+        }
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Checks the checksum table and footer; returns the table.
+fn check_tail(tail: &[u8], hash: &Hash, body_len: u64) -> Result<Vec<u32>, BodyError> {
+    let blocks = body_len.div_ceil(BLOCK) as usize;
+    if tail.len() != blocks * 4 + FOOTER as usize {
+        return Err(BodyError::Corrupt("size differs from the catalog"));
+    }
+    let (table, footer) = tail.split_at(blocks * 4);
+    let word = |at: usize| {
+        u32::from_le_bytes([footer[at], footer[at + 1], footer[at + 2], footer[at + 3]])
+    };
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&footer[..8]);
+    if &footer[32..40] != MAGIC {
+        return Err(BodyError::Corrupt("no footer"));
+    }
+    if u64::from_le_bytes(len) != body_len || u64::from(word(8)) != BLOCK {
+        return Err(BodyError::Corrupt("footer disagrees with the catalog"));
+    }
+    if &footer[16..32] != hash {
+        return Err(BodyError::Corrupt("file belongs to another key"));
+    }
+    if crc32fast::hash(table) != word(12) {
+        return Err(BodyError::Corrupt("checksum table damaged"));
+    }
+    Ok(table
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, body: &[u8], hash: &Hash) -> std::path::PathBuf {
+        let path = dir.join(name);
+        let mut w = BodyWriter::create(&path).unwrap();
+        for piece in body.chunks(100_000) {
+            w.write(piece).unwrap();
+        }
+        assert_eq!(w.finish(hash).unwrap(), file_len(body.len() as u64));
+        path
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("edge-body-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn round_trips_whole_and_by_block() {
+        let dir = scratch("roundtrip");
+        let body: Vec<u8> = (0..(BLOCK as usize * 2 + 1234))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let path = write(&dir, "a", &body, &[7; 16]);
+        let whole = BodyFile::read_whole(&path, &[7; 16], body.len() as u64).unwrap();
+        assert_eq!(&whole[..], &body[..]);
+        let f = BodyFile::open(&path, &[7; 16], body.len() as u64).unwrap();
+        let mut all = Vec::new();
+        for i in 0..3 {
+            all.extend_from_slice(&f.read_block(i).unwrap());
+        }
+        assert_eq!(all, body);
+        let empty = write(&dir, "empty", b"", &[1; 16]);
+        assert!(BodyFile::read_whole(&empty, &[1; 16], 0)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn rejects_damage_truncation_and_the_wrong_key() {
+        let dir = scratch("damage");
+        let body = vec![42u8; BLOCK as usize + 10];
+        let path = write(&dir, "a", &body, &[3; 16]);
+        // A flipped byte in the second block: the first block still reads, the second does not.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0], BLOCK + 5).unwrap();
+        let opened = BodyFile::open(&path, &[3; 16], body.len() as u64).unwrap();
+        assert!(opened.read_block(0).is_ok());
+        assert!(matches!(opened.read_block(1), Err(BodyError::Corrupt(_))));
+        assert!(matches!(
+            BodyFile::read_whole(&path, &[3; 16], body.len() as u64),
+            Err(BodyError::Corrupt(_))
+        ));
+        assert!(matches!(
+            BodyFile::open(&path, &[4; 16], body.len() as u64),
+            Err(BodyError::Corrupt(_))
+        ));
+        f.set_len(100).unwrap();
+        assert!(matches!(
+            BodyFile::open(&path, &[3; 16], body.len() as u64),
+            Err(BodyError::Corrupt(_))
+        ));
+    }
+}

@@ -1,0 +1,366 @@
+//! The disk tier's catalog: a redb database (an ACID B-tree) that says which body files hold
+//! committed objects.
+//!
+//! Two tables share a key (the object's combined hash): `entries`, small fixed records read in
+//! full at start-up to rebuild the in-memory index, and `records`, the serialized meta and cache
+//! key read on a hit. A body file is published (fsync, rename) before its entry is committed, so
+//! a committed entry always names a complete file; files without an entry are orphans that the
+//! start-up sweep removes.
+//!
+//! Writes go through one committer thread that folds whatever is queued into one transaction:
+//! under a burst of misses, the cost of a durable commit is shared by many objects.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::body_file::file_len;
+use super::Hash;
+
+const ENTRIES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("entries");
+const RECORDS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("records");
+
+/// Most write jobs folded into one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// What the index keeps of a committed object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Generation: names the body file, and orders writes to the same key.
+    pub gen: u64,
+    /// Body length in bytes.
+    pub body_len: u64,
+    /// Length of the serialized record (meta and key), counted in the tier's size.
+    pub record_len: u32,
+    /// When it was committed (Unix seconds): the eviction order rebuilt after a crash.
+    pub created: u64,
+    /// The primary hash, shared by every variant of a URL.
+    pub primary: Hash,
+}
+
+const ENTRY_LEN: usize = 8 + 8 + 4 + 8 + 16;
+
+impl Entry {
+    /// Bytes this object costs the tier: its file and its catalog record.
+    pub fn weight(&self) -> u64 {
+        file_len(self.body_len) + u64::from(self.record_len)
+    }
+
+    fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut out = [0u8; ENTRY_LEN];
+        out[0..8].copy_from_slice(&self.gen.to_le_bytes());
+        out[8..16].copy_from_slice(&self.body_len.to_le_bytes());
+        out[16..20].copy_from_slice(&self.record_len.to_le_bytes());
+        out[20..28].copy_from_slice(&self.created.to_le_bytes());
+        out[28..44].copy_from_slice(&self.primary);
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Entry> {
+        if b.len() != ENTRY_LEN {
+            return None;
+        }
+        let u64_at = |i: usize| {
+            b.get(i..i + 8)
+                .and_then(|s| s.try_into().ok())
+                .map(u64::from_le_bytes)
+        };
+        Some(Entry {
+            gen: u64_at(0)?,
+            body_len: u64_at(8)?,
+            record_len: u32::from_le_bytes(b.get(16..20)?.try_into().ok()?),
+            created: u64_at(20)?,
+            primary: b.get(28..44)?.try_into().ok()?,
+        })
+    }
+}
+
+/// The part of an object read on a hit: Pingora's serialized meta, and the cache key it was
+/// stored under (kept for purges by prefix and host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `CacheMeta::serialize()` output.
+    pub meta: (Vec<u8>, Vec<u8>),
+    /// The primary cache key, before hashing.
+    pub key: Vec<u8>,
+}
+
+impl Record {
+    /// Serialized form: three length-prefixed byte strings.
+    pub fn encode(&self) -> Vec<u8> {
+        let parts = [&self.meta.0[..], &self.meta.1[..], &self.key[..]];
+        let mut out = Vec::with_capacity(12 + parts.iter().map(|p| p.len()).sum::<usize>());
+        for p in parts {
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    fn decode(mut b: &[u8]) -> Option<Record> {
+        let mut next = || {
+            let len = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+            let part = b.get(4..4 + len)?.to_vec();
+            b = &b[4 + len..];
+            Some(part)
+        };
+        let (m0, m1, key) = (next()?, next()?, next()?);
+        Some(Record {
+            meta: (m0, m1),
+            key,
+        })
+    }
+}
+
+/// One change to the catalog.
+#[derive(Debug)]
+pub enum Op {
+    /// Adds or replaces an object.
+    Put {
+        /// Combined hash.
+        hash: Hash,
+        /// Its index entry.
+        entry: Entry,
+        /// `Record::encode()` output.
+        record: Vec<u8>,
+    },
+    /// Replaces the record of an object that is still there (a 304 refreshed its meta).
+    SetRecord {
+        /// Combined hash.
+        hash: Hash,
+        /// `Record::encode()` output.
+        record: Vec<u8>,
+    },
+    /// Drops an object.
+    Remove(Hash),
+}
+
+struct Job {
+    ops: Vec<Op>,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// The catalog and its committer thread.
+pub struct Catalog {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Catalog {
+    /// Opens (or creates) the catalog at `path` and reads every entry, in no particular order.
+    /// The database is locked for this process: a second node on the same directory fails here.
+    pub fn open(path: &Path) -> Result<(Catalog, Vec<(Hash, Entry)>), redb::Error> {
+        let db = Arc::new(Database::create(path)?);
+        let txn = db.begin_write()?;
+        txn.open_table(ENTRIES)?;
+        txn.open_table(RECORDS)?;
+        txn.commit()?;
+        let mut entries = Vec::new();
+        let mut damaged = Vec::new();
+        {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(ENTRIES)?;
+            for row in table.iter()? {
+                let (k, v) = row?;
+                let hash = *k.value();
+                match Entry::decode(v.value()) {
+                    Some(e) => entries.push((hash, e)),
+                    None => damaged.push(hash),
+                }
+            }
+        }
+        if !damaged.is_empty() {
+            tracing::warn!(count = damaged.len(), "dropping unreadable catalog entries");
+            apply(
+                &db,
+                damaged
+                    .into_iter()
+                    .map(Op::Remove)
+                    .collect::<Vec<_>>()
+                    .iter(),
+            )?;
+        }
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let committer_db = db.clone();
+        std::thread::Builder::new()
+            .name("edge-catalog".into())
+            .spawn(move || commit_loop(&committer_db, &rx))
+            .map_err(redb::Error::Io)?;
+        Ok((Catalog { db, jobs }, entries))
+    }
+
+    /// The record of an object. Blocking: call it off the async workers.
+    pub fn record(&self, hash: &Hash) -> Result<Option<Record>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RECORDS)?;
+        Ok(table.get(hash)?.and_then(|v| Record::decode(v.value())))
+    }
+
+    /// Queues changes; the receiver says when they are durable (or why not).
+    pub fn submit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job {
+            ops,
+            done: Some(tx),
+        });
+        rx
+    }
+
+    /// Queues changes nobody waits for (evictions, removals of damaged objects).
+    pub fn submit_detached(&self, ops: Vec<Op>) {
+        self.send(Job { ops, done: None });
+    }
+
+    fn send(&self, job: Job) {
+        if self.jobs.send(job).is_err() {
+            tracing::error!("catalog committer is gone; change dropped");
+        }
+    }
+
+    /// Waits until everything queued so far is committed. Blocking; for shutdown.
+    pub fn flush(&self) -> Result<(), String> {
+        self.submit(Vec::new())
+            .blocking_recv()
+            .map_err(|_| "catalog committer is gone".to_string())?
+    }
+}
+
+fn commit_loop(db: &Database, rx: &mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let result = apply(db, jobs.iter().flat_map(|j| j.ops.iter())).map_err(|e| {
+            tracing::error!(error = %e, "catalog commit failed");
+            e.to_string()
+        });
+        for job in jobs {
+            if let Some(done) = job.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
+fn apply<'a>(db: &Database, ops: impl Iterator<Item = &'a Op>) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut entries = txn.open_table(ENTRIES)?;
+        let mut records = txn.open_table(RECORDS)?;
+        for op in ops {
+            match op {
+                Op::Put {
+                    hash,
+                    entry,
+                    record,
+                } => {
+                    entries.insert(hash, &entry.encode()[..])?;
+                    records.insert(hash, &record[..])?;
+                }
+                Op::SetRecord { hash, record } => {
+                    let present = entries.get(hash)?.and_then(|v| Entry::decode(v.value()));
+                    if let Some(mut entry) = present {
+                        entry.record_len = record.len() as u32;
+                        entries.insert(hash, &entry.encode()[..])?;
+                        records.insert(hash, &record[..])?;
+                    }
+                }
+                Op::Remove(hash) => {
+                    entries.remove(hash)?;
+                    records.remove(hash)?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(gen: u64) -> Entry {
+        Entry {
+            gen,
+            body_len: 1000 + gen,
+            record_len: 30,
+            created: 1_700_000_000,
+            primary: [gen as u8; 16],
+        }
+    }
+
+    fn record(n: u8) -> Record {
+        Record {
+            meta: (vec![n; 10], vec![n; 5]),
+            key: b"v1/key".to_vec(),
+        }
+    }
+
+    #[test]
+    fn entries_and_records_round_trip() {
+        let e = entry(9);
+        assert_eq!(Entry::decode(&e.encode()), Some(e));
+        assert_eq!(Entry::decode(&e.encode()[1..]), None);
+        let r = record(4);
+        assert_eq!(Record::decode(&r.encode()), Some(r));
+        assert_eq!(Record::decode(&[1, 0, 0]), None);
+    }
+
+    #[tokio::test]
+    async fn commits_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("edge-catalog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("catalog.redb");
+        {
+            let (cat, entries) = Catalog::open(&path).unwrap();
+            assert!(entries.is_empty());
+            let ops = (1..=3u8)
+                .map(|n| Op::Put {
+                    hash: [n; 16],
+                    entry: entry(u64::from(n)),
+                    record: record(n).encode(),
+                })
+                .collect();
+            cat.submit(ops).await.unwrap().unwrap();
+            cat.submit(vec![
+                Op::Remove([2; 16]),
+                Op::SetRecord {
+                    hash: [3; 16],
+                    record: record(33).encode(),
+                },
+                // A record for an object that is gone is not resurrected.
+                Op::SetRecord {
+                    hash: [2; 16],
+                    record: record(22).encode(),
+                },
+            ])
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(cat.record(&[3; 16]).unwrap(), Some(record(33)));
+        }
+        // The committer thread holds the database until its channel closes; wait for the lock.
+        let reopened = loop {
+            match Catalog::open(&path) {
+                Ok(c) => break c,
+                Err(redb::Error::DatabaseAlreadyOpen) => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let (cat, mut entries) = reopened;
+        entries.sort_by_key(|(h, _)| *h);
+        let hashes: Vec<Hash> = entries.iter().map(|(h, _)| *h).collect();
+        assert_eq!(hashes, vec![[1; 16], [3; 16]]);
+        assert_eq!(cat.record(&[2; 16]).unwrap(), None);
+        assert_eq!(cat.record(&[1; 16]).unwrap(), Some(record(1)));
+    }
+}

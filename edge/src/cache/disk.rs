@@ -1,0 +1,456 @@
+//! The disk tier: one body file per object under `objects/<xx>/`, a redb catalog, and an
+//! in-memory index with an LRU weighted in bytes.
+//!
+//! A write goes to `tmp/<gen>`, is fsynced and renamed into place, and only then is it entered
+//! in the index and the catalog; so the catalog never names a file that is not complete. What an
+//! interrupted run leaves behind (temp files, published files never committed, entries whose
+//! file is gone) is cleared at the next start: temp files at once, the rest by [`DiskTier::sweep`]
+//! in the background, while the node already serves.
+//!
+//! Every method that touches the file system blocks: the storage calls them off the async workers.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::body_file::{BodyError, BodyFile, BodyWriter};
+use super::catalog::{Catalog, Entry, Op, Record};
+use super::index::Index;
+use super::stats::TierStats;
+use super::Hash;
+
+/// Why the disk tier could not do something. None of these reach a client: the storage serves
+/// from another tier or the origin instead, and counts the error.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    /// A body file could not be read or written.
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// The catalog failed.
+    #[error("catalog: {0}")]
+    Catalog(#[from] redb::Error),
+    /// The catalog's committer reported a failed commit.
+    #[error("catalog commit: {0}")]
+    Commit(String),
+}
+
+impl From<io::Error> for DiskError {
+    fn from(e: io::Error) -> Self {
+        DiskError::Body(BodyError::Io(e))
+    }
+}
+
+/// A body being written.
+pub struct PendingWrite {
+    /// Generation: orders writes to one key and names the file.
+    pub gen: u64,
+    /// The writer.
+    pub writer: BodyWriter,
+    tmp: PathBuf,
+}
+
+/// A body read for a hit.
+pub enum DiskBody {
+    /// Small enough to read whole: read and checked.
+    Whole(Bytes),
+    /// Streamed a block at a time, each checked as it is read; the first block is read and
+    /// checked already, so damage there is a miss rather than a response that fails midway.
+    File(BodyFile, Bytes),
+}
+
+/// The disk tier.
+pub struct DiskTier {
+    objects: PathBuf,
+    tmp: PathBuf,
+    order_file: PathBuf,
+    catalog: Catalog,
+    index: Index,
+    max_object_size: u64,
+    next_gen: AtomicU64,
+    /// Generations below this were written by an earlier run: the sweep may judge their files.
+    first_gen: u64,
+    /// Serializes index changes with their file deletions and catalog ops, so the catalog sees
+    /// changes to one key in the order the index made them.
+    write: Mutex<()>,
+    stats: TierStats,
+}
+
+const ORDER_FILE: &str = "lru.order";
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn unhex(s: &str) -> Option<Hash> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl DiskTier {
+    /// Opens the tier at `root`, creating it if needed, and rebuilds the index from the catalog.
+    /// Fails if the directory cannot be used or another process has it open.
+    pub fn open(root: &Path, max_size: u64, max_object_size: u64) -> Result<DiskTier, DiskError> {
+        let objects = root.join("objects");
+        let tmp = root.join("tmp");
+        for dir in 0..=255u8 {
+            fs::create_dir_all(objects.join(format!("{dir:02x}")))?;
+        }
+        // Temp files are fills an earlier run never finished.
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp)?;
+        let (catalog, entries) = Catalog::open(&root.join("catalog.redb"))?;
+        let order_file = root.join(ORDER_FILE);
+        let saved = read_order(&order_file);
+        let next_gen = entries.iter().map(|(_, e)| e.gen).max().unwrap_or(0) + 1;
+        let index = Index::new(max_size, entries.len().max(1024));
+        let mut by_hash: HashMap<Hash, Entry> = entries.into_iter().collect();
+        // Objects committed after the order was saved (a crash since) are the newest: they go
+        // first, newest first; then the saved order, most recent first.
+        let saved_set: HashSet<&Hash> = saved.iter().collect();
+        let mut newer: Vec<(Hash, Entry)> = by_hash
+            .iter()
+            .filter(|(h, _)| !saved_set.contains(h))
+            .map(|(h, e)| (*h, *e))
+            .collect();
+        newer.sort_unstable_by_key(|(_, e)| std::cmp::Reverse((e.created, e.gen)));
+        for (h, e) in newer {
+            by_hash.remove(&h);
+            index.insert_oldest(h, e);
+        }
+        for h in saved {
+            if let Some(e) = by_hash.remove(&h) {
+                index.insert_oldest(h, e);
+            }
+        }
+        let tier = DiskTier {
+            objects,
+            tmp,
+            order_file,
+            catalog,
+            index,
+            max_object_size,
+            next_gen: AtomicU64::new(next_gen),
+            first_gen: next_gen,
+            write: Mutex::new(()),
+            stats: TierStats::default(),
+        };
+        // The bound may have shrunk since the last run.
+        let _w = tier.write.lock();
+        tier.evict_locked();
+        drop(_w);
+        tier.refresh_gauges();
+        Ok(tier)
+    }
+
+    /// Largest body the tier takes.
+    pub fn max_object_size(&self) -> u64 {
+        self.max_object_size
+    }
+
+    /// Counters, with the byte and object gauges brought up to date.
+    pub fn stats(&self) -> &TierStats {
+        self.refresh_gauges();
+        &self.stats
+    }
+
+    fn refresh_gauges(&self) {
+        self.stats
+            .bytes
+            .store(self.index.bytes(), Ordering::Relaxed);
+        self.stats
+            .objects
+            .store(self.index.count() as u64, Ordering::Relaxed);
+    }
+
+    fn path_of(&self, hash: &Hash, gen: u64) -> PathBuf {
+        let name = hex(hash);
+        self.objects.join(&name[..2]).join(format!("{name}-{gen}"))
+    }
+
+    /// The committed entry for `hash`, marked recently used.
+    pub fn lookup(&self, hash: &Hash) -> Option<Entry> {
+        self.index.get(hash)
+    }
+
+    /// Reads an object for a hit: its record, and its body whole (if at most `whole_limit`
+    /// bytes) or opened for streaming. `None` if it was removed or replaced meanwhile, or its
+    /// record is not committed yet. Blocking.
+    pub fn read(
+        &self,
+        hash: &Hash,
+        entry: &Entry,
+        whole_limit: u64,
+    ) -> Result<Option<(Record, DiskBody)>, DiskError> {
+        let Some(record) = self.catalog.record(hash)? else {
+            return Ok(None);
+        };
+        let path = self.path_of(hash, entry.gen);
+        let body = if entry.body_len <= whole_limit {
+            BodyFile::read_whole(&path, hash, entry.body_len).map(DiskBody::Whole)
+        } else {
+            BodyFile::open(&path, hash, entry.body_len)
+                .and_then(|f| f.read_block(0).map(|first| DiskBody::File(f, first)))
+        };
+        match body {
+            Ok(b) => Ok(Some((record, b))),
+            // Replaced or removed between the index lookup and the open: not damage.
+            Err(BodyError::Io(e))
+                if e.kind() == io::ErrorKind::NotFound && !self.index.holds(hash, entry.gen) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records a failed read of `hash` at `entry`: counts it, logs it and removes the object,
+    /// so the next request is a miss that stores a good copy.
+    pub fn fail(&self, hash: &Hash, entry: &Entry, error: &DiskError) {
+        TierStats::bump(&self.stats.errors);
+        tracing::warn!(object = %hex(hash), gen = entry.gen, %error, "disk cache read failed; object removed");
+        let _w = self.write.lock();
+        if self.index.remove(hash, Some(entry.gen)).is_some() {
+            let _ = fs::remove_file(self.path_of(hash, entry.gen));
+            self.catalog.submit_detached(vec![Op::Remove(*hash)]);
+        }
+    }
+
+    /// Counts and logs a failed write; the response it was for is still served.
+    pub fn write_failed(&self, error: &DiskError) {
+        TierStats::bump(&self.stats.errors);
+        tracing::warn!(%error, "disk cache write failed; serving without storing");
+    }
+
+    /// Counts an object too large for this tier.
+    pub fn rejected(&self) {
+        TierStats::bump(&self.stats.rejections);
+    }
+
+    /// Counts a hit.
+    pub fn hit(&self) {
+        TierStats::bump(&self.stats.hits);
+    }
+
+    /// Starts writing a body. Blocking.
+    pub fn begin(&self) -> Result<PendingWrite, DiskError> {
+        let gen = self.next_gen.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(gen.to_string());
+        let writer = BodyWriter::create(&tmp)?;
+        Ok(PendingWrite { gen, writer, tmp })
+    }
+
+    /// Drops a write that will not be committed. Blocking.
+    pub fn abandon(&self, pending: PendingWrite) {
+        let _ = fs::remove_file(&pending.tmp);
+    }
+
+    /// Finishes a body file (checksums, fsync) and moves it into place. Blocking.
+    pub fn publish(&self, pending: PendingWrite, hash: &Hash) -> Result<u64, DiskError> {
+        let result = pending
+            .writer
+            .finish(hash)
+            .and_then(|_| fs::rename(&pending.tmp, self.path_of(hash, pending.gen)));
+        if let Err(e) = result {
+            let _ = fs::remove_file(&pending.tmp);
+            return Err(e.into());
+        }
+        Ok(pending.gen)
+    }
+
+    /// Enters a published body in the index and the catalog, evicting what no longer fits.
+    /// Returns when the catalog has it (or says why not); a write older than what the index
+    /// holds for the key is dropped instead.
+    pub async fn commit(
+        &self,
+        hash: Hash,
+        gen: u64,
+        body_len: u64,
+        primary: Hash,
+        record: &Record,
+    ) -> Result<bool, DiskError> {
+        let record = record.encode();
+        let entry = Entry {
+            gen,
+            body_len,
+            record_len: record.len() as u32,
+            created: now_secs(),
+            primary,
+        };
+        let done = {
+            let _w = self.write.lock();
+            if self.index.peek(&hash).is_some_and(|e| e.gen > gen) {
+                let _ = fs::remove_file(self.path_of(&hash, gen));
+                return Ok(false);
+            }
+            if let Some(old) = self.index.insert(hash, entry) {
+                let _ = fs::remove_file(self.path_of(&hash, old.gen));
+            }
+            let done = self.catalog.submit(vec![Op::Put {
+                hash,
+                entry,
+                record,
+            }]);
+            self.evict_locked();
+            done
+        };
+        self.await_commit(done).await.inspect_err(|_| {
+            // Not durable: take it back out rather than serve what a restart would forget.
+            let _w = self.write.lock();
+            if self.index.remove(&hash, Some(gen)).is_some() {
+                let _ = fs::remove_file(self.path_of(&hash, gen));
+            }
+        })?;
+        Ok(true)
+    }
+
+    async fn await_commit(
+        &self,
+        done: oneshot::Receiver<Result<(), String>>,
+    ) -> Result<(), DiskError> {
+        done.await
+            .map_err(|_| DiskError::Commit("catalog committer is gone".into()))?
+            .map_err(DiskError::Commit)
+    }
+
+    fn evict_locked(&self) {
+        let victims = self.index.evict_to_limit();
+        if victims.is_empty() {
+            return;
+        }
+        let mut ops = Vec::with_capacity(victims.len());
+        for (hash, entry) in victims {
+            let _ = fs::remove_file(self.path_of(&hash, entry.gen));
+            ops.push(Op::Remove(hash));
+            TierStats::bump(&self.stats.evictions);
+        }
+        self.catalog.submit_detached(ops);
+    }
+
+    /// Removes objects; the receiver says when the removal is durable. Blocking (unlinks).
+    pub fn remove(&self, hashes: &[Hash]) -> (usize, oneshot::Receiver<Result<(), String>>) {
+        let _w = self.write.lock();
+        let mut ops = Vec::new();
+        for hash in hashes {
+            if let Some(old) = self.index.remove(hash, None) {
+                let _ = fs::remove_file(self.path_of(hash, old.gen));
+                ops.push(Op::Remove(*hash));
+            }
+        }
+        let n = ops.len();
+        (n, self.catalog.submit(ops))
+    }
+
+    /// Every stored hash of a URL (all its variants).
+    pub fn of_primary(&self, primary: &Hash) -> Vec<Hash> {
+        self.index.of_primary(primary)
+    }
+
+    /// Replaces the meta of a stored object (after a 304). Returns whether it was there.
+    pub async fn update_meta(
+        &self,
+        hash: &Hash,
+        meta: (Vec<u8>, Vec<u8>),
+    ) -> Result<bool, DiskError> {
+        if self.index.peek(hash).is_none() {
+            return Ok(false);
+        }
+        let Some(mut record) = self.catalog.record(hash)? else {
+            return Ok(false);
+        };
+        record.meta = meta;
+        let done = self.catalog.submit(vec![Op::SetRecord {
+            hash: *hash,
+            record: record.encode(),
+        }]);
+        self.await_commit(done).await?;
+        Ok(true)
+    }
+
+    /// Clears what an earlier run left behind: body files no entry names (published but never
+    /// committed, or evicted before a crash), and entries whose file is gone. Files of this run
+    /// are not judged: a write may be between its rename and its commit. Blocking; returns the
+    /// number of files and entries removed.
+    pub fn sweep(&self) -> io::Result<(usize, usize)> {
+        let mut files = 0;
+        let mut seen = HashSet::new();
+        for dir in fs::read_dir(&self.objects)? {
+            let dir = dir?.path();
+            for file in fs::read_dir(&dir)? {
+                let path = file?.path();
+                let parsed = path.file_name().and_then(|n| n.to_str()).and_then(|n| {
+                    let (h, g) = n.split_once('-')?;
+                    Some((unhex(h)?, g.parse::<u64>().ok()?))
+                });
+                match parsed {
+                    Some((_, gen)) if gen >= self.first_gen => {}
+                    Some((hash, gen)) if self.index.holds(&hash, gen) => {
+                        seen.insert(hash);
+                    }
+                    _ => {
+                        if fs::remove_file(&path).is_ok() {
+                            files += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let missing: Vec<Hash> = self
+            .index
+            .order()
+            .into_iter()
+            .filter(|h| {
+                !seen.contains(h) && self.index.peek(h).is_some_and(|e| e.gen < self.first_gen)
+            })
+            .collect();
+        let (entries, _) = self.remove(&missing);
+        Ok((files, entries))
+    }
+
+    /// Makes the catalog durable and saves the eviction order, for a clean stop. Blocking.
+    pub fn close(&self) -> Result<(), DiskError> {
+        self.catalog.flush().map_err(DiskError::Commit)?;
+        let order = self.index.order();
+        let mut bytes = Vec::with_capacity(order.len() * 16);
+        for h in &order {
+            bytes.extend_from_slice(h);
+        }
+        let tmp = self.order_file.with_extension("tmp");
+        fs::write(&tmp, &bytes)?;
+        fs::rename(&tmp, &self.order_file)?;
+        Ok(())
+    }
+}
+
+/// The eviction order saved at the last clean stop, most recent first; empty if none.
+fn read_order(path: &Path) -> Vec<Hash> {
+    let Ok(bytes) = fs::read(path) else {
+        return Vec::new();
+    };
+    bytes
+        .chunks_exact(16)
+        .filter_map(|c| c.try_into().ok())
+        .collect()
+}
