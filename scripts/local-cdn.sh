@@ -25,6 +25,7 @@ Local CDN running (logs in $logs):
 
 Try:
   curl -si http://127.0.0.1:8080/assets/app.css | grep -i cache-status   # fwd=miss; stored, then hit
+  (stop and start this script again: the same request is a hit with detail=disk)
   curl -si http://127.0.0.1:8080/api/time       | grep -i cache-status   # fwd=bypass (rule)
   curl -si http://127.0.0.1:8080/private        | grep -i cache-status   # never stored
   curl -si -H 'Range: bytes=0-3' http://127.0.0.1:8080/assets/app.css

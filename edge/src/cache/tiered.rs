@@ -35,6 +35,13 @@ use super::memory::MemoryTier;
 use super::stats::TierStats;
 use super::{Hash, StoredObject};
 
+/// Disk hits up to this size are read on the worker thread, as nginx reads without `aio`: from
+/// the page cache that takes microseconds, and a hand-off to the blocking pool cost more CPU than
+/// the read (7.4k against 12.2k 1 KiB disk hits/s in cdnbench, 178 against 115 µs of CPU each).
+/// A read from a cold, slow disk stalls that worker for the read; larger bodies, whose reads
+/// take longer, go through the blocking pool.
+const INLINE_READ: u64 = 256 << 10;
+
 /// The edge's cache storage.
 pub struct TieredStorage {
     memory: MemoryTier,
@@ -86,9 +93,13 @@ impl TieredStorage {
         let disk = self.disk?;
         let entry = disk.lookup(&combined)?;
         let whole = self.memory.max_object_size();
-        let read = tokio::task::spawn_blocking(move || disk.read(&combined, &entry, whole))
-            .await
-            .ok()?;
+        let read = if entry.body_len <= INLINE_READ {
+            disk.read(&combined, &entry, whole)
+        } else {
+            tokio::task::spawn_blocking(move || disk.read(&combined, &entry, whole))
+                .await
+                .ok()?
+        };
         let (record, body) = match read {
             Ok(found) => found?,
             Err(e) => {

@@ -1,0 +1,92 @@
+//! How long a node with a large disk cache takes to start: the catalog read and the index and
+//! eviction order rebuilt, for `OBJECTS` objects (default 1,000,000). Run with
+//! `cargo bench -p edge-benches --bench disk_startup`.
+//!
+//! Only the catalog is filled: opening the tier does not touch body files (the sweep that checks
+//! them runs in the background once the node serves), so bodies would only slow the set-up.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use edge::cache::catalog::{Catalog, Entry, Op, Record};
+use edge::cache::disk::DiskTier;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn main() {
+    let objects: u64 = std::env::var("OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = std::env::temp_dir().join(format!("edge-startup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fill = Instant::now();
+    {
+        let (catalog, _) = Catalog::open(&dir.join("catalog.redb")).unwrap();
+        let mut n = 0u64;
+        while n < objects {
+            let ops = (n..(n + 50_000).min(objects))
+                .map(|i| {
+                    let mut hash = [0u8; 16];
+                    hash[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+                    hash[8..].copy_from_slice(&i.to_le_bytes());
+                    let record = Record {
+                        meta: (vec![1; 60], vec![2; 300]),
+                        key: format!("v1/https/example.com/assets/{i}.js").into_bytes(),
+                    };
+                    Op::Put {
+                        hash,
+                        entry: Entry {
+                            gen: i + 1,
+                            body_len: 20_000,
+                            record_len: record.encode().len() as u32,
+                            created: 1_700_000_000 + i,
+                            primary: hash,
+                        },
+                        record: record.encode(),
+                    }
+                })
+                .collect();
+            catalog.submit(ops).blocking_recv().unwrap().unwrap();
+            n = (n + 50_000).min(objects);
+        }
+    }
+    println!(
+        "filled a catalog of {objects} objects in {:.1?}",
+        fill.elapsed()
+    );
+    let db = std::fs::metadata(dir.join("catalog.redb")).unwrap().len();
+    println!("catalog file: {} MiB", db >> 20);
+    for run in 1..=3 {
+        let before = rss_kib();
+        let start = Instant::now();
+        let tier = loop {
+            // The previous run's committer thread may still hold the database for a moment.
+            match DiskTier::open(&dir, 1 << 50, 1 << 30) {
+                Ok(t) => break t,
+                Err(e) if e.to_string().contains("already open") => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let took = start.elapsed();
+        let held = tier
+            .stats()
+            .objects
+            .load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "run {run}: opened with {held} objects in {took:.2?}; index RSS +{} MiB",
+            rss_kib().saturating_sub(before) / 1024
+        );
+        assert_eq!(held, objects);
+        drop(tier);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

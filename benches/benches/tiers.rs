@@ -1,0 +1,131 @@
+//! The cache tiers on their own: memory put and hit, disk write (through to a durable commit),
+//! disk hit (read whole and checked) and a 256 KiB block read from a large body file.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use edge::cache::catalog::Record;
+use edge::cache::disk::{DiskBody, DiskTier};
+use edge::cache::memory::MemoryTier;
+use edge::cache::{Hash, StoredObject};
+
+fn hash(n: u64) -> Hash {
+    let mut h = [0u8; 16];
+    h[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    h[8..].copy_from_slice(&n.to_le_bytes());
+    h
+}
+
+fn object(n: u64, body: &Bytes) -> Arc<StoredObject> {
+    Arc::new(StoredObject {
+        combined: hash(n),
+        primary: hash(n),
+        meta: (vec![0; 64], vec![0; 256]),
+        body: body.clone(),
+    })
+}
+
+fn memory(c: &mut Criterion) {
+    let body = Bytes::from(vec![7u8; 1024]);
+    let mut g = c.benchmark_group("memory");
+    g.throughput(Throughput::Elements(1));
+    let tier = MemoryTier::new(256 << 20, 1 << 20);
+    let mut n = 0u64;
+    g.bench_function("put_1k", |b| {
+        b.iter(|| {
+            n += 1;
+            tier.put(object(n, &body))
+        })
+    });
+    let hot = MemoryTier::new(256 << 20, 1 << 20);
+    for n in 0..10_000 {
+        hot.put(object(n, &body));
+    }
+    let mut i = 0u64;
+    g.bench_function("hit_1k", |b| {
+        b.iter(|| {
+            i = (i + 1) % 10_000;
+            hot.get(&hash(i)).is_some()
+        })
+    });
+    g.finish();
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("edge-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Writes one body through the tier's whole write path: temp file, checksums, fsync, rename,
+/// index, durable catalog commit.
+fn put(tier: &DiskTier, rt: &tokio::runtime::Runtime, n: u64, body: &[u8]) {
+    let mut pending = tier.begin().unwrap();
+    pending.writer.write(body).unwrap();
+    let gen = tier.publish(pending, &hash(n)).unwrap();
+    let record = Record {
+        meta: (vec![0; 64], vec![0; 256]),
+        key: format!("v1/example.com/{n}").into_bytes(),
+    };
+    rt.block_on(tier.commit(hash(n), gen, body.len() as u64, hash(n), &record))
+        .unwrap();
+}
+
+fn disk(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = scratch("disk");
+    let tier = DiskTier::open(&dir, 8 << 30, 1 << 30).unwrap();
+    let small = vec![3u8; 4096];
+    let mut g = c.benchmark_group("disk");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    let mut n = 1_000_000u64;
+    g.bench_function("put_4k_durable", |b| {
+        b.iter(|| {
+            n += 1;
+            put(&tier, &rt, n, &small)
+        })
+    });
+    for n in 0..1000 {
+        put(&tier, &rt, n, &small);
+    }
+    g.sample_size(100);
+    let mut i = 0u64;
+    g.bench_function("hit_4k", |b| {
+        b.iter(|| {
+            i = (i + 1) % 1000;
+            let entry = tier.lookup(&hash(i)).unwrap();
+            match tier.read(&hash(i), &entry, 1 << 20).unwrap() {
+                Some((_, DiskBody::Whole(body))) => body.len(),
+                _ => panic!("not found whole"),
+            }
+        })
+    });
+    let large = vec![5u8; 8 << 20];
+    put(&tier, &rt, 99_999_999, &large);
+    g.throughput(Throughput::Bytes(256 << 10));
+    g.bench_function("block_read_256k", |b| {
+        let entry = tier.lookup(&hash(99_999_999)).unwrap();
+        let Some((_, DiskBody::File(file, _))) = tier.read(&hash(99_999_999), &entry, 0).unwrap()
+        else {
+            panic!("not streamed");
+        };
+        let mut block = 0;
+        b.iter_batched(
+            || {
+                block = (block + 1) % 32;
+                block
+            },
+            |b| file.read_block(b).unwrap().len(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+    drop(tier);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, memory, disk);
+criterion_main!(benches);
