@@ -39,6 +39,9 @@ pub enum DiskError {
     /// The catalog's committer reported a failed commit.
     #[error("catalog commit: {0}")]
     Commit(String),
+    /// A blocking task doing disk work panicked or was cancelled.
+    #[error("disk task: {0}")]
+    Task(String),
 }
 
 impl From<io::Error> for DiskError {

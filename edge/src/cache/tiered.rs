@@ -27,6 +27,7 @@ use pingora::cache::trace::SpanHandle;
 use pingora::cache::CacheMeta;
 use pingora::{Error, ErrorType, Result};
 
+use super::body_file::{BodyError, BLOCK};
 use super::catalog::Record;
 use super::disk::{DiskBody, DiskError, DiskTier, PendingWrite};
 use super::fill::{Fill, Progress};
@@ -92,7 +93,8 @@ impl TieredStorage {
     async fn disk_lookup(&'static self, combined: Hash) -> Option<(CacheMeta, HitHandler)> {
         let disk = self.disk?;
         let entry = disk.lookup(&combined)?;
-        let whole = self.memory.max_object_size();
+        // Read whole (one read) what memory may take, and anything within one checksum block.
+        let whole = self.memory.max_object_size().max(BLOCK);
         let read = if entry.body_len <= INLINE_READ {
             disk.read(&combined, &entry, whole)
         } else {
@@ -110,7 +112,9 @@ impl TieredStorage {
         let meta = match CacheMeta::deserialize(&record.meta.0, &record.meta.1) {
             Ok(m) => m,
             Err(e) => {
-                disk.fail(&combined, &entry, &DiskError::Commit(e.to_string()));
+                tracing::debug!(error = %e, "stored meta does not deserialize");
+                let damaged = BodyError::Corrupt("stored meta does not deserialize");
+                disk.fail(&combined, &entry, &damaged.into());
                 return None;
             }
         };
@@ -341,7 +345,7 @@ impl TieredMiss {
                 false
             }
             Err(e) => {
-                disk.write_failed(&DiskError::Commit(format!("write task: {e}")));
+                disk.write_failed(&DiskError::Task(e.to_string()));
                 false
             }
         }
@@ -387,7 +391,7 @@ impl DiskCommit {
                 disk.commit(combined, gen, body_len, primary, &record).await
             }
             Ok(Err(e)) => Err(e),
-            Err(e) => Err(DiskError::Commit(format!("publish task: {e}"))),
+            Err(e) => Err(DiskError::Task(e.to_string())),
         };
         if let Err(e) = result {
             disk.write_failed(&e);
