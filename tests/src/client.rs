@@ -32,6 +32,12 @@ impl Response {
         self.header("cache-status").unwrap_or("")
     }
 
+    /// Panics unless `Cache-Status` contains `part`, showing the whole field.
+    pub fn assert_cache_status(&self, part: &str) {
+        let cs = self.cache_status();
+        assert!(cs.contains(part), "Cache-Status `{cs}` lacks `{part}`");
+    }
+
     /// Body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()

@@ -68,7 +68,7 @@ fn objects_survive_a_clean_restart_and_are_promoted_to_memory() {
     for i in 0..5 {
         let r = edge.get(&format!("/obj/{i}"), &[]);
         assert_eq!(r.status, 200);
-        assert!(r.cache_status().contains("stored"), "{}", r.cache_status());
+        r.assert_cache_status("stored");
     }
     eventually(Duration::from_secs(20), "five objects on disk", || {
         (edge.metric("edge_cache_tier_objects{tier=\"disk\"}") == 5.0).then_some(())
@@ -80,19 +80,12 @@ fn objects_survive_a_clean_restart_and_are_promoted_to_memory() {
         let path = format!("/obj/{i}");
         let r = edge.get(&path, &[]);
         assert_eq!(r.status, 200);
-        assert!(
-            r.cache_status().contains("hit") && r.cache_status().contains("detail=disk"),
-            "{}",
-            r.cache_status()
-        );
+        r.assert_cache_status("hit; ttl=");
+        r.assert_cache_status("detail=disk");
         assert_eq!(r.body, pattern(0..100_000));
         // Small enough for memory: the disk hit promoted it.
         let again = edge.get(&path, &[]);
-        assert!(
-            again.cache_status().contains("detail=memory"),
-            "{}",
-            again.cache_status()
-        );
+        again.assert_cache_status("detail=memory");
         assert_eq!(origin.count(&path), 1, "{path} was fetched again");
     }
     assert_eq!(
@@ -142,11 +135,7 @@ fn kill_9_mid_fill_leaves_committed_objects_and_no_partial_body() {
         "temp files survived the restart"
     );
     let done = edge.get("/done", &[]);
-    assert!(
-        done.cache_status().contains("detail=disk"),
-        "{}",
-        done.cache_status()
-    );
+    done.assert_cache_status("detail=disk");
     assert_eq!(done.body, pattern(0..100_000));
     assert_eq!(origin.count("/done"), 1);
 
@@ -205,11 +194,7 @@ fn a_damaged_or_truncated_body_file_is_a_miss_and_is_replaced() {
             pattern(0..300_000),
             "{path}: damaged bytes were served"
         );
-        assert!(
-            r.cache_status().contains("fwd=miss"),
-            "{}",
-            r.cache_status()
-        );
+        r.assert_cache_status("fwd=miss");
         assert_eq!(origin.count(path), 2);
         assert!(!file.exists(), "{path}: the damaged file was kept");
         // The refetch is stored again, whole.
@@ -241,11 +226,7 @@ fn damage_past_the_first_block_fails_the_response_rather_than_serve_it() {
     assert_eq!(r.body, pattern(0..r.body.len() as u64));
     // The damaged object is gone: the next request refetches it whole.
     let again = edge.get("/late", &[]);
-    assert!(
-        again.cache_status().contains("fwd=miss"),
-        "{}",
-        again.cache_status()
-    );
+    again.assert_cache_status("fwd=miss");
     assert_eq!(again.body, pattern(0..600_000));
     assert_eq!(origin.count("/late"), 2);
 }
@@ -297,11 +278,7 @@ fn ranges_are_served_from_disk_by_seeking() {
         Some("bytes 262100-262299/1048576")
     );
     assert_eq!(r.body, pattern(262_100..262_300));
-    assert!(
-        r.cache_status().contains("detail=disk"),
-        "{}",
-        r.cache_status()
-    );
+    r.assert_cache_status("detail=disk");
     let tail = edge.get("/r", &[("Range", "bytes=-100")]);
     assert_eq!(tail.status, 206);
     assert_eq!(tail.body, pattern(LEN - 100..LEN));
@@ -411,11 +388,8 @@ fn a_304_refreshes_the_object_on_disk_durably() {
     // The refreshed meta was committed: after a restart the object is fresh, with the new headers.
     let edge = Edge::start_cache(origin.addr, "", &cfg);
     let after = edge.get("/v", &[]);
-    assert!(
-        after.cache_status().contains("hit") && after.cache_status().contains("detail=disk"),
-        "{}",
-        after.cache_status()
-    );
+    after.assert_cache_status("hit; ttl=");
+    after.assert_cache_status("detail=disk");
     assert_eq!(after.header("x-rev"), Some("2"));
     let full_fetches = origin
         .requests()

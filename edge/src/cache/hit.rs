@@ -95,6 +95,19 @@ impl DiskHit {
     }
 }
 
+/// The byte range `[start, end)` a seek selects in a body of `len` bytes (Pingora's `end` is
+/// exclusive); a start past the end is an error.
+fn seek_range(start: usize, end: Option<usize>, len: u64) -> Result<(u64, u64)> {
+    let start = start as u64;
+    if start >= len {
+        return Error::e_explain(
+            ErrorType::InternalError,
+            format!("seek start {start} beyond body of {len}"),
+        );
+    }
+    Ok((start, end.map_or(len, |e| (e as u64).min(len))))
+}
+
 fn io_error(context: &'static str, e: impl std::fmt::Display) -> Box<Error> {
     Error::explain(ErrorType::InternalError, format!("{context}: {e}"))
 }
@@ -144,14 +157,8 @@ impl HandleHit for BodyHit {
     }
 
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        if start >= self.body.len() {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                format!("seek start {start} beyond body of {}", self.body.len()),
-            );
-        }
-        self.pos = start;
-        self.end = end.map_or(self.body.len(), |e| e.min(self.body.len()));
+        let (from, to) = seek_range(start, end, self.body.len() as u64)?;
+        (self.pos, self.end) = (from as usize, to as usize);
         Ok(())
     }
 
@@ -268,15 +275,7 @@ impl HandleHit for DiskHit {
     }
 
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        let len = self.file.body_len();
-        if start as u64 >= len {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                format!("seek start {start} beyond body of {len}"),
-            );
-        }
-        self.pos = start as u64;
-        self.end = end.map_or(len, |e| (e as u64).min(len));
+        (self.pos, self.end) = seek_range(start, end, self.file.body_len())?;
         Ok(())
     }
 
