@@ -427,3 +427,31 @@ fn a_second_node_on_the_same_directory_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cache.disk"), "{stderr}");
 }
+
+#[test]
+fn concurrent_readers_follow_a_large_fill_through_its_file() {
+    const LEN: u64 = 6 << 20;
+    let origin = Origin::start(|_| {
+        let mut r = Reply::generated(LEN, CACHEABLE);
+        r.drip = Duration::from_millis(20);
+        r
+    });
+    let dir = Scratch::new("disk-follow");
+    // Disk only: the followers can read the body from nowhere but the file being written.
+    let cfg = cache(&dir.0, "1KiB", "64MiB");
+    let edge = Edge::start_cache(origin.addr, "", &cfg);
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = edge.addr;
+            std::thread::spawn(move || {
+                client::get_checked(addr, "example.com", "/follow", pattern_byte).unwrap()
+            })
+        })
+        .collect();
+    for r in readers {
+        let r = r.join().unwrap();
+        assert_eq!((r.status, r.len, r.first_mismatch), (200, LEN, None));
+    }
+    assert_eq!(origin.count("/follow"), 1);
+    wait_on_disk(&edge, "/follow");
+}
