@@ -4,6 +4,8 @@
 //!
 //! Only the catalog is filled: opening the tier does not touch body files (the sweep that checks
 //! them runs in the background once the node serves), so bodies would only slow the set-up.
+//! A child process fills it and aborts with the database open, as `kill -9` would leave it, so
+//! the first open includes redb's recovery; the later opens follow clean closes.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
@@ -20,15 +22,37 @@ fn rss_kib() -> u64 {
         .unwrap()
 }
 
+const CHILD: &str = "EDGE_STARTUP_FILL_DIR";
+
 fn main() {
     let objects: u64 = std::env::var("OBJECTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    if let Ok(dir) = std::env::var(CHILD) {
+        fill(std::path::Path::new(&dir), objects);
+        // Leave the database as a crash would: open, never closed.
+        std::process::abort();
+    }
     let dir = std::env::temp_dir().join(format!("edge-startup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let fill = Instant::now();
+    let started = Instant::now();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CHILD, &dir)
+        .env("OBJECTS", objects.to_string())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the filling process should have aborted");
+    println!(
+        "filled a catalog of {objects} objects in {:.1?} (then aborted)",
+        started.elapsed()
+    );
+    measure(&dir, objects);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn fill(dir: &std::path::Path, objects: u64) {
     {
         let (catalog, _) = Catalog::open(&dir.join("catalog.redb")).unwrap();
         let mut n = 0u64;
@@ -58,19 +82,19 @@ fn main() {
             catalog.submit(ops).blocking_recv().unwrap().unwrap();
             n = (n + 50_000).min(objects);
         }
+        std::mem::forget(catalog);
     }
-    println!(
-        "filled a catalog of {objects} objects in {:.1?}",
-        fill.elapsed()
-    );
+}
+
+fn measure(dir: &std::path::Path, objects: u64) {
     let db = std::fs::metadata(dir.join("catalog.redb")).unwrap().len();
     println!("catalog file: {} MiB", db >> 20);
-    for run in 1..=3 {
+    for run in 1..=4 {
         let before = rss_kib();
         let start = Instant::now();
         let tier = loop {
             // The previous run's committer thread may still hold the database for a moment.
-            match DiskTier::open(&dir, 1 << 50, 1 << 30) {
+            match DiskTier::open(dir, 1 << 50, 1 << 30) {
                 Ok(t) => break t,
                 Err(e) if e.to_string().contains("already open") => std::thread::yield_now(),
                 Err(e) => panic!("{e}"),
@@ -81,12 +105,12 @@ fn main() {
             .stats()
             .objects
             .load(std::sync::atomic::Ordering::Relaxed);
+        let after = if run == 1 { "a crash" } else { "a clean close" };
         println!(
-            "run {run}: opened with {held} objects in {took:.2?}; index RSS +{} MiB",
+            "run {run}, after {after}: opened with {held} objects in {took:.2?}; RSS +{} MiB",
             rss_kib().saturating_sub(before) / 1024
         );
         assert_eq!(held, objects);
         drop(tier);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -23,6 +23,10 @@ use super::Hash;
 const ENTRIES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("entries");
 const RECORDS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("records");
 
+/// redb's own page cache. Its default (1 GiB) would count against the node's memory on top of
+/// the memory tier; the operating system's page cache still holds the catalog's hot pages.
+const CACHE_BYTES: usize = 64 << 20;
+
 /// Most write jobs folded into one transaction.
 const MAX_BATCH: usize = 4096;
 
@@ -153,7 +157,11 @@ impl Catalog {
     /// Opens (or creates) the catalog at `path` and reads every entry, in no particular order.
     /// The database is locked for this process: a second node on the same directory fails here.
     pub fn open(path: &Path) -> Result<(Catalog, Vec<(Hash, Entry)>), redb::Error> {
-        let db = Arc::new(Database::create(path)?);
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
+        );
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(RECORDS)?;
