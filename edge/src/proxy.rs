@@ -28,6 +28,7 @@ use crate::http::cache_status::{
     CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ORIGIN_ERROR, STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
+use crate::http::tags;
 use crate::metrics::Metrics;
 use crate::origin::OriginPool;
 use crate::router::{normalize_host, select_rule, Router};
@@ -406,6 +407,7 @@ impl ProxyHttp for EdgeProxy {
                 Ok(f) => {
                     let mut header = resp.clone();
                     freshness::prepare_for_store(&mut header);
+                    tags::prepare_for_store(&mut header, rule.map_or(&[], |r| &r.tags));
                     RespCacheable::Cacheable(CacheMeta::new(
                         f.fresh_until,
                         f.created,
@@ -507,6 +509,7 @@ impl ProxyHttp for EdgeProxy {
         // Fields addressed to this cache are not for clients (RFC 9213 §2.1).
         resp.remove_header(&CDN_CACHE_CONTROL);
         resp.remove_header(&SURROGATE_CONTROL);
+        tags::strip(resp);
         if ctx.invalidates && (200..400).contains(&resp.status.as_u16()) {
             if let Some(primary) = ctx.primary {
                 let n = self.state.storage.invalidate_primary(&primary);

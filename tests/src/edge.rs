@@ -60,6 +60,9 @@ pub fn site(rules: &str) -> String {
     format!("  - hosts: [\"*\"]\n    origin: origin\n{rules}")
 }
 
+/// What Pingora logs when a listening port is taken.
+const PORT_IN_USE: &str = "is in use";
+
 /// The harness's cache: memory only.
 pub const DEFAULT_CACHE: &str =
     "{ memory: { max_size: 64MiB, max_object_size: 4MiB }, lock_timeout: 5s }";
@@ -94,10 +97,31 @@ impl Edge {
     }
 
     fn start_full(origin: SocketAddr, sites: &str, cache: &str, extra: &str) -> Edge {
-        let port = free_port();
-        let admin = free_port();
-        let node_id = "edge-test".to_string();
-        let yaml = format!(
+        // A port picked by `free_port` can be taken by another test's process before this one
+        // binds it: then try again on new ports, as often as that plausibly happens.
+        let mut attempts = 3;
+        loop {
+            let port = free_port();
+            let admin = free_port();
+            let yaml = Self::harness_yaml(origin, sites, cache, extra, port, admin);
+            match Self::try_start_yaml(&yaml, port, admin, "edge-test".to_string()) {
+                Ok(edge) => return edge,
+                Err(log) if attempts > 1 && log.contains(PORT_IN_USE) => attempts -= 1,
+                Err(log) => panic!("{log}"),
+            }
+        }
+    }
+
+    fn harness_yaml(
+        origin: SocketAddr,
+        sites: &str,
+        cache: &str,
+        extra: &str,
+        port: u16,
+        admin: u16,
+    ) -> String {
+        let node_id = "edge-test";
+        format!(
             "node: {{ id: {node_id} }}\n\
              listen: [{{ addr: \"127.0.0.1:{port}\" }}]\n\
              admin: {{ addr: \"127.0.0.1:{admin}\" }}\n\
@@ -107,12 +131,21 @@ impl Edge {
              runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: 1s }}\n\
              log: {{ format: text, level: warn }}\n\
              {extra}"
-        );
-        Self::start_yaml(&yaml, port, admin, node_id)
+        )
     }
 
     /// Starts the binary on a full YAML text, listening on `port` with admin on `admin`.
     pub fn start_yaml(yaml: &str, port: u16, admin: u16, node_id: String) -> Edge {
+        Self::try_start_yaml(yaml, port, admin, node_id).unwrap_or_else(|log| panic!("{log}"))
+    }
+
+    /// As [`Edge::start_yaml`], or why the process exited instead of becoming healthy.
+    pub fn try_start_yaml(
+        yaml: &str,
+        port: u16,
+        admin: u16,
+        node_id: String,
+    ) -> Result<Edge, String> {
         let scratch = Scratch::new("edge");
         let config = scratch.0.join("edge.yaml");
         std::fs::write(&config, yaml).unwrap();
@@ -132,11 +165,11 @@ impl Edge {
             child,
             scratch,
         };
-        edge.wait_healthy();
-        edge
+        edge.wait_healthy()?;
+        Ok(edge)
     }
 
-    fn wait_healthy(&mut self) {
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let admin = self.admin;
         let addr = self.addr;
         eventually(
@@ -144,7 +177,15 @@ impl Edge {
             "the edge to become healthy",
             || {
                 if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!("edge exited with {status}:\n{}", self.log());
+                    return Some(Err(format!("edge exited with {status}:\n{}", self.log())));
+                }
+                // Pingora retries a port that is in use; another process holds it, so what
+                // answers there is not this edge.
+                let log = self.log();
+                if log.contains(PORT_IN_USE) {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Some(Err(format!("edge could not bind its port:\n{log}")));
                 }
                 let healthy = client::raw(
                     admin,
@@ -153,9 +194,9 @@ impl Edge {
                 )
                 .is_ok_and(|r| r.status == 200);
                 let listening = std::net::TcpStream::connect(addr).is_ok();
-                (healthy && listening).then_some(())
+                (healthy && listening).then_some(Ok(()))
             },
-        );
+        )
     }
 
     /// The process's log so far.

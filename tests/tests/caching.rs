@@ -513,3 +513,28 @@ fn objects_over_max_object_size_are_proxied_not_stored() {
     assert!(r.cache_status().contains("hit") && r.body.len() == 3 << 20);
     assert_eq!(origin.count("/fits"), 1);
 }
+
+#[test]
+fn cache_tags_are_kept_from_clients() {
+    let origin = Origin::start(|_| {
+        Reply::ok(
+            "tagged",
+            &[
+                ("cache-control", "max-age=60"),
+                ("surrogate-key", "product-1 category-4"),
+                ("cache-tag", "product-1,home"),
+            ],
+        )
+    });
+    let edge = Edge::start(
+        origin.addr,
+        "- match: { path_prefix: / }\n  tags: [from-rule]",
+    );
+    for expect in ["fwd=miss", "hit"] {
+        let r = edge.get("/t", &[]);
+        r.assert_cache_status(expect);
+        assert_eq!(r.text(), "tagged");
+        assert!(r.header("surrogate-key").is_none(), "{:?}", r.headers);
+        assert!(r.header("cache-tag").is_none(), "{:?}", r.headers);
+    }
+}

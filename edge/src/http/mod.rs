@@ -1,5 +1,7 @@
 //! HTTP caching semantics that are pure functions of headers: what may be stored and for how
-//! long (RFC 9111, RFC 9213), and how the `Cache-Status` header reads (RFC 9211).
+//! long (RFC 9111, RFC 9213), how the `Cache-Status` header reads (RFC 9211), and the cache tags
+//! a response carries.
 
 pub mod cache_status;
 pub mod freshness;
+pub mod tags;
