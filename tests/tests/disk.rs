@@ -455,3 +455,44 @@ fn concurrent_readers_follow_a_large_fill_through_its_file() {
     assert_eq!(origin.count("/follow"), 1);
     wait_on_disk(&edge, "/follow");
 }
+
+#[test]
+fn leftovers_of_a_crash_are_swept_at_start() {
+    let origin = origin(50_000);
+    let dir = Scratch::new("disk-sweep");
+    let cfg = cache(&dir.0, "1KiB", "64MiB");
+    let mut edge = Edge::start_cache(origin.addr, "", &cfg);
+    let objects = dir.0.join("objects");
+    edge.get("/kept", &[]);
+    wait_on_disk(&edge, "/kept");
+    let kept_file = files_under(&objects).pop().unwrap();
+    edge.get("/lost", &[]);
+    wait_on_disk(&edge, "/lost");
+    let lost_file = files_under(&objects)
+        .into_iter()
+        .find(|p| *p != kept_file)
+        .unwrap();
+    edge.signal_and_wait("KILL");
+
+    // What a crash can leave: a temp file, a published file never committed, and a committed
+    // entry whose file is gone.
+    let temp = dir.0.join("tmp").join("123456");
+    std::fs::write(&temp, b"partial").unwrap();
+    let orphan = objects.join("00").join(format!("{}-1", "0".repeat(32)));
+    std::fs::write(&orphan, b"never committed").unwrap();
+    std::fs::remove_file(&lost_file).unwrap();
+
+    let edge = Edge::start_cache(origin.addr, "", &cfg);
+    assert!(!temp.exists(), "the temp file survived the start");
+    eventually(Duration::from_secs(20), "the sweep", || {
+        let swept =
+            !orphan.exists() && edge.metric("edge_cache_tier_objects{tier=\"disk\"}") == 1.0;
+        swept.then_some(())
+    });
+    assert!(kept_file.exists());
+    edge.get("/kept", &[]).assert_cache_status("detail=disk");
+    let lost = edge.get("/lost", &[]);
+    lost.assert_cache_status("fwd=miss");
+    assert_eq!(lost.body, pattern(0..50_000));
+    assert_eq!(origin.count("/kept"), 1);
+}

@@ -18,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use pingora::cache::key::str2hex;
 use tokio::sync::oneshot;
 
 use super::body_file::{BodyError, BodyFile, BodyWriter};
@@ -99,17 +100,6 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-fn unhex(s: &str) -> Option<Hash> {
-    if s.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 impl DiskTier {
@@ -405,7 +395,7 @@ impl DiskTier {
                 let path = file?.path();
                 let parsed = path.file_name().and_then(|n| n.to_str()).and_then(|n| {
                     let (h, g) = n.split_once('-')?;
-                    Some((unhex(h)?, g.parse::<u64>().ok()?))
+                    Some((str2hex(h)?, g.parse::<u64>().ok()?))
                 });
                 match parsed {
                     Some((_, gen)) if gen >= self.first_gen => {}
@@ -456,4 +446,78 @@ fn read_order(path: &Path) -> Vec<Hash> {
         .chunks_exact(16)
         .filter_map(|c| c.try_into().ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hashes that all fall in the LRU's first shard, so the whole order is one list.
+    fn h(n: u64) -> Hash {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&(n * 16).to_le_bytes());
+        out[8..].copy_from_slice(&n.to_le_bytes());
+        out
+    }
+
+    async fn put(tier: &DiskTier, n: u64) {
+        let mut pending = tier.begin().unwrap();
+        pending.writer.write(b"body").unwrap();
+        let gen = tier.publish(pending, &h(n)).unwrap();
+        let record = Record {
+            meta: (vec![1], vec![2]),
+            key: n.to_string().into_bytes(),
+        };
+        assert!(tier.commit(h(n), gen, 4, h(n), &record).await.unwrap());
+    }
+
+    fn reopen(dir: &Path) -> DiskTier {
+        loop {
+            // A dropped tier's committer thread lets go of the catalog a moment later.
+            match DiskTier::open(dir, 1 << 30, 1 << 20) {
+                Ok(t) => return t,
+                Err(DiskError::Catalog(redb::Error::DatabaseAlreadyOpen)) => {
+                    std::thread::yield_now()
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_eviction_order_survives_a_clean_stop_and_a_crash() {
+        let dir = std::env::temp_dir().join(format!("edge-disk-order-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let tier = reopen(&dir);
+        for n in 1..=5 {
+            put(&tier, n).await;
+        }
+        tier.lookup(&h(2)).unwrap();
+        let used = vec![h(2), h(5), h(4), h(3), h(1)];
+        assert_eq!(tier.index.order(), used);
+
+        // `close` blocks, as it does after the server's runtimes have stopped.
+        std::thread::scope(|s| s.spawn(|| tier.close()).join())
+            .unwrap()
+            .unwrap();
+        drop(tier);
+        let tier = reopen(&dir);
+        assert_eq!(tier.index.order(), used, "the saved order");
+
+        // Committed after the save, then no clean stop: newest, ahead of the saved order.
+        put(&tier, 6).await;
+        drop(tier);
+        let tier = reopen(&dir);
+        let mut expected = vec![h(6)];
+        expected.extend(&used);
+        assert_eq!(tier.index.order(), expected);
+
+        // No saved order at all: commit order, newest first.
+        drop(tier);
+        fs::remove_file(dir.join(ORDER_FILE)).unwrap();
+        let tier = reopen(&dir);
+        assert_eq!(tier.index.order(), vec![h(6), h(5), h(4), h(3), h(2), h(1)]);
+        drop(tier);
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

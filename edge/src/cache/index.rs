@@ -88,16 +88,20 @@ impl Index {
         let old = entries.remove(hash)?;
         drop(entries);
         self.lru.remove(lru_key(hash));
-        if *hash != old.primary {
+        self.unlink_variant(hash, &old);
+        Some(old)
+    }
+
+    fn unlink_variant(&self, hash: &Hash, entry: &Entry) {
+        if *hash != entry.primary {
             let mut variants = self.variants.write();
-            if let Some(list) = variants.get_mut(&old.primary) {
+            if let Some(list) = variants.get_mut(&entry.primary) {
                 list.retain(|h| h != hash);
                 if list.is_empty() {
-                    variants.remove(&old.primary);
+                    variants.remove(&entry.primary);
                 }
             }
         }
-        Some(old)
     }
 
     /// Every stored hash for a primary key: the object without variance and each variant.
@@ -118,20 +122,9 @@ impl Index {
     pub fn evict_to_limit(&self) -> Vec<(Hash, Entry)> {
         let mut out = Vec::new();
         for (hash, _) in self.lru.evict_to_limit() {
-            let removed = {
-                let mut entries = self.entries.write();
-                entries.remove(&hash)
-            };
+            let removed = self.entries.write().remove(&hash);
             if let Some(entry) = removed {
-                if hash != entry.primary {
-                    let mut variants = self.variants.write();
-                    if let Some(list) = variants.get_mut(&entry.primary) {
-                        list.retain(|h| h != &hash);
-                        if list.is_empty() {
-                            variants.remove(&entry.primary);
-                        }
-                    }
-                }
+                self.unlink_variant(&hash, &entry);
                 out.push((hash, entry));
             }
         }

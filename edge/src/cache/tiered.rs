@@ -121,12 +121,15 @@ impl TieredStorage {
         disk.hit();
         let hit: HitHandler = match body {
             DiskBody::Whole(body) => {
-                self.memory.put(Arc::new(StoredObject {
-                    combined,
-                    primary: entry.primary,
-                    meta: record.meta,
-                    body: body.clone(),
-                }));
+                // Bodies read whole only because they fit one block are not memory's to take.
+                if entry.body_len <= self.memory.max_object_size() {
+                    self.memory.put(Arc::new(StoredObject {
+                        combined,
+                        primary: entry.primary,
+                        meta: record.meta,
+                        body: body.clone(),
+                    }));
+                }
                 Box::new(BodyHit::new(body, "disk"))
             }
             DiskBody::File(file, first) => {
