@@ -10,21 +10,12 @@ use serde_saphyr::Spanned;
 
 use super::file::{self, EdgeFile, LbFile, QueryFile};
 use super::*;
+use crate::check::{socket_addr, Problems};
 use crate::Problem;
 
 /// The memory tier weighs objects in KiB with a 16-bit weight (TinyUFO), so this is its ceiling.
 const MEMORY_MAX_OBJECT: u64 = 64 << 20;
 const DEFAULT_MEMORY_OBJECT: u64 = 1 << 20;
-
-#[derive(Default)]
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn at<T>(&mut self, span: &Spanned<T>, field: impl Into<String>, msg: impl Into<String>) {
-        self.0
-            .push(Problem::new(span.referenced.line(), field, msg));
-    }
-}
 
 fn dur(d: &Option<Spanned<crate::units::HumanDuration>>) -> Option<Duration> {
     d.as_ref().map(|d| d.value.0)
@@ -112,20 +103,6 @@ pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {
         runtime,
         log,
     })
-}
-
-fn socket_addr(p: &mut Problems, s: &Spanned<String>, field: &str) -> Option<SocketAddr> {
-    match s.value.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            p.at(
-                s,
-                field,
-                format!("`{}` is not an address like `0.0.0.0:8080`", s.value),
-            );
-            None
-        }
-    }
 }
 
 fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {

@@ -1,0 +1,61 @@
+//! The serde shape of the purge-api YAML file.
+#![allow(missing_docs)] // Field for field the YAML; the README's configuration reference documents each key.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::units::{ByteSize, HumanDuration};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeApiFile {
+    pub listen: Spanned<String>,
+    pub tokens_file: Spanned<String>,
+    pub store: Spanned<String>,
+    pub nodes: Spanned<NodesFile>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub delivery: DeliveryFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodesFile {
+    #[serde(default, rename = "static")]
+    pub static_nodes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub dns: Vec<Spanned<DnsFile>>,
+    pub token_file: Spanned<String>,
+    /// How often DNS names are resolved again.
+    pub refresh: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    pub name: String,
+    pub port: u16,
+    /// `http` (default); the admin listener has no TLS.
+    pub scheme: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_items: Option<Spanned<usize>>,
+    pub max_body: Option<Spanned<ByteSize>>,
+    pub rate_per_second: Option<Spanned<f64>>,
+    pub burst: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryFile {
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub poll: Option<Spanned<HumanDuration>>,
+    pub retry_min: Option<Spanned<HumanDuration>>,
+    pub retry_max: Option<Spanned<HumanDuration>>,
+    pub retain: Option<Spanned<u64>>,
+}

@@ -1,0 +1,90 @@
+//! purge-api's configuration: runtime types, loading and validation.
+
+pub mod file;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::validate;
+
+use crate::ConfigError;
+
+/// A validated purge-api configuration.
+#[derive(Debug, Clone)]
+pub struct PurgeApiConfig {
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    /// Bearer tokens accepted from callers, one per line.
+    pub tokens_file: PathBuf,
+    /// The durable purge log (a redb file).
+    pub store: PathBuf,
+    /// The edge nodes to deliver to.
+    pub nodes: Nodes,
+    /// Request limits.
+    pub limits: Limits,
+    /// Delivery tuning.
+    pub delivery: Delivery,
+}
+
+/// Where the nodes are.
+#[derive(Debug, Clone)]
+pub struct Nodes {
+    /// Admin base URLs (`http://10.0.1.1:9080`).
+    pub static_nodes: Vec<String>,
+    /// Names resolved to every address they have (a headless Kubernetes service).
+    pub dns: Vec<DnsNodes>,
+    /// Bearer token sent to the nodes' admin listeners.
+    pub token_file: PathBuf,
+    /// How often the names are resolved again.
+    pub refresh: Duration,
+}
+
+/// A DNS name standing for many nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsNodes {
+    /// Name to resolve.
+    pub name: String,
+    /// Admin port on each address.
+    pub port: u16,
+}
+
+/// What one caller may send.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Targets in one purge.
+    pub max_items: usize,
+    /// Bytes in one request body.
+    pub max_body: u64,
+    /// Purges per second per token, sustained.
+    pub rate_per_second: f64,
+    /// Purges a token may send at once above the rate.
+    pub burst: u32,
+}
+
+/// How purges reach the nodes.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Per request to a node.
+    pub timeout: Duration,
+    /// How often an idle node's state is checked (a restart, a lost cursor).
+    pub poll: Duration,
+    /// First retry delay after a failure; doubles per failure, with jitter.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Log entries kept: older ones are compacted away, and a node behind them gets a purge-all.
+    pub retain: u64,
+}
+
+impl PurgeApiConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<PurgeApiConfig, ConfigError> {
+        let file: file::PurgeApiFile = crate::load_yaml(path)?;
+        validate(file).map_err(|problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! Turns the purge-api file format into runtime types, collecting every problem on the way.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::file::{self, PurgeApiFile};
+use super::*;
+use crate::check::{socket_addr, Problems};
+use crate::Problem;
+
+fn dur(d: &Option<serde_saphyr::Spanned<crate::units::HumanDuration>>) -> Option<Duration> {
+    d.as_ref().map(|d| d.value.0)
+}
+
+/// Validates a parsed purge-api file. Returns every problem found, in file order.
+pub fn validate(f: PurgeApiFile) -> Result<PurgeApiConfig, Vec<Problem>> {
+    let mut p = Problems::default();
+    let listen = socket_addr(&mut p, &f.listen, "listen");
+    for (field, v) in [("tokens_file", &f.tokens_file), ("store", &f.store)] {
+        if v.value.is_empty() {
+            p.at(v, field, "must be a file path");
+        }
+    }
+    let nodes = nodes(&mut p, &f.nodes);
+    let limits = limits(&mut p, &f.limits);
+    let delivery = delivery(&mut p, &f.delivery);
+    p.finish(|| {
+        Some(PurgeApiConfig {
+            listen: listen?,
+            tokens_file: PathBuf::from(&f.tokens_file.value),
+            store: PathBuf::from(&f.store.value),
+            nodes,
+            limits,
+            delivery,
+        })
+    })
+}
+
+fn nodes(p: &mut Problems, f: &serde_saphyr::Spanned<file::NodesFile>) -> Nodes {
+    let n = &f.value;
+    if n.static_nodes.is_empty() && n.dns.is_empty() {
+        p.at(
+            f,
+            "nodes",
+            "lists no node: give `static` admin URLs or `dns` names",
+        );
+    }
+    let mut static_nodes: Vec<String> = Vec::new();
+    for (i, s) in n.static_nodes.iter().enumerate() {
+        let url = s.value.trim_end_matches('/');
+        let ok = url
+            .strip_prefix("http://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+        if !ok {
+            p.at(
+                s,
+                format!("nodes.static[{i}]"),
+                format!("`{}` is not an admin URL like `http://10.0.1.1:9080`", s.value),
+            );
+        } else if static_nodes.iter().any(|x| x == url) {
+            p.at(s, format!("nodes.static[{i}]"), "is listed twice");
+        } else {
+            static_nodes.push(url.to_string());
+        }
+    }
+    let mut dns = Vec::new();
+    for (i, d) in n.dns.iter().enumerate() {
+        if d.value.name.is_empty() || d.value.name.contains('/') {
+            p.at(d, format!("nodes.dns[{i}].name"), "must be a DNS name");
+        }
+        if d.value.port == 0 {
+            p.at(d, format!("nodes.dns[{i}].port"), "must be a port (1-65535)");
+        }
+        if d.value.scheme.as_deref().is_some_and(|s| s != "http") {
+            p.at(
+                d,
+                format!("nodes.dns[{i}].scheme"),
+                "must be `http`: the admin listener speaks plain HTTP",
+            );
+        }
+        dns.push(DnsNodes {
+            name: d.value.name.clone(),
+            port: d.value.port,
+        });
+    }
+    if n.token_file.value.is_empty() {
+        p.at(&n.token_file, "nodes.token_file", "must be a file path");
+    }
+    let refresh = dur(&n.refresh).unwrap_or(Duration::from_secs(30));
+    if let Some(r) = &n.refresh {
+        if r.value.0 < Duration::from_secs(1) {
+            p.at(r, "nodes.refresh", "must be at least 1s");
+        }
+    }
+    Nodes {
+        static_nodes,
+        dns,
+        token_file: PathBuf::from(&n.token_file.value),
+        refresh,
+    }
+}
+
+fn limits(p: &mut Problems, f: &file::LimitsFile) -> Limits {
+    if let Some(m) = &f.max_items {
+        if m.value == 0 {
+            p.at(m, "limits.max_items", "must be at least 1");
+        }
+    }
+    if let Some(m) = &f.max_body {
+        if m.value.0 < 1024 {
+            p.at(m, "limits.max_body", "must be at least 1KiB");
+        }
+    }
+    if let Some(r) = &f.rate_per_second {
+        if !(r.value > 0.0 && r.value.is_finite()) {
+            p.at(r, "limits.rate_per_second", "must be a positive number");
+        }
+    }
+    if let Some(b) = &f.burst {
+        if b.value == 0 {
+            p.at(b, "limits.burst", "must be at least 1");
+        }
+    }
+    Limits {
+        max_items: f
+            .max_items
+            .as_ref()
+            .map_or(crate::purge::DEFAULT_MAX_ITEMS, |m| m.value),
+        max_body: f.max_body.as_ref().map_or(1 << 20, |m| m.value.0),
+        rate_per_second: f.rate_per_second.as_ref().map_or(20.0, |r| r.value),
+        burst: f.burst.as_ref().map_or(100, |b| b.value),
+    }
+}
+
+fn delivery(p: &mut Problems, f: &file::DeliveryFile) -> Delivery {
+    let d = Delivery {
+        timeout: dur(&f.timeout).unwrap_or(Duration::from_secs(5)),
+        poll: dur(&f.poll).unwrap_or(Duration::from_secs(5)),
+        retry_min: dur(&f.retry_min).unwrap_or(Duration::from_millis(100)),
+        retry_max: dur(&f.retry_max).unwrap_or(Duration::from_secs(10)),
+        retain: f.retain.as_ref().map_or(100_000, |r| r.value),
+    };
+    for (field, v) in [
+        ("delivery.timeout", &f.timeout),
+        ("delivery.poll", &f.poll),
+        ("delivery.retry_min", &f.retry_min),
+        ("delivery.retry_max", &f.retry_max),
+    ] {
+        if let Some(v) = v {
+            if v.value.0.is_zero() {
+                p.at(v, field, "must be longer than 0s");
+            }
+        }
+    }
+    if let Some(r) = &f.retry_max {
+        if d.retry_max < d.retry_min {
+            p.at(r, "delivery.retry_max", "must not be shorter than retry_min");
+        }
+    }
+    if let Some(r) = &f.retain {
+        if r.value == 0 {
+            p.at(r, "delivery.retain", "must be at least 1");
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"listen: 127.0.0.1:7070
+tokens_file: /etc/purge-api/tokens
+store: /var/lib/purge-api/purges.db
+nodes:
+  static: ["http://10.0.1.1:9080", "http://10.0.1.2:9080"]
+  dns: [{ name: edge-admin.cdn.svc.cluster.local, port: 9080 }]
+  token_file: /etc/purge-api/edge-admin-token
+"#;
+
+    fn parse(yaml: &str) -> Result<PurgeApiConfig, Vec<Problem>> {
+        let f: PurgeApiFile = crate::load::parse_yaml(yaml).map_err(|p| vec![p])?;
+        validate(f)
+    }
+
+    fn rejects(yaml: &str, line: u64, field: &str) {
+        let problems = parse(yaml).expect_err("accepted");
+        assert!(
+            problems.iter().any(|p| p.field == field && p.line == line),
+            "no problem for `{field}` at line {line} in {problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_design_sample_is_valid() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.nodes.static_nodes.len(), 2);
+        assert_eq!(c.nodes.dns[0].port, 9080);
+        assert_eq!(c.limits.max_items, 1000);
+    }
+
+    #[test]
+    fn each_rule_rejects() {
+        rejects(&BASE.replace("127.0.0.1:7070", "nowhere"), 1, "listen");
+        rejects(&BASE.replace("/etc/purge-api/tokens", "\"\""), 2, "tokens_file");
+        rejects(
+            &BASE.replace("http://10.0.1.2:9080", "10.0.1.2:9080"),
+            5,
+            "nodes.static[1]",
+        );
+        rejects(
+            &BASE.replace("http://10.0.1.2:9080", "http://10.0.1.1:9080"),
+            5,
+            "nodes.static[1]",
+        );
+        rejects(&BASE.replace("port: 9080", "port: 0"), 6, "nodes.dns[0].port");
+        rejects(
+            &BASE.replace("port: 9080 }", "port: 9080, scheme: https }"),
+            6,
+            "nodes.dns[0].scheme",
+        );
+        let no_nodes = BASE
+            .replace("  static: [\"http://10.0.1.1:9080\", \"http://10.0.1.2:9080\"]\n", "")
+            .replace("  dns: [{ name: edge-admin.cdn.svc.cluster.local, port: 9080 }]\n", "");
+        rejects(&no_nodes, 5, "nodes");
+        let extra = |s: &str| format!("{BASE}{s}");
+        rejects(&extra("limits: { max_items: 0 }\n"), 8, "limits.max_items");
+        rejects(&extra("limits: { max_body: 10 }\n"), 8, "limits.max_body");
+        rejects(&extra("limits: { rate_per_second: -1 }\n"), 8, "limits.rate_per_second");
+        rejects(&extra("limits: { burst: 0 }\n"), 8, "limits.burst");
+        rejects(&extra("delivery: { timeout: 0s }\n"), 8, "delivery.timeout");
+        rejects(
+            &extra("delivery: { retry_min: 5s, retry_max: 1s }\n"),
+            8,
+            "delivery.retry_max",
+        );
+        rejects(&extra("delivery: { retain: 0 }\n"), 8, "delivery.retain");
+        rejects(
+            &BASE.replace("nodes:\n", "nodes:\n  refresh: 10ms\n"),
+            5,
+            "nodes.refresh",
+        );
+    }
+
+    #[test]
+    fn unknown_keys_name_their_line() {
+        let problems = parse(&format!("{BASE}colour: blue\n")).unwrap_err();
+        assert_eq!(problems[0].line, 8, "{problems:?}");
+    }
+}

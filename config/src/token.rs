@@ -1,0 +1,123 @@
+//! Bearer tokens: read from a file, checked in constant time. Both the edge's admin listener and
+//! purge-api use them.
+
+use std::path::Path;
+
+/// The tokens a listener accepts.
+#[derive(Clone, Default)]
+pub struct Tokens(Vec<Vec<u8>>);
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a secret.
+        write!(f, "Tokens({} configured)", self.0.len())
+    }
+}
+
+impl Tokens {
+    /// Reads one token per line; blank lines and `#` comments are skipped. A file without a
+    /// token is an error: it would lock every caller out without saying why.
+    pub fn read(path: &Path) -> Result<Tokens, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let tokens = Tokens::parse(&text);
+        if tokens.0.is_empty() {
+            return Err(format!("{}: holds no token", path.display()));
+        }
+        Ok(tokens)
+    }
+
+    /// Tokens from the text of a tokens file.
+    pub fn parse(text: &str) -> Tokens {
+        Tokens(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| l.as_bytes().to_vec())
+                .collect(),
+        )
+    }
+
+    /// The first token (what a client sends).
+    pub fn first(&self) -> Option<&str> {
+        self.0.first().and_then(|t| std::str::from_utf8(t).ok())
+    }
+
+    /// Whether an `Authorization` value carries one of the tokens, as `Bearer <token>`. Every
+    /// token is compared in full, so the time taken says nothing about how much of one matched.
+    pub fn accepts(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(presented) = authorization.and_then(bearer) else {
+            return false;
+        };
+        self.0
+            .iter()
+            .fold(false, |ok, t| ok | constant_time_eq(t, presented))
+    }
+
+    /// Index of the token presented (for per-token limits), if it is one of them.
+    pub fn which(&self, authorization: Option<&[u8]>) -> Option<usize> {
+        let presented = authorization.and_then(bearer)?;
+        let mut found = None;
+        for (i, t) in self.0.iter().enumerate() {
+            if constant_time_eq(t, presented) {
+                found = Some(i);
+            }
+        }
+        found
+    }
+}
+
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Compares without an early exit: the time depends on the expected token's length only.
+fn constant_time_eq(expected: &[u8], presented: &[u8]) -> bool {
+    let mut diff = u8::from(expected.len() != presented.len());
+    for (i, e) in expected.iter().enumerate() {
+        diff |= e ^ presented.get(i).copied().unwrap_or(!e);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_a_listed_bearer_token() {
+        let t = Tokens::parse("# deploy\nsecret-one\n\n  secret-two  \n");
+        assert!(t.accepts(Some(b"Bearer secret-one")));
+        assert!(t.accepts(Some(b"bearer secret-two")));
+        assert_eq!(t.which(Some(b"Bearer secret-two")), Some(1));
+        for bad in [
+            &b"Bearer secret"[..],
+            b"Bearer secret-one-more",
+            b"Basic secret-one",
+            b"Bearer ",
+            b"secret-one",
+            b"",
+        ] {
+            assert!(!t.accepts(Some(bad)), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(!t.accepts(None));
+        assert!(!Tokens::default().accepts(Some(b"Bearer x")));
+    }
+
+    #[test]
+    fn a_file_without_tokens_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("edge-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("tokens");
+        std::fs::write(&f, "# nothing\n\n").unwrap();
+        assert!(Tokens::read(&f).unwrap_err().contains("no token"));
+        std::fs::write(&f, "t\n").unwrap();
+        assert_eq!(Tokens::read(&f).unwrap().first(), Some("t"));
+        assert!(Tokens::read(&dir.join("missing")).is_err());
+    }
+}
