@@ -22,6 +22,7 @@ fn object(n: u64, body: &Bytes) -> Arc<StoredObject> {
     Arc::new(StoredObject {
         combined: hash(n),
         primary: hash(n),
+        key: Bytes::new(),
         meta: (vec![0; 64], vec![0; 256]),
         body: body.clone(),
     })

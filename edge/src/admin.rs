@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics`, on an address apart from the public
-//! listeners. Purge endpoints join with the purge issue.
+//! The admin listener, on an address apart from the public listeners: `/healthz`, `/readyz`
+//! (503 until the node has caught up with the purge log), `/metrics`, and the purge endpoints
+//! `POST /purge` and `GET /purge/state` behind a bearer token.
 
 use std::sync::Arc;
 
@@ -8,8 +9,15 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use edge_config::purge::Purge;
+use edge_config::token::Tokens;
+
 use crate::cache::tiered::TieredStorage;
 use crate::metrics::Metrics;
+use crate::purge::{PurgeError, Purger};
+
+/// Largest purge body accepted (purge-api sends at most a few hundred KiB).
+const MAX_BODY: usize = 8 << 20;
 
 /// The admin HTTP application.
 pub struct AdminApp {
@@ -19,6 +27,10 @@ pub struct AdminApp {
     pub storage: &'static TieredStorage,
     /// Node id, reported by `/healthz`.
     pub node_id: String,
+    /// Purge state and operations.
+    pub purger: Arc<Purger>,
+    /// Tokens the purge endpoints accept; `None` turns them off.
+    pub tokens: Option<Tokens>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -38,30 +50,121 @@ fn json_error(status: StatusCode, msg: &str) -> Response<Vec<u8>> {
     reply(status, "application/json", body)
 }
 
+fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Vec<u8>> {
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    reply(status, "application/json", body)
+}
+
+impl AdminApp {
+    /// `None` when the caller may use the purge endpoints, else the refusal.
+    fn refuse(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+        let Some(tokens) = &self.tokens else {
+            return Some(json_error(
+                StatusCode::FORBIDDEN,
+                "purging is off on this node: set admin.token_file",
+            ));
+        };
+        let auth = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if tokens.accepts(auth) {
+            return None;
+        }
+        self.count("unauthorized");
+        let mut resp = json_error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <admin token>)",
+        );
+        if let Ok(v) = "Bearer".parse() {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+        Some(resp)
+    }
+
+    fn count(&self, result: &str) {
+        self.metrics
+            .purge_requests
+            .with_label_values(&[result])
+            .inc();
+    }
+
+    async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        self.count("invalid");
+                        return json_error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            &format!("purge body over {MAX_BODY} bytes"),
+                        );
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.count("invalid");
+                    return json_error(StatusCode::BAD_REQUEST, &format!("reading body: {e}"));
+                }
+            }
+        }
+        let purge: Purge = match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                self.count("invalid");
+                return json_error(StatusCode::BAD_REQUEST, &format!("malformed purge: {e}"));
+            }
+        };
+        match self.purger.apply(purge).await {
+            Ok(state) => json(StatusCode::OK, &state),
+            Err(e @ PurgeError::Invalid(_)) => {
+                self.count("invalid");
+                json_error(StatusCode::BAD_REQUEST, &e.to_string())
+            }
+            Err(e @ PurgeError::Gap { applied, .. }) => {
+                self.count("gap");
+                let body = serde_json::json!({ "error": e.to_string(), "applied_seq": applied });
+                json(StatusCode::CONFLICT, &body)
+            }
+            Err(e @ PurgeError::Store(_)) => {
+                self.count("error");
+                tracing::error!(error = %e, "purge not recorded");
+                json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let path = req.uri.path().to_string();
-        let get = req.method == http::Method::GET || req.method == http::Method::HEAD;
+        let method = req.method.clone();
+        let get = method == http::Method::GET || method == http::Method::HEAD;
         match path.as_str() {
-            "/healthz" | "/readyz" | "/metrics" if !get => {
+            "/healthz" | "/readyz" | "/metrics" | "/purge/state" if !get => {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET")
+            }
+            "/purge" if method != http::Method::POST => {
+                json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST")
             }
             "/healthz" => {
                 let body = serde_json::json!({ "status": "ok", "node": self.node_id });
-                reply(
-                    StatusCode::OK,
-                    "application/json",
-                    body.to_string().into_bytes(),
-                )
+                json(StatusCode::OK, &body)
             }
-            // Ready as soon as it serves; purge catch-up will gate this (DESIGN.md, Purge).
-            "/readyz" => reply(
-                StatusCode::OK,
-                "application/json",
-                br#"{"ready":true}"#.to_vec(),
-            ),
+            "/readyz" => {
+                let state = self.purger.node_state();
+                let status = if state.ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                json(status, &state)
+            }
             "/metrics" => {
                 self.metrics
                     .observe_tier("memory", self.storage.memory().stats());
@@ -74,6 +177,14 @@ impl ServeHttp for AdminApp {
                     Metrics::render(),
                 )
             }
+            "/purge/state" => match self.refuse(session) {
+                Some(refusal) => refusal,
+                None => json(StatusCode::OK, &self.purger.node_state()),
+            },
+            "/purge" => match self.refuse(session) {
+                Some(refusal) => refusal,
+                None => self.purge(session).await,
+            },
             _ => json_error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }
     }

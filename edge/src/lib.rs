@@ -8,5 +8,6 @@ pub mod logging;
 pub mod metrics;
 pub mod origin;
 pub mod proxy;
+pub mod purge;
 pub mod router;
 pub mod server;

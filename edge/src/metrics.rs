@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge_vec, Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec,
-    IntGaugeVec, TextEncoder,
+    register_int_gauge, register_int_gauge_vec, Encoder, Histogram, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
 
 use crate::cache::stats::TierStats;
@@ -41,6 +41,16 @@ pub struct Metrics {
     tier_errors: IntCounterVec,
     /// `edge_cache_invalidations_total`: objects removed by unsafe methods (RFC 9111 §4.4).
     pub invalidations: IntCounter,
+    /// `edge_purge_requests_total{result}`: purge calls by outcome.
+    pub purge_requests: IntCounterVec,
+    /// `edge_purge_applied_seq`: last purge-log sequence applied.
+    pub purge_applied_seq: IntGauge,
+    /// `edge_purge_bans`: ban rules in force (not yet swept).
+    pub purge_bans: IntGauge,
+    /// `edge_purge_swept_objects_total{action}`: objects the sweep removed or expired.
+    pub purge_swept: IntCounterVec,
+    /// `edge_purge_sweep_duration_seconds`: one pass over both tiers.
+    pub purge_sweep_duration: Histogram,
 }
 
 impl Metrics {
@@ -106,6 +116,29 @@ impl Metrics {
             invalidations: register_int_counter!(
                 "edge_cache_invalidations_total",
                 "Stored objects removed because an unsafe method succeeded on their URL."
+            )?,
+            purge_requests: register_int_counter_vec!(
+                "edge_purge_requests_total",
+                "Purge calls on the admin listener, by result (applied, duplicate, invalid, unauthorized, gap, error).",
+                &["result"]
+            )?,
+            purge_applied_seq: register_int_gauge!(
+                "edge_purge_applied_seq",
+                "Last purge-log sequence this node applied."
+            )?,
+            purge_bans: register_int_gauge!(
+                "edge_purge_bans",
+                "Purge ban rules in force: judged on every lookup until the sweep has applied them."
+            )?,
+            purge_swept: register_int_counter_vec!(
+                "edge_purge_swept_objects_total",
+                "Stored objects the purge sweep removed (hard) or expired (soft).",
+                &["action"]
+            )?,
+            purge_sweep_duration: register_histogram!(
+                "edge_purge_sweep_duration_seconds",
+                "Time of one purge sweep over both tiers.",
+                vec![0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
             )?,
         })
     }

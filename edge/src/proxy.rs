@@ -28,7 +28,8 @@ use crate::http::cache_status::{
     CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ORIGIN_ERROR, STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
-use crate::http::tags;
+use crate::http::{stamp, tags};
+use crate::purge::{self, Bans};
 use crate::metrics::Metrics;
 use crate::origin::OriginPool;
 use crate::router::{normalize_host, select_rule, Router};
@@ -60,6 +61,8 @@ pub struct EdgeState {
     pub access_log: bool,
     /// Key settings for requests no rule matches.
     pub default_key: CacheKeySpec,
+    /// Purge ban rules, judged on every hit.
+    pub bans: &'static Bans,
 }
 
 /// The proxy.
@@ -77,6 +80,8 @@ impl EdgeProxy {
 /// Per-request state.
 pub struct RequestCtx {
     start: Instant,
+    /// The same moment on the wall clock: the stamp of what this request stores.
+    started_at: SystemTime,
     /// `https` on a TLS listener: the scheme is part of the key.
     scheme: &'static str,
     host: String,
@@ -250,6 +255,7 @@ impl ProxyHttp for EdgeProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
+            started_at: SystemTime::now(),
             scheme: "http",
             host: String::new(),
             site: None,
@@ -342,14 +348,19 @@ impl ProxyHttp for EdgeProxy {
 
     async fn cache_hit_filter(
         &self,
-        _session: &mut Session,
-        _meta: &CacheMeta,
+        session: &mut Session,
+        meta: &CacheMeta,
         hit_handler: &mut pingora::cache::storage::HitHandler,
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<pingora::cache::ForcedFreshness>> {
         ctx.hit_detail = Some(crate::cache::tiered::hit_source(hit_handler));
-        Ok(None)
+        let (Some(primary), false) = (ctx.primary, self.state.bans.is_empty()) else {
+            return Ok(None);
+        };
+        let path = session.req_header().uri.path();
+        let subject = purge::subject(&primary, &ctx.host, path, meta);
+        Ok(purge::forced(self.state.bans.judge(&subject)))
     }
 
     fn cache_vary_filter(
@@ -408,6 +419,7 @@ impl ProxyHttp for EdgeProxy {
                     let mut header = resp.clone();
                     freshness::prepare_for_store(&mut header);
                     tags::prepare_for_store(&mut header, rule.map_or(&[], |r| &r.tags));
+                    stamp::set(&mut header, ctx.started_at);
                     RespCacheable::Cacheable(CacheMeta::new(
                         f.fresh_until,
                         f.created,
@@ -510,6 +522,7 @@ impl ProxyHttp for EdgeProxy {
         resp.remove_header(&CDN_CACHE_CONTROL);
         resp.remove_header(&SURROGATE_CONTROL);
         tags::strip(resp);
+        stamp::strip(resp);
         if ctx.invalidates && (200..400).contains(&resp.status.as_u16()) {
             if let Some(primary) = ctx.primary {
                 let n = self.state.storage.invalidate_primary(&primary);

@@ -20,6 +20,9 @@ use crate::cache::tiered::TieredStorage;
 use crate::metrics::Metrics;
 use crate::origin::OriginPool;
 use crate::proxy::{skip_prediction, EdgeProxy, EdgeState};
+use crate::purge::sweep::Sweeper;
+use crate::purge::{self, Bans, Purger};
+use edge_config::token::Tokens;
 use crate::router::Router;
 
 /// Why a node could not be built from a valid configuration.
@@ -49,6 +52,9 @@ pub enum BuildError {
         /// What went wrong.
         source: DiskError,
     },
+    /// The admin token file could not be read, or holds no token.
+    #[error("admin.token_file: {0}")]
+    Token(String),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -123,7 +129,10 @@ pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
         }
         None => None,
     };
-    let storage: &'static TieredStorage = Box::leak(Box::new(TieredStorage::new(memory, disk)));
+    let loaded = purge::Loaded::from_disk(disk);
+    let bans: &'static Bans = Box::leak(Box::new(Bans::new(loaded.bans())));
+    let storage: &'static TieredStorage =
+        Box::leak(Box::new(TieredStorage::new(memory, disk, bans)));
     let cache_lock = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
     let predictor: &'static Predictor<16> =
         Box::leak(Box::new(Predictor::new(1024, Some(skip_prediction))));
@@ -168,7 +177,23 @@ pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
         metrics: metrics.clone(),
         access_log: config.log.access,
         default_key: Default::default(),
+        bans,
     });
+    let tokens = match &config.admin.token_file {
+        Some(path) => Some(Tokens::read(path).map_err(BuildError::Token)?),
+        None => None,
+    };
+    let purger = Arc::new(Purger::new(state.clone(), loaded, disk));
+    metrics.purge_bans.set(bans.len() as i64);
+    server.add_service(background_service(
+        "purge sweep",
+        Sweeper {
+            bans,
+            storage,
+            signal: purger.sweep_signal(),
+            metrics: metrics.clone(),
+        },
+    ));
 
     let mut proxy =
         pingora::proxy::http_proxy_service(&server.configuration, EdgeProxy::new(state));
@@ -199,6 +224,8 @@ pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
             metrics,
             storage,
             node_id: config.node_id.clone(),
+            purger,
+            tokens,
         },
     );
     admin.add_tcp(&config.admin.addr.to_string());

@@ -22,6 +22,11 @@ use super::Hash;
 
 const ENTRIES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("entries");
 const RECORDS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("records");
+/// Purge ban rules by id, kept until the background sweep has applied them to every object.
+const BANS: TableDefinition<u64, &[u8]> = TableDefinition::new("bans");
+/// The node's purge position (one row).
+const PURGE: TableDefinition<&str, &[u8]> = TableDefinition::new("purge");
+const PURGE_STATE: &str = "state";
 
 /// redb's own page cache. Its default (1 GiB) would count against the node's memory on top of
 /// the memory tier; the operating system's page cache still holds the catalog's hot pages.
@@ -140,6 +145,26 @@ pub enum Op {
     },
     /// Drops an object.
     Remove(Hash),
+    /// Records a purge ban rule.
+    PutBan {
+        /// Ban id (ascending).
+        id: u64,
+        /// Its serialized form.
+        ban: Vec<u8>,
+    },
+    /// Drops every ban up to this id: the sweep has applied them.
+    RetireBans(u64),
+    /// Replaces the node's purge position.
+    SetPurgeState(Vec<u8>),
+}
+
+/// What the catalog holds about purges.
+#[derive(Debug, Default)]
+pub struct PurgeRecords {
+    /// The purge position, if one was ever saved.
+    pub state: Option<Vec<u8>>,
+    /// Ban rules not yet retired, by id.
+    pub bans: Vec<(u64, Vec<u8>)>,
 }
 
 struct Job {
@@ -165,6 +190,8 @@ impl Catalog {
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(RECORDS)?;
+        txn.open_table(BANS)?;
+        txn.open_table(PURGE)?;
         txn.commit()?;
         let mut entries = Vec::new();
         let mut damaged = Vec::new();
@@ -205,6 +232,44 @@ impl Catalog {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(RECORDS)?;
         Ok(table.get(hash)?.and_then(|v| Record::decode(v.value())))
+    }
+
+    /// The purge position and ban rules. Blocking.
+    pub fn purge_records(&self) -> Result<PurgeRecords, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let state = txn
+            .open_table(PURGE)?
+            .get(PURGE_STATE)?
+            .map(|v| v.value().to_vec());
+        let mut bans = Vec::new();
+        for row in txn.open_table(BANS)?.iter()? {
+            let (k, v) = row?;
+            bans.push((k.value(), v.value().to_vec()));
+        }
+        Ok(PurgeRecords { state, bans })
+    }
+
+    /// Up to `limit` records in hash order, starting after `after`. Blocking; each call is its
+    /// own read transaction, so a walk of the whole catalog never pins old pages for long.
+    pub fn scan(
+        &self,
+        after: Option<&Hash>,
+        limit: usize,
+    ) -> Result<Vec<(Hash, Record)>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RECORDS)?;
+        let rows = match after {
+            Some(h) => table.range::<&[u8; 16]>((std::ops::Bound::Excluded(h), std::ops::Bound::Unbounded))?,
+            None => table.range::<&[u8; 16]>(..)?,
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for row in rows.take(limit) {
+            let (k, v) = row?;
+            if let Some(r) = Record::decode(v.value()) {
+                out.push((*k.value(), r));
+            }
+        }
+        Ok(out)
     }
 
     /// Queues changes; the receiver says when they are durable (or why not).
@@ -262,6 +327,8 @@ fn apply<'a>(db: &Database, ops: impl Iterator<Item = &'a Op>) -> Result<(), red
     {
         let mut entries = txn.open_table(ENTRIES)?;
         let mut records = txn.open_table(RECORDS)?;
+        let mut bans = txn.open_table(BANS)?;
+        let mut purge = txn.open_table(PURGE)?;
         for op in ops {
             match op {
                 Op::Put {
@@ -283,6 +350,15 @@ fn apply<'a>(db: &Database, ops: impl Iterator<Item = &'a Op>) -> Result<(), red
                 Op::Remove(hash) => {
                     entries.remove(hash)?;
                     records.remove(hash)?;
+                }
+                Op::PutBan { id, ban } => {
+                    bans.insert(id, &ban[..])?;
+                }
+                Op::RetireBans(upto) => {
+                    bans.retain_in::<u64, _>(..=*upto, |_, _| false)?;
+                }
+                Op::SetPurgeState(state) => {
+                    purge.insert(PURGE_STATE, &state[..])?;
                 }
             }
         }

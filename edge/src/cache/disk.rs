@@ -22,7 +22,7 @@ use pingora::cache::key::str2hex;
 use tokio::sync::oneshot;
 
 use super::body_file::{BodyError, BodyFile, BodyWriter};
-use super::catalog::{Catalog, Entry, Op, Record};
+use super::catalog::{Catalog, Entry, Op, PurgeRecords, Record};
 use super::index::Index;
 use super::stats::TierStats;
 use super::Hash;
@@ -84,6 +84,8 @@ pub struct DiskTier {
     /// changes to one key in the order the index made them.
     write: Mutex<()>,
     stats: TierStats,
+    /// What the catalog held about purges at start-up, until the purge module takes it.
+    purge_records: Mutex<Option<PurgeRecords>>,
 }
 
 const ORDER_FILE: &str = "lru.order";
@@ -115,6 +117,7 @@ impl DiskTier {
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp)?;
         let (catalog, entries) = Catalog::open(&root.join("catalog.redb"))?;
+        let purge_records = catalog.purge_records()?;
         let order_file = root.join(ORDER_FILE);
         let saved = read_order(&order_file);
         let next_gen = entries.iter().map(|(_, e)| e.gen).max().unwrap_or(0) + 1;
@@ -149,6 +152,7 @@ impl DiskTier {
             first_gen: next_gen,
             write: Mutex::new(()),
             stats: TierStats::default(),
+            purge_records: Mutex::new(Some(purge_records)),
         };
         // The bound may have shrunk since the last run.
         let _w = tier.write.lock();
@@ -276,6 +280,9 @@ impl DiskTier {
     /// Enters a published body in the index and the catalog, evicting what no longer fits.
     /// Returns when the catalog has it (or says why not); a write older than what the index
     /// holds for the key is dropped instead.
+    ///
+    /// `admit` is asked under the tier's writer lock, as [`barrier`](Self::barrier) is taken:
+    /// a purge either sees this object in the catalog or this commit sees the purge.
     pub async fn commit(
         &self,
         hash: Hash,
@@ -283,6 +290,7 @@ impl DiskTier {
         body_len: u64,
         primary: Hash,
         record: &Record,
+        admit: impl FnOnce() -> bool,
     ) -> Result<bool, DiskError> {
         let record = record.encode();
         let entry = Entry {
@@ -294,7 +302,7 @@ impl DiskTier {
         };
         let done = {
             let _w = self.write.lock();
-            if self.index.peek(&hash).is_some_and(|e| e.gen > gen) {
+            if self.index.peek(&hash).is_some_and(|e| e.gen > gen) || !admit() {
                 let _ = fs::remove_file(self.path_of(&hash, gen));
                 return Ok(false);
             }
@@ -362,10 +370,12 @@ impl DiskTier {
     }
 
     /// Replaces the meta of a stored object (after a 304). Returns whether it was there.
+    /// `admit` is asked as in [`commit`](Self::commit).
     pub async fn update_meta(
         &self,
         hash: &Hash,
         meta: (Vec<u8>, Vec<u8>),
+        admit: impl FnOnce(&Record) -> bool,
     ) -> Result<bool, DiskError> {
         if self.index.peek(hash).is_none() {
             return Ok(false);
@@ -374,12 +384,50 @@ impl DiskTier {
             return Ok(false);
         };
         record.meta = meta;
-        let done = self.catalog.submit(vec![Op::SetRecord {
-            hash: *hash,
-            record: record.encode(),
-        }]);
+        let done = {
+            let _w = self.write.lock();
+            if !admit(&record) {
+                return Ok(false);
+            }
+            self.catalog.submit(vec![Op::SetRecord {
+                hash: *hash,
+                record: record.encode(),
+            }])
+        };
         self.await_commit(done).await?;
         Ok(true)
+    }
+
+    /// Waits for every commit that holds the writer lock now: after this, whatever it let in
+    /// is in the index, and its catalog change is queued.
+    pub fn barrier(&self) {
+        drop(self.write.lock());
+    }
+
+    /// Waits until every queued catalog change is durable. Blocking.
+    pub fn flush(&self) -> Result<(), DiskError> {
+        self.catalog.flush().map_err(DiskError::Commit)
+    }
+
+    /// Up to `limit` committed records in hash order after `after` (see [`Catalog::scan`]).
+    /// Blocking.
+    pub fn scan(&self, after: Option<&Hash>, limit: usize) -> Result<Vec<(Hash, Record)>, DiskError> {
+        Ok(self.catalog.scan(after, limit)?)
+    }
+
+    /// The primary hash of a stored object.
+    pub fn primary_of(&self, hash: &Hash) -> Option<Hash> {
+        self.index.peek(hash).map(|e| e.primary)
+    }
+
+    /// The purge records read at start-up; `None` after the first call.
+    pub fn take_purge_records(&self) -> Option<PurgeRecords> {
+        self.purge_records.lock().take()
+    }
+
+    /// Commits purge changes (ban rules, the purge position) durably.
+    pub async fn save_purge(&self, ops: Vec<Op>) -> Result<(), DiskError> {
+        self.await_commit(self.catalog.submit(ops)).await
     }
 
     /// Clears what an earlier run left behind: body files no entry names (published but never
@@ -468,7 +516,10 @@ mod tests {
             meta: (vec![1], vec![2]),
             key: n.to_string().into_bytes(),
         };
-        assert!(tier.commit(h(n), gen, 4, h(n), &record).await.unwrap());
+        assert!(tier
+            .commit(h(n), gen, 4, h(n), &record, || true)
+            .await
+            .unwrap());
     }
 
     fn reopen(dir: &Path) -> DiskTier {

@@ -30,6 +30,37 @@ pub fn cache_key(scheme: &str, host: &str, req: &RequestHeader, spec: &CacheKeyS
     CacheKey::new(primary, "")
 }
 
+/// Host and path of a stored object, read back from its primary key (for purges by host,
+/// prefix and path, which match what the key was built from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyParts<'a> {
+    /// `http` or `https`.
+    pub scheme: &'a [u8],
+    /// Normalised host.
+    pub host: &'a [u8],
+    /// Path as requested.
+    pub path: &'a [u8],
+}
+
+/// Splits a primary key built by [`cache_key`]; `None` for any other shape.
+pub fn parts(primary: &[u8]) -> Option<KeyParts<'_>> {
+    let mut rest = primary;
+    let mut next = || {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let part = rest.get(4..4 + len)?;
+        rest = &rest[4 + len..];
+        Some(part)
+    };
+    if next()? != b"v1" {
+        return None;
+    }
+    Some(KeyParts {
+        scheme: next()?,
+        host: next()?,
+        path: next()?,
+    })
+}
+
 fn push(out: &mut Vec<u8>, part: &[u8]) {
     out.extend_from_slice(&(part.len() as u32).to_be_bytes());
     out.extend_from_slice(part);
@@ -81,6 +112,22 @@ mod tests {
             cache_key("http", "a.com", &req("/x", &[]), &s).primary_bin(),
             cache_key("https", "a.com", &req("/x", &[]), &s).primary_bin()
         );
+    }
+
+    #[test]
+    fn parts_read_back_host_and_path() {
+        let spec = CacheKeySpec {
+            query: QueryKey::All,
+            headers: vec!["x-device".into()],
+        };
+        let k = cache_key("https", "a.com", &req("/x/y?q=1", &[("x-device", "m")]), &spec);
+        let p = parts(k.primary_key()).unwrap();
+        assert_eq!(
+            (p.scheme, p.host, p.path),
+            (&b"https"[..], &b"a.com"[..], &b"/x/y"[..])
+        );
+        assert_eq!(parts(b"v2"), None);
+        assert_eq!(parts(&[0, 0, 0, 9, b'v']), None);
     }
 
     #[test]

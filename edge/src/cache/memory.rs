@@ -65,12 +65,26 @@ impl MemoryTier {
     /// same key is replaced in place (TinyUFO keeps its queue position and use count, and does
     /// not ask admission again), so a refresh never evicts what it refreshes.
     pub fn put(&self, object: Arc<StoredObject>) -> bool {
+        self.put_if(object, |_| true)
+    }
+
+    /// [`put`](Self::put), if `admit` still agrees once the tier's writer lock is held. A purge
+    /// registers its bans before it lists the tier under the same lock, so an object is either
+    /// listed (and purged) or judged against the bans here.
+    pub fn put_if(
+        &self,
+        object: Arc<StoredObject>,
+        admit: impl FnOnce(&StoredObject) -> bool,
+    ) -> bool {
         let size = object.weight_bytes();
         if size > self.max_object_size {
             return false;
         }
         let weight = size.div_ceil(WEIGHT_UNIT).clamp(1, u16::MAX as u64) as u16;
         let _w = self.write.lock();
+        if !admit(&object) {
+            return false;
+        }
         // Whatever holds this key's slot (the full-key check is skipped on purpose: a 64-bit
         // collision is replaced too, and must leave the counts).
         if let Some(replaced) = self.objects.get(&object.combined) {
@@ -100,16 +114,30 @@ impl MemoryTier {
     }
 
     /// Replaces the meta of a stored object (after a 304), keeping its body and its place.
-    pub fn update_meta(&self, combined: &Hash, meta: (Vec<u8>, Vec<u8>)) -> bool {
+    /// `admit` is asked as in [`put_if`](Self::put_if).
+    pub fn update_meta(
+        &self,
+        combined: &Hash,
+        meta: (Vec<u8>, Vec<u8>),
+        admit: impl FnOnce(&StoredObject) -> bool,
+    ) -> bool {
         let Some(old) = self.get(combined) else {
             return false;
         };
-        self.put(Arc::new(StoredObject {
+        self.put_if(Arc::new(StoredObject {
             combined: old.combined,
             primary: old.primary,
+            key: old.key.clone(),
             meta,
             body: old.body.clone(),
-        }))
+        }), admit)
+    }
+
+    /// Every stored object's combined hash, listed under the writer lock (see
+    /// [`put_if`](Self::put_if)).
+    pub fn keys(&self) -> Vec<Hash> {
+        let _w = self.write.lock();
+        self.variants.lock().values().flatten().copied().collect()
     }
 
     /// Removes one object. Returns whether it was there.
@@ -184,6 +212,7 @@ mod tests {
                 n,
             ],
             primary: [n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n],
+            key: Bytes::new(),
             meta: (vec![0; 8], vec![0; 8]),
             body: Bytes::from(vec![n; size]),
         })
@@ -237,7 +266,7 @@ mod tests {
         let t = MemoryTier::new(1 << 20, 64 << 10);
         let o = obj(3, 0, 100);
         t.put(o.clone());
-        assert!(t.update_meta(&o.combined, (vec![1], vec![2])));
+        assert!(t.update_meta(&o.combined, (vec![1], vec![2]), |_| true));
         let got = t.get(&o.combined).unwrap();
         assert_eq!(got.meta, (vec![1], vec![2]));
         assert_eq!(got.body, o.body);

@@ -12,6 +12,8 @@ pub struct StoredObject {
     pub combined: Hash,
     /// Primary hash alone: every variant of one URL shares it.
     pub primary: Hash,
+    /// The primary cache key before hashing: purges read host and path from it.
+    pub key: Bytes,
     /// `CacheMeta::serialize()` output.
     pub meta: (Vec<u8>, Vec<u8>),
     /// The body.
@@ -21,6 +23,6 @@ pub struct StoredObject {
 impl StoredObject {
     /// Bytes this object costs the tier (body and meta).
     pub fn weight_bytes(&self) -> u64 {
-        (self.body.len() + self.meta.0.len() + self.meta.1.len()) as u64
+        (self.body.len() + self.key.len() + self.meta.0.len() + self.meta.1.len()) as u64
     }
 }

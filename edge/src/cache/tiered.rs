@@ -35,6 +35,7 @@ use super::hit::{BodyHit, DiskHit, FillHit};
 use super::memory::MemoryTier;
 use super::stats::TierStats;
 use super::{Hash, StoredObject};
+use crate::purge::{judge_stored, Bans, Verdict};
 
 /// Disk hits up to this size are read on the worker thread, as nginx reads without `aio`: from
 /// the page cache that takes microseconds, and a hand-off to the blocking pool cost more CPU than
@@ -47,16 +48,19 @@ const INLINE_READ: u64 = 256 << 10;
 pub struct TieredStorage {
     memory: MemoryTier,
     disk: Option<&'static DiskTier>,
+    /// Purge bans: nothing they cover is written into a tier.
+    bans: &'static Bans,
     fills: Mutex<HashMap<Hash, Vec<Arc<Fill>>>>,
     next_fill: AtomicU64,
 }
 
 impl TieredStorage {
     /// Storage over a memory tier and, optionally, a disk tier under it.
-    pub fn new(memory: MemoryTier, disk: Option<&'static DiskTier>) -> Self {
+    pub fn new(memory: MemoryTier, disk: Option<&'static DiskTier>, bans: &'static Bans) -> Self {
         TieredStorage {
             memory,
             disk,
+            bans,
             fills: Mutex::new(HashMap::new()),
             next_fill: AtomicU64::new(1),
         }
@@ -76,6 +80,11 @@ impl TieredStorage {
     pub fn max_object_size(&self) -> u64 {
         let disk = self.disk.map_or(0, |d| d.max_object_size());
         self.memory.max_object_size().max(disk)
+    }
+
+    /// Whether purge bans let an object into a tier. Asked under the tier's writer lock.
+    fn admits(&self, primary: &Hash, key: &[u8], meta: &(Vec<u8>, Vec<u8>)) -> bool {
+        judge_stored(self.bans, primary, key, meta) == Verdict::Keep
     }
 
     /// Drops every stored variant of a URL (its primary key) from both tiers. Fills in flight
@@ -123,12 +132,16 @@ impl TieredStorage {
             DiskBody::Whole(body) => {
                 // Bodies read whole only because they fit one block are not memory's to take.
                 if entry.body_len <= self.memory.max_object_size() {
-                    self.memory.put(Arc::new(StoredObject {
-                        combined,
-                        primary: entry.primary,
-                        meta: record.meta,
-                        body: body.clone(),
-                    }));
+                    self.memory.put_if(
+                        Arc::new(StoredObject {
+                            combined,
+                            primary: entry.primary,
+                            key: record.key.into(),
+                            meta: record.meta,
+                            body: body.clone(),
+                        }),
+                        |o| self.admits(&o.primary, &o.key, &o.meta),
+                    );
                 }
                 Box::new(BodyHit::new(body, "disk"))
             }
@@ -285,9 +298,14 @@ impl Storage for TieredStorage {
     ) -> Result<bool> {
         let combined = key.combined_bin();
         let meta = meta.serialize()?;
-        let mut found = self.memory.update_meta(&combined, meta.clone());
+        // A revalidation that began before a purge refreshes nothing the purge covers.
+        let mut found = self.memory.update_meta(&combined, meta.clone(), |o| {
+            self.admits(&o.primary, &o.key, &o.meta)
+        });
         if let Some(disk) = self.disk {
-            match disk.update_meta(&combined, meta).await {
+            let primary = key.primary_bin();
+            let admit = |r: &Record| self.admits(&primary, &r.key, &r.meta);
+            match disk.update_meta(&combined, meta, admit).await {
                 Ok(on_disk) => found |= on_disk,
                 Err(e) => disk.write_failed(&e),
             }
@@ -391,7 +409,9 @@ impl DiskCommit {
                     meta: fill.meta.clone(),
                     key,
                 };
-                disk.commit(combined, gen, body_len, primary, &record).await
+                let admit = || storage.admits(&primary, &record.key, &record.meta);
+                disk.commit(combined, gen, body_len, primary, &record, admit)
+                    .await
             }
             Ok(Err(e)) => Err(e),
             Err(e) => Err(DiskError::Task(e.to_string())),
@@ -432,12 +452,17 @@ impl HandleMiss for TieredMiss {
         let size = self.written as usize;
         if self.keep {
             if let Some(body) = self.fill.concat() {
-                self.storage.memory.put(Arc::new(StoredObject {
-                    combined: self.combined,
-                    primary: self.primary,
-                    meta: self.fill.meta.clone(),
-                    body,
-                }));
+                let storage = self.storage;
+                storage.memory.put_if(
+                    Arc::new(StoredObject {
+                        combined: self.combined,
+                        primary: self.primary,
+                        key: Bytes::copy_from_slice(&self.key),
+                        meta: self.fill.meta.clone(),
+                        body,
+                    }),
+                    |o| storage.admits(&o.primary, &o.key, &o.meta),
+                );
             }
         }
         self.fill.set(Progress::Done);

@@ -1,7 +1,8 @@
 //! HTTP caching semantics that are pure functions of headers: what may be stored and for how
 //! long (RFC 9111, RFC 9213), how the `Cache-Status` header reads (RFC 9211), and the cache tags
-//! a response carries.
+//! a response carries, and when this node stored a response (what purges compare).
 
 pub mod cache_status;
 pub mod freshness;
 pub mod tags;
+pub mod stamp;

@@ -13,8 +13,9 @@ pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 /// `Cache-Tag`.
 pub const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
-/// Longest tag kept; longer ones are ignored (Fastly's limit is 1 KiB as well).
-const MAX_TAG: usize = 1024;
+/// Longest tag kept; longer ones are ignored (Fastly's limit is 1 KiB as well), and a purge
+/// naming one is refused.
+use edge_config::purge::MAX_TAG;
 
 fn push(out: &mut Vec<String>, tag: &[u8]) {
     let Ok(tag) = std::str::from_utf8(tag) else {
@@ -57,6 +58,14 @@ pub fn prepare_for_store(header: &mut ResponseHeader, extra: &[String]) {
         // Tags are visible ASCII, so the joined value is a valid field value.
         let _ = header.insert_header(SURROGATE_KEY, tags.join(" "));
     }
+}
+
+/// The stored tags of an object, as [`prepare_for_store`] left them: one space-separated value.
+pub fn stored(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(SURROGATE_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// Removes the tag fields from a response on its way to the client.
