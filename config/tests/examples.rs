@@ -13,9 +13,15 @@ fn every_example_validates() {
             }
             seen += 1;
         }
+        if name.starts_with("purge-api") && name.ends_with(".yaml") {
+            if let Err(e) = edge_config::purge_api::PurgeApiConfig::load(&path) {
+                panic!("{e}");
+            }
+            seen += 1;
+        }
     }
     assert!(
-        seen >= 2,
+        seen >= 4,
         "expected the sample configs in {}",
         dir.display()
     );

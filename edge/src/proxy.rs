@@ -63,6 +63,9 @@ pub struct EdgeState {
     pub default_key: CacheKeySpec,
     /// Purge ban rules, judged on every hit.
     pub bans: &'static Bans,
+    /// Caught up with the purge log since start-up. Until then every hit is revalidated with
+    /// the origin first, so purges the node missed while it was down cannot be served.
+    pub purge_ready: std::sync::atomic::AtomicBool,
 }
 
 /// The proxy.
@@ -355,6 +358,13 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<pingora::cache::ForcedFreshness>> {
         ctx.hit_detail = Some(crate::cache::tiered::hit_source(hit_handler));
+        if !self
+            .state
+            .purge_ready
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(Some(pingora::cache::ForcedFreshness::ForceExpired));
+        }
         let (Some(primary), false) = (ctx.primary, self.state.bans.is_empty()) else {
             return Ok(None);
         };

@@ -178,6 +178,7 @@ pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
         access_log: config.log.access,
         default_key: Default::default(),
         bans,
+        purge_ready: std::sync::atomic::AtomicBool::new(true),
     });
     let tokens = match &config.admin.token_file {
         Some(path) => Some(Tokens::read(path).map_err(BuildError::Token)?),

@@ -67,6 +67,22 @@ const PORT_IN_USE: &str = "is in use";
 pub const DEFAULT_CACHE: &str =
     "{ memory: { max_size: 64MiB, max_object_size: 4MiB }, lock_timeout: 5s }";
 
+/// The bearer token every harness edge accepts on its admin listener.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A file holding [`ADMIN_TOKEN`], written once per test process.
+pub fn admin_token_file() -> PathBuf {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("edge-test-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("admin-token");
+        std::fs::write(&f, format!("{ADMIN_TOKEN}\n")).unwrap();
+        f
+    })
+    .clone()
+}
+
 /// A running edge process, killed on drop.
 pub struct Edge {
     /// Public listener.
@@ -121,10 +137,11 @@ impl Edge {
         admin: u16,
     ) -> String {
         let node_id = "edge-test";
+        let token = admin_token_file().display().to_string();
         format!(
             "node: {{ id: {node_id} }}\n\
              listen: [{{ addr: \"127.0.0.1:{port}\" }}]\n\
-             admin: {{ addr: \"127.0.0.1:{admin}\" }}\n\
+             admin: {{ addr: \"127.0.0.1:{admin}\", token_file: \"{token}\" }}\n\
              cache: {cache}\n\
              origins:\n  origin: {{ servers: [\"{origin}\"], connect_timeout: 1s, read_timeout: 5s }}\n\
              sites:\n{sites}\
@@ -149,15 +166,7 @@ impl Edge {
         let scratch = Scratch::new("edge");
         let config = scratch.0.join("edge.yaml");
         std::fs::write(&config, yaml).unwrap();
-        let log = std::fs::File::create(scratch.0.join("edge.log")).unwrap();
-        let child = Command::new(edge_bin())
-            .arg("--config")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = Self::spawn(&scratch);
         let mut edge = Edge {
             addr: ([127, 0, 0, 1], port).into(),
             admin: ([127, 0, 0, 1], admin).into(),
@@ -167,6 +176,48 @@ impl Edge {
         };
         edge.wait_healthy()?;
         Ok(edge)
+    }
+
+    fn spawn(scratch: &Scratch) -> Child {
+        // Appends, so a restarted node's log follows the first run's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(scratch.0.join("edge.log"))
+            .unwrap();
+        Command::new(edge_bin())
+            .arg("--config")
+            .arg(scratch.0.join("edge.yaml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Starts the process again on the same configuration and ports, after it was stopped
+    /// with [`Edge::signal_and_wait`].
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.scratch);
+        self.wait_healthy().unwrap_or_else(|log| panic!("{log}"));
+    }
+
+    /// `POST /purge` on the admin listener with the harness token.
+    pub fn purge(&self, json: &str) -> client::Response {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        client::request(
+            self.admin,
+            "POST",
+            "admin",
+            "/purge",
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            json.as_bytes(),
+        )
+    }
+
+    /// `GET /readyz` status.
+    pub fn ready_status(&self) -> u16 {
+        client::get(self.admin, "admin", "/readyz", &[]).status
     }
 
     fn wait_healthy(&mut self) -> Result<(), String> {

@@ -10,7 +10,7 @@
 pub mod bans;
 pub mod sweep;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -115,7 +115,6 @@ pub struct Purger {
     position: tokio::sync::Mutex<Position>,
     applied: AtomicU64,
     log: parking_lot::Mutex<Option<String>>,
-    ready: AtomicBool,
     next_id: AtomicU64,
     sweep: Arc<Notify>,
 }
@@ -127,6 +126,10 @@ impl Purger {
         // A node that was part of a fleet may have missed purges while it was down: not ready
         // until purge-api says it has caught up. A node that never saw one has nothing stale.
         let ready = loaded.position.is_none();
+        state.purge_ready.store(ready, Ordering::Release);
+        if !ready {
+            tracing::info!("not ready until purge-api confirms this node has caught up; hits are revalidated meanwhile");
+        }
         let position = loaded.position.unwrap_or_default();
         state
             .metrics
@@ -137,7 +140,6 @@ impl Purger {
             applied: AtomicU64::new(position.applied_seq),
             log: parking_lot::Mutex::new(position.log.clone()),
             position: tokio::sync::Mutex::new(position),
-            ready: AtomicBool::new(ready),
             next_id: AtomicU64::new(next_id),
             sweep: Arc::new(Notify::new()),
             state,
@@ -151,7 +153,7 @@ impl Purger {
 
     /// Whether the node has caught up with the purge log since it started.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.state.purge_ready.load(Ordering::Acquire)
     }
 
     /// The node's position, for `GET /purge/state`.
@@ -225,7 +227,7 @@ impl Purger {
         *pos = next;
         self.applied.store(pos.applied_seq, Ordering::Release);
         *self.log.lock() = pos.log.clone();
-        if p.head.is_some_and(|h| pos.applied_seq >= h) && !self.ready.swap(true, Ordering::AcqRel)
+        if p.head.is_some_and(|h| pos.applied_seq >= h) && !self.state.purge_ready.swap(true, Ordering::AcqRel)
         {
             tracing::info!(applied_seq = pos.applied_seq, "caught up with the purge log");
         }

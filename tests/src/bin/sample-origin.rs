@@ -27,6 +27,8 @@ fn main() {
                 &[
                     ("content-type", "text/css"),
                     ("cache-control", "public, max-age=31536000, immutable"),
+                    ("surrogate-key", "assets css"),
+                    ("etag", "\"css-v1\""),
                 ],
             ),
             "/assets/app.js" => Reply::ok(
@@ -34,6 +36,7 @@ fn main() {
                 &[
                     ("content-type", "application/javascript"),
                     ("cache-control", "public, max-age=600"),
+                    ("cache-tag", "assets,js"),
                 ],
             ),
             "/api/time" => Reply::ok(

@@ -1,0 +1,297 @@
+//! The HTTP API: `POST /v1/purge`, `GET /v1/purge/{id}`, `GET /v1/nodes`, `/metrics`,
+//! `/healthz`. Every error is JSON `{"error": "..."}`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_config::purge::{InvalidPurge, Purge};
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::service::SharedRef;
+
+/// Longest `?wait=` honoured.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_reply(status: StatusCode, body: &impl Serialize) -> Reply {
+    reply(
+        status,
+        "application/json",
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+}
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Reply {
+    json_reply(status, &json!({ "error": msg.to_string() }))
+}
+
+/// Answers one request.
+pub async fn handle(shared: SharedRef, req: Request<Incoming>) -> Reply {
+    let resp = route(&shared, req).await;
+    shared
+        .metrics
+        .requests
+        .with_label_values(&[resp.status().as_str()])
+        .inc();
+    resp
+}
+
+async fn route(shared: &SharedRef, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    match path.as_str() {
+        "/healthz" if get => json_reply(
+            StatusCode::OK,
+            &json!({ "status": "ok", "head": shared.store.head() }),
+        ),
+        "/metrics" if get => {
+            shared.metrics.head.set(shared.store.head() as i64);
+            shared
+                .metrics
+                .compacted
+                .set(shared.store.compacted_through() as i64);
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                crate::metrics::Metrics::render(),
+            )
+        }
+        "/healthz" | "/metrics" => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+        p if p.starts_with("/v1/") => {
+            let auth = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            let Some(caller) = shared.tokens.which(auth) else {
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong bearer token (Authorization: Bearer <token>)",
+                );
+                if let Ok(v) = "Bearer".parse() {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                return r;
+            };
+            match (method, p) {
+                (Method::POST, "/v1/purge") => post_purge(shared, caller, req).await,
+                (_, "/v1/purge") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
+                (m, "/v1/nodes") if m == Method::GET => nodes(shared),
+                (m, id) if m == Method::GET && id.starts_with("/v1/purge/") => {
+                    purge_status(shared, &id["/v1/purge/".len()..])
+                }
+                _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
+
+/// Reads a body up to `max` bytes; `Err` is the reply to send instead.
+async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Reply> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut body = req.into_body();
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| error(StatusCode::BAD_REQUEST, format!("reading body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (out.len() + data.len()) as u64 > max {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+fn wait_of(query: Option<&str>) -> Result<Option<Duration>, Reply> {
+    let Some(q) = query else { return Ok(None) };
+    for pair in q.split('&') {
+        if let Some(v) = pair.strip_prefix("wait=") {
+            return edge_config::units::parse_duration(v)
+                .map(|d| Some(d.min(MAX_WAIT)))
+                .map_err(|e| error(StatusCode::BAD_REQUEST, format!("wait: {e}")));
+        }
+    }
+    Ok(None)
+}
+
+async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -> Reply {
+    if let Err(retry_after) = shared.limiter.take(caller) {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("rate limit for this token reached; retry in {retry_after}s"),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(retry_after));
+        return r;
+    }
+    let wait = match wait_of(req.uri().query()) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let limits = &shared.config.limits;
+    let body = match read_body(req, limits.max_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let purge: Purge = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed purge: {e}")),
+    };
+    if purge.seq.is_some() || purge.log.is_some() || purge.head.is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "seq, log and head are set by the purge service, not by callers",
+        );
+    }
+    match purge.targets(limits.max_items) {
+        Ok(_) => {}
+        Err(e @ InvalidPurge::TooMany { .. }) => return error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    }
+    let store_shared = shared.clone();
+    let appended = tokio::task::spawn_blocking(move || {
+        let seq = store_shared.store.append(&purge)?;
+        // Compacting here keeps the log at `retain` entries without a timer; a failure only
+        // leaves it longer for now.
+        if let Err(e) = store_shared.store.retain(store_shared.config.delivery.retain) {
+            tracing::error!(error = %e, "purge log compaction failed");
+        }
+        Ok::<_, crate::store::StoreError>(seq)
+    })
+    .await;
+    let seq = match appended {
+        Ok(Ok(seq)) => seq,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "purge not logged");
+            return error(StatusCode::SERVICE_UNAVAILABLE, format!("purge not logged: {e}"));
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    // Durable: from here on the purge is delivered whatever happens to this process.
+    shared.head.send_replace(seq);
+    shared.metrics.head.set(seq as i64);
+    tracing::info!(seq, caller, "purge logged");
+    let id = shared.purge_id(seq);
+    let Some(wait) = wait else {
+        return json_reply(StatusCode::ACCEPTED, &json!({ "id": id, "seq": seq }));
+    };
+    let mut progress = shared.progress.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        progress.mark_unchanged();
+        let status = status_body(shared, seq);
+        if status.complete {
+            return json_reply(StatusCode::ACCEPTED, &status);
+        }
+        tokio::select! {
+            _ = progress.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return json_reply(StatusCode::ACCEPTED, &status_body(shared, seq));
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct NodeApplied {
+    node: String,
+    id: String,
+    applied: bool,
+    applied_seq: Option<u64>,
+    up: bool,
+}
+
+#[derive(Serialize)]
+struct PurgeStatus {
+    id: String,
+    seq: u64,
+    /// Every current node applied it.
+    complete: bool,
+    nodes: Vec<NodeApplied>,
+}
+
+fn status_body(shared: &SharedRef, seq: u64) -> PurgeStatus {
+    let nodes: Vec<NodeApplied> = shared
+        .registry
+        .all()
+        .iter()
+        .map(|n| {
+            let v = n.view();
+            NodeApplied {
+                applied: v.applied_seq.is_some_and(|a| a >= seq),
+                node: v.url,
+                id: v.node,
+                applied_seq: v.applied_seq,
+                up: v.up,
+            }
+        })
+        .collect();
+    PurgeStatus {
+        id: shared.purge_id(seq),
+        seq,
+        complete: !nodes.is_empty() && nodes.iter().all(|n| n.applied),
+        nodes,
+    }
+}
+
+fn purge_status(shared: &SharedRef, id: &str) -> Reply {
+    match shared.seq_of(id) {
+        Some(seq) => json_reply(StatusCode::OK, &status_body(shared, seq)),
+        None => error(StatusCode::NOT_FOUND, format!("no purge with id {id:?}")),
+    }
+}
+
+fn nodes(shared: &SharedRef) -> Reply {
+    let head = shared.store.head();
+    let nodes: Vec<serde_json::Value> = shared
+        .registry
+        .all()
+        .iter()
+        .map(|n| {
+            let v = n.view();
+            json!({
+                "url": v.url,
+                "node": v.node,
+                "applied_seq": v.applied_seq,
+                "lag": v.applied_seq.map(|a| head.saturating_sub(a)),
+                "ready": v.ready,
+                "up": v.up,
+                "last_error": v.last_error,
+            })
+        })
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "head": head,
+            "compacted_through": shared.store.compacted_through(),
+            "nodes": nodes,
+        }),
+    )
+}

@@ -1,0 +1,131 @@
+//! Builds the service from its configuration and runs it: the API listener, node discovery
+//! (which starts a delivery task per node) and log compaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_config::purge_api::PurgeApiConfig;
+use edge_config::token::Tokens;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::limit::RateLimiter;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::service::{Shared, SharedRef};
+use crate::store::{Store, StoreError};
+use crate::{api, discovery};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A tokens file could not be read.
+    #[error("{field}: {message}")]
+    Tokens {
+        /// The config field naming the file.
+        field: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The purge log could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The listener could not bind.
+    #[error("listen {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Opens the log, reads the tokens and binds the listener.
+pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), StartError> {
+    let tokens = Tokens::read(&config.tokens_file).map_err(|message| StartError::Tokens {
+        field: "tokens_file",
+        message,
+    })?;
+    let node_token = Tokens::read(&config.nodes.token_file)
+        .ok()
+        .and_then(|t| t.first().map(str::to_string))
+        .ok_or_else(|| StartError::Tokens {
+            field: "nodes.token_file",
+            message: format!("{}: cannot read a token", config.nodes.token_file.display()),
+        })?;
+    let store = Store::open(&config.store)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let limiter = RateLimiter::new(
+        config.limits.rate_per_second,
+        config.limits.burst,
+        tokens_count(&config),
+    );
+    let head = store.head();
+    let shared = Arc::new(Shared {
+        config,
+        store,
+        tokens,
+        node_token,
+        registry: Registry::default(),
+        limiter,
+        metrics: Metrics::register()?,
+        head: watch::Sender::new(head),
+        progress: watch::Sender::new(0),
+    });
+    Ok((shared, listener))
+}
+
+fn tokens_count(config: &PurgeApiConfig) -> usize {
+    std::fs::read_to_string(&config.tokens_file)
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Serves until the process is stopped. Every acknowledged purge is already durable, so a stop
+/// at any point loses nothing: delivery resumes from each node's own position on restart.
+pub async fn run(shared: SharedRef, listener: TcpListener) {
+    tracing::info!(
+        listen = %shared.config.listen,
+        head = shared.store.head(),
+        log = shared.store.log_id(),
+        "purge-api serving"
+    );
+    tokio::spawn(discovery::run(shared.clone()));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(api::handle(shared, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
