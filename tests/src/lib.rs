@@ -1,11 +1,12 @@
-//! The integration-test harness: a programmable origin that counts what it is asked, a launcher
-//! for the real `edge` binary on ephemeral ports, and a raw HTTP/1.1 client (raw so tests can send
+//! The integration-test harness: a programmable origin that counts what it is asked, launchers
+//! for the real `edge` and `purge-api` binaries on ephemeral ports, and a raw HTTP/1.1 client (raw so tests can send
 //! exactly the bytes they mean, malformed ones included).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed set-up is a failed test
 
 pub mod client;
 pub mod edge;
 pub mod origin;
+pub mod purge_api;
 
 use std::time::{Duration, Instant};
 

@@ -536,6 +536,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn purge_records_survive_reopening_until_retired() {
+        let dir = std::env::temp_dir().join(format!("edge-disk-purge-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let tier = reopen(&dir);
+        assert!(tier.take_purge_records().unwrap().state.is_none());
+        let ban = |id: u64| Op::PutBan {
+            id,
+            ban: format!("ban {id}").into_bytes(),
+        };
+        tier.save_purge(vec![ban(1), ban(2), ban(3), Op::SetPurgeState(b"7".to_vec())])
+            .await
+            .unwrap();
+        tier.save_purge(vec![Op::RetireBans(2)]).await.unwrap();
+        drop(tier);
+        let tier = reopen(&dir);
+        let records = tier.take_purge_records().unwrap();
+        assert_eq!(records.state.as_deref(), Some(&b"7"[..]));
+        assert_eq!(records.bans, vec![(3, b"ban 3".to_vec())]);
+        assert!(tier.take_purge_records().is_none());
+        drop(tier);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn the_eviction_order_survives_a_clean_stop_and_a_crash() {
         let dir = std::env::temp_dir().join(format!("edge-disk-order-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);

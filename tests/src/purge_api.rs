@@ -1,0 +1,153 @@
+//! Starts the real `purge-api` binary on an ephemeral loopback port, in front of edges.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::edge::{admin_token_file, Scratch};
+use crate::{client, eventually, free_port};
+
+/// The bearer token harness purge-apis accept from callers.
+pub const API_TOKEN: &str = "test-api-token";
+
+/// The `purge-api` binary cargo built beside this test.
+pub fn purge_api_bin() -> std::path::PathBuf {
+    crate::edge::edge_bin().with_file_name("purge-api")
+}
+
+/// A running purge-api, killed on drop. Its log store lives in its scratch directory, which
+/// outlives restarts.
+pub struct PurgeApi {
+    /// API listener.
+    pub addr: SocketAddr,
+    child: Child,
+    scratch: Scratch,
+}
+
+impl PurgeApi {
+    /// A purge-api delivering to these admin listeners, with extra `delivery:` keys (flow YAML,
+    /// `retain: 2`) and extra top-level YAML.
+    pub fn start(nodes: &[SocketAddr], delivery: &str, extra: &str) -> PurgeApi {
+        let static_nodes: Vec<String> = nodes.iter().map(|a| format!("\"http://{a}\"")).collect();
+        Self::start_nodes(&format!("static: [{}]", static_nodes.join(", ")), delivery, extra)
+    }
+
+    /// As [`PurgeApi::start`] with the `nodes:` keys other than `token_file` given as YAML
+    /// (indented by two spaces after the first line).
+    pub fn start_nodes(nodes: &str, delivery: &str, extra: &str) -> PurgeApi {
+        let scratch = Scratch::new("purge-api");
+        let port = free_port();
+        let tokens = scratch.0.join("tokens");
+        std::fs::write(&tokens, format!("# callers\n{API_TOKEN}\nsecond-token\n")).unwrap();
+        let yaml = format!(
+            "listen: \"127.0.0.1:{port}\"\n\
+             tokens_file: \"{}\"\n\
+             store: \"{}\"\n\
+             nodes:\n  {nodes}\n  token_file: \"{}\"\n\
+             delivery: {{ retry_min: 20ms, retry_max: 500ms, poll: 1s, timeout: 2s{delivery} }}\n\
+             {extra}",
+            tokens.display(),
+            scratch.0.join("purges.db").display(),
+            admin_token_file().display(),
+            delivery = if delivery.is_empty() {
+                String::new()
+            } else {
+                format!(", {delivery}")
+            },
+        );
+        std::fs::write(scratch.0.join("purge-api.yaml"), yaml).unwrap();
+        let child = Self::spawn(&scratch);
+        let mut api = PurgeApi {
+            addr: ([127, 0, 0, 1], port).into(),
+            child,
+            scratch,
+        };
+        api.wait_healthy();
+        api
+    }
+
+    fn spawn(scratch: &Scratch) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(scratch.0.join("purge-api.log"))
+            .unwrap();
+        Command::new(purge_api_bin())
+            .arg("--config")
+            .arg(scratch.0.join("purge-api.yaml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_healthy(&mut self) {
+        let addr = self.addr;
+        eventually(Duration::from_secs(30), "purge-api to become healthy", || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("purge-api exited with {status}:\n{}", self.log());
+            }
+            client::raw(
+                addr,
+                b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                false,
+            )
+            .is_ok_and(|r| r.status == 200)
+            .then_some(())
+        });
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same configuration, port and log store.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.scratch);
+        self.wait_healthy();
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.scratch.0.join("purge-api.log")).unwrap_or_default()
+    }
+
+    /// `POST /v1/purge` (with `?query` if given) with the harness token.
+    pub fn purge(&self, json: &str, query: &str) -> client::Response {
+        let auth = format!("Bearer {API_TOKEN}");
+        let path = if query.is_empty() {
+            "/v1/purge".to_string()
+        } else {
+            format!("/v1/purge?{query}")
+        };
+        client::request(
+            self.addr,
+            "POST",
+            "purge-api",
+            &path,
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            json.as_bytes(),
+        )
+    }
+
+    /// GET with the harness token.
+    pub fn get(&self, path: &str) -> client::Response {
+        let auth = format!("Bearer {API_TOKEN}");
+        client::get(self.addr, "purge-api", path, &[("Authorization", &auth)])
+    }
+
+    /// Path of the config file (for `--check`).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.scratch.0.join("purge-api.yaml")
+    }
+}
+
+impl Drop for PurgeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

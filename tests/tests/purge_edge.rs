@@ -1,0 +1,205 @@
+//! The edge's admin purge endpoint on its own: authentication and bad input, sequences, fills in
+//! flight, variants, soft purges without stale windows, and the background sweep.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use edge_tests::client::{self, Response};
+use edge_tests::edge::{Edge, Scratch, ADMIN_TOKEN};
+use edge_tests::eventually;
+use edge_tests::origin::{Origin, Reply, Req};
+
+fn cacheable(req: &Req) -> Reply {
+    let etag = format!("\"{}\"", req.path());
+    if req.header("if-none-match") == Some(etag.as_str()) {
+        return Reply::status(304, "", &[("ETag", &etag)]);
+    }
+    let tags = format!("all,{}", req.path().trim_start_matches('/').replace('/', "-"));
+    Reply::ok(
+        format!("body of {}", req.target),
+        &[
+            ("Cache-Control", "max-age=3600"),
+            ("ETag", &etag),
+            ("Cache-Tag", &tags),
+            ("Vary", "Accept-Language"),
+        ],
+    )
+}
+
+fn status_of(r: &Response) -> String {
+    r.cache_status().to_string()
+}
+
+fn hit(edge: &Edge, path: &str, headers: &[(&str, &str)]) -> bool {
+    let cs = status_of(&edge.get(path, headers));
+    cs.contains("; hit") && !cs.contains("stale")
+}
+
+fn error_of(r: &Response) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["error"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_admin_purge_needs_the_token_and_a_valid_body() {
+    let origin = Origin::start(cacheable);
+    let edge = Edge::start(origin.addr, "");
+    let post = |auth: &str, body: &str| {
+        client::request(
+            edge.admin,
+            "POST",
+            "admin",
+            "/purge",
+            &[("Authorization", auth)],
+            body.as_bytes(),
+        )
+    };
+    for auth in ["", "Bearer nope", "Basic dGVzdA==", "Bearer test-admin-toke"] {
+        let r = post(auth, r#"{"all": true}"#);
+        assert_eq!(r.status, 401, "{auth:?}");
+        assert!(error_of(&r).contains("bearer token"));
+    }
+    let state = client::get(edge.admin, "admin", "/purge/state", &[]);
+    assert_eq!(state.status, 401);
+    for (body, says) in [
+        ("{", "malformed purge"),
+        (r#"{"everything": true}"#, "unknown field"),
+        (r#"{}"#, "names nothing"),
+        (r#"{"urls": ["a.css"]}"#, "absolute URL"),
+        (r#"{"prefixes": ["/no-host"]}"#, "host name"),
+        (r#"{"tags": [""]}"#, "visible ASCII"),
+    ] {
+        let r = edge.purge(body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(error_of(&r).contains(says), "{body}: {}", r.text());
+    }
+    let big = format!(r#"{{"tags": ["{}"]}}"#, "x".repeat(9 << 20));
+    let r = edge.purge(&big);
+    assert_eq!(r.status, 413);
+    // Sequences: the next one, a repeat (no effect), a gap (refused, nothing skipped).
+    let ok = edge.purge(r#"{"seq": 1, "log": "L", "tags": ["a"]}"#);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert!(ok.text().contains("\"applied_seq\":1"));
+    assert_eq!(edge.purge(r#"{"seq": 1, "log": "L", "tags": ["a"]}"#).status, 200);
+    let gap = edge.purge(r#"{"seq": 3, "log": "L", "tags": ["a"]}"#);
+    assert_eq!(gap.status, 409);
+    assert!(gap.text().contains("\"applied_seq\":1"), "{}", gap.text());
+    // A hard purge-all may jump (it covers whatever it skips); a soft one may not.
+    assert_eq!(edge.purge(r#"{"seq": 5, "log": "L", "all": true, "soft": true}"#).status, 409);
+    assert_eq!(edge.purge(r#"{"seq": 5, "log": "L", "all": true}"#).status, 200);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let state = client::get(edge.admin, "admin", "/purge/state", &[("Authorization", &auth)]);
+    assert!(state.text().contains("\"applied_seq\":5"), "{}", state.text());
+    assert!(edge.metric("edge_purge_requests_total{result=\"gap\"}") >= 2.0);
+    assert!(edge.metric("edge_purge_requests_total{result=\"unauthorized\"}") >= 5.0);
+}
+
+#[test]
+fn a_url_purge_takes_every_variant_and_every_keyed_header_value() {
+    let origin = Origin::start(cacheable);
+    let rules = "- match: { path_prefix: /keyed/ }\n  cache_key: { headers: [x-device] }";
+    let edge = Edge::start(origin.addr, rules);
+    // Two Vary variants of one URL, and two keyed-header values of another: four objects.
+    let objects: &[(&str, &[(&str, &str)])] = &[
+        ("/plain.css", &[("Accept-Language", "en")]),
+        ("/plain.css", &[("Accept-Language", "fr")]),
+        ("/keyed/a.css", &[("X-Device", "mobile")]),
+        ("/keyed/a.css", &[("X-Device", "desktop")]),
+    ];
+    for (path, h) in objects {
+        eventually(Duration::from_secs(5), "stored", || hit(&edge, path, h).then_some(()));
+    }
+    eventually(Duration::from_secs(5), "stored", || {
+        hit(&edge, "/other.css", &[]).then_some(())
+    });
+    let r = edge.purge(
+        r#"{"urls": ["https://example.com/plain.css", "http://example.com:8080/keyed/a.css"]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (path, h) in objects {
+        assert!(!hit(&edge, path, h), "{path} {h:?} survived");
+    }
+    assert!(hit(&edge, "/other.css", &[]));
+}
+
+#[test]
+fn a_fill_in_flight_when_a_purge_lands_is_not_stored() {
+    let origin = Origin::start(|req| {
+        let r = cacheable(req);
+        if req.path() == "/slow.css" && req.header("if-none-match").is_none() {
+            // The purge lands while this body is on its way.
+            Reply {
+                drip: Duration::from_millis(300),
+                ..r
+            }
+        } else {
+            r
+        }
+    });
+    let edge = Edge::start(origin.addr, "");
+    let addr = edge.addr;
+    let slow = std::thread::spawn(move || client::get(addr, "example.com", "/slow.css", &[]));
+    eventually(Duration::from_secs(5), "the fill to start", || {
+        (origin.count("/slow.css") == 1).then_some(())
+    });
+    let r = edge.purge(r#"{"tags": ["slow.css"]}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = slow.join().unwrap();
+    assert_eq!(first.status, 200);
+    assert!(first.complete);
+    // The body fetched before the purge went to its client, and no further.
+    let again = edge.get("/slow.css", &[]);
+    assert!(!status_of(&again).contains("; hit"), "{}", status_of(&again));
+    assert_eq!(origin.count("/slow.css"), 2);
+}
+
+#[test]
+fn a_soft_purge_without_stale_windows_revalidates_before_serving() {
+    let origin = Origin::start(cacheable);
+    let edge = Edge::start(origin.addr, "");
+    eventually(Duration::from_secs(5), "stored", || {
+        hit(&edge, "/soft.css", &[]).then_some(())
+    });
+    let r = edge.purge(r#"{"tags": ["soft.css"], "soft": true}"#);
+    assert_eq!(r.status, 200);
+    let r = edge.get("/soft.css", &[]);
+    assert_eq!(r.text(), "body of /soft.css");
+    assert!(status_of(&r).contains("fwd-status=304"), "{}", status_of(&r));
+    assert!(hit(&edge, "/soft.css", &[]));
+    let reqs = origin.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].header("if-none-match"), Some("\"/soft.css\""));
+}
+
+#[test]
+fn the_sweep_removes_purged_objects_from_disk_and_retires_its_bans() {
+    let origin = Origin::start(cacheable);
+    let dir = Scratch::new("sweep");
+    let cache = format!(
+        "{{ memory: {{ max_size: 16MiB, max_object_size: 1MiB }}, \
+         disk: {{ path: \"{}\", max_size: 64MiB, max_object_size: 16MiB }}, lock_timeout: 5s }}",
+        dir.0.display()
+    );
+    let edge = Edge::start_cache(origin.addr, "", &cache);
+    let paths: Vec<String> = (0..200).map(|i| format!("/p/{i}.css")).collect();
+    for p in &paths {
+        assert_eq!(edge.get(p, &[]).status, 200);
+    }
+    eventually(Duration::from_secs(20), "200 objects on disk", || {
+        (edge.metric("edge_cache_tier_objects{tier=\"disk\"}") >= 200.0).then_some(())
+    });
+    // Every object carries the tag `all`; half are listed by prefix as well.
+    let r = edge.purge(r#"{"tags": ["all"], "prefixes": ["example.com/p/1"]}"#);
+    assert_eq!(r.status, 200);
+    eventually(Duration::from_secs(20), "the sweep to finish", || {
+        (edge.metric("edge_purge_bans") == 0.0
+            && edge.metric("edge_cache_tier_objects{tier=\"disk\"}") == 0.0
+            && edge.metric("edge_cache_tier_objects{tier=\"memory\"}") == 0.0)
+            .then_some(())
+    });
+    assert!(edge.metric("edge_purge_swept_objects_total{action=\"removed\"}") >= 200.0);
+    // With the bans retired, what was purged stays purged.
+    for p in paths.iter().step_by(20) {
+        assert!(!hit(&edge, p, &[]), "{p}");
+    }
+}
