@@ -70,7 +70,7 @@ fn put(tier: &DiskTier, rt: &tokio::runtime::Runtime, n: u64, body: &[u8]) {
         meta: (vec![0; 64], vec![0; 256]),
         key: format!("v1/example.com/{n}").into_bytes(),
     };
-    rt.block_on(tier.commit(hash(n), gen, body.len() as u64, hash(n), &record))
+    rt.block_on(tier.commit(hash(n), gen, body.len() as u64, hash(n), &record, || true))
         .unwrap();
 }
 

@@ -33,7 +33,11 @@ impl Problems {
 }
 
 /// A socket address, or a problem saying what one looks like.
-pub(crate) fn socket_addr(p: &mut Problems, s: &Spanned<String>, field: &str) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(
+    p: &mut Problems,
+    s: &Spanned<String>,
+    field: &str,
+) -> Option<SocketAddr> {
     match s.value.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {

@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn lower_cases_and_drops_port_and_dot() {
-        assert_eq!(normalize_host("A.Example.COM.:443").as_deref(), Some("a.example.com"));
+        assert_eq!(
+            normalize_host("A.Example.COM.:443").as_deref(),
+            Some("a.example.com")
+        );
         assert_eq!(normalize_host("a..b"), None);
         assert_eq!(normalize_host("a/b"), None);
     }

@@ -223,8 +223,11 @@ fn parse_prefix(raw: &str) -> Result<PrefixTarget, InvalidPurge> {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
-    let host = normalize_host(authority)
-        .ok_or_else(|| bad(format!("prefixes: {raw:?} must start with a host name (host/path)")))?;
+    let host = normalize_host(authority).ok_or_else(|| {
+        bad(format!(
+            "prefixes: {raw:?} must start with a host name (host/path)"
+        ))
+    })?;
     check_path("prefixes", raw, path)?;
     Ok(PrefixTarget {
         host,
@@ -267,13 +270,17 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        assert!(purge(r#"{"url": ["x"]}"#).unwrap_err().contains("unknown field"));
+        assert!(purge(r#"{"url": ["x"]}"#)
+            .unwrap_err()
+            .contains("unknown field"));
     }
 
     #[test]
     fn urls_split_into_host_path_and_query() {
-        let p = purge(r#"{"urls": ["HTTPS://Static.Example.com:443/a/b.css?v=1#top", "http://x.org"]}"#)
-            .unwrap();
+        let p = purge(
+            r#"{"urls": ["HTTPS://Static.Example.com:443/a/b.css?v=1#top", "http://x.org"]}"#,
+        )
+        .unwrap();
         let t = p.targets(10).unwrap();
         assert_eq!(
             t.urls[0],
@@ -318,7 +325,11 @@ mod tests {
         assert_eq!(t.prefixes[0].path, "/assets/");
         assert_eq!(t.prefixes[1].path, "/");
         assert_eq!(t.hosts, vec!["a.com"]);
-        for bad in [vec!["".to_string()], vec!["a b".into()], vec!["x".repeat(2000)]] {
+        for bad in [
+            vec!["".to_string()],
+            vec!["a b".into()],
+            vec!["x".repeat(2000)],
+        ] {
             let p = Purge {
                 tags: bad,
                 ..Default::default()

@@ -29,9 +29,9 @@ use crate::http::cache_status::{
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 use crate::http::{stamp, tags};
-use crate::purge::{self, Bans};
 use crate::metrics::Metrics;
 use crate::origin::OriginPool;
+use crate::purge::{self, Bans};
 use crate::router::{normalize_host, select_rule, Router};
 
 /// Header naming the cache in RFC 9211.

@@ -22,8 +22,8 @@ use crate::origin::OriginPool;
 use crate::proxy::{skip_prediction, EdgeProxy, EdgeState};
 use crate::purge::sweep::Sweeper;
 use crate::purge::{self, Bans, Purger};
-use edge_config::token::Tokens;
 use crate::router::Router;
+use edge_config::token::Tokens;
 
 /// Why a node could not be built from a valid configuration.
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,15 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Reply {
     json_reply(status, &json!({ "error": msg.to_string() }))
 }
 
+/// A refusal decided before a reply is built.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn reply(self) -> Reply {
+        error(self.0, self.1)
+    }
+}
+
 /// Answers one request.
 pub async fn handle(shared: SharedRef, req: Request<Incoming>) -> Reply {
     let resp = route(&shared, req).await;
@@ -73,7 +82,10 @@ async fn route(shared: &SharedRef, req: Request<Incoming>) -> Reply {
         }
         "/healthz" | "/metrics" => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
         p if p.starts_with("/v1/") => {
-            let auth = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            let auth = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
             let Some(caller) = shared.tokens.which(auth) else {
                 let mut r = error(
                     StatusCode::UNAUTHORIZED,
@@ -98,10 +110,10 @@ async fn route(shared: &SharedRef, req: Request<Incoming>) -> Reply {
     }
 }
 
-/// Reads a body up to `max` bytes; `Err` is the reply to send instead.
-async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Reply> {
+/// Reads a body up to `max` bytes.
+async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Refusal> {
     let too_large = || {
-        error(
+        Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body over {max} bytes"),
         )
@@ -117,7 +129,8 @@ async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Reply> {
     let mut body = req.into_body();
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| error(StatusCode::BAD_REQUEST, format!("reading body: {e}")))?;
+        let frame =
+            frame.map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("reading body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if (out.len() + data.len()) as u64 > max {
                 return Err(too_large());
@@ -128,13 +141,13 @@ async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Reply> {
     Ok(Bytes::from(out))
 }
 
-fn wait_of(query: Option<&str>) -> Result<Option<Duration>, Reply> {
+fn wait_of(query: Option<&str>) -> Result<Option<Duration>, Refusal> {
     let Some(q) = query else { return Ok(None) };
     for pair in q.split('&') {
         if let Some(v) = pair.strip_prefix("wait=") {
             return edge_config::units::parse_duration(v)
                 .map(|d| Some(d.min(MAX_WAIT)))
-                .map_err(|e| error(StatusCode::BAD_REQUEST, format!("wait: {e}")));
+                .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("wait: {e}")));
         }
     }
     Ok(None)
@@ -152,12 +165,12 @@ async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -
     }
     let wait = match wait_of(req.uri().query()) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.reply(),
     };
     let limits = &shared.config.limits;
     let body = match read_body(req, limits.max_body).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.reply(),
     };
     let purge: Purge = match serde_json::from_slice(&body) {
         Ok(p) => p,
@@ -179,7 +192,10 @@ async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -
         let seq = store_shared.store.append(&purge)?;
         // Compacting here keeps the log at `retain` entries without a timer; a failure only
         // leaves it longer for now.
-        if let Err(e) = store_shared.store.retain(store_shared.config.delivery.retain) {
+        if let Err(e) = store_shared
+            .store
+            .retain(store_shared.config.delivery.retain)
+        {
             tracing::error!(error = %e, "purge log compaction failed");
         }
         Ok::<_, crate::store::StoreError>(seq)
@@ -189,7 +205,10 @@ async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -
         Ok(Ok(seq)) => seq,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "purge not logged");
-            return error(StatusCode::SERVICE_UNAVAILABLE, format!("purge not logged: {e}"));
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("purge not logged: {e}"),
+            );
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };

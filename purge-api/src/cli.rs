@@ -13,7 +13,11 @@ use crate::client::Client;
 #[derive(Debug, clap::Args)]
 pub struct PurgeArgs {
     /// The purge API's base URL.
-    #[arg(long, env = "PURGE_API_ENDPOINT", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        env = "PURGE_API_ENDPOINT",
+        default_value = "http://127.0.0.1:7070"
+    )]
     pub endpoint: String,
     /// Bearer token.
     #[arg(long, env = "PURGE_API_TOKEN", hide_env_values = true)]
@@ -71,7 +75,10 @@ pub async fn run(args: PurgeArgs) -> u8 {
         Some(w) => format!("/v1/purge?wait={}ms", w.as_millis()),
         None => "/v1/purge".to_string(),
     };
-    match client.send(Method::POST, &path, Some(&args.token), Some(body)).await {
+    match client
+        .send(Method::POST, &path, Some(&args.token), Some(body))
+        .await
+    {
         Ok((status, answer)) => {
             println!("{}", String::from_utf8_lossy(&answer));
             if status != StatusCode::ACCEPTED {

@@ -103,8 +103,16 @@ pub async fn run(shared: SharedRef, node: Arc<NodeHandle>) {
                 let first = backoff.failures == 0;
                 s.applied = None;
                 let shared = &s.shared;
-                shared.metrics.deliveries.with_label_values(&["error"]).inc();
-                shared.metrics.node_up.with_label_values(&[&s.node.url]).set(0);
+                shared
+                    .metrics
+                    .deliveries
+                    .with_label_values(&["error"])
+                    .inc();
+                shared
+                    .metrics
+                    .node_up
+                    .with_label_values(&[&s.node.url])
+                    .set(0);
                 s.node.update(|v| {
                     v.up = false;
                     v.last_error = Some(e.to_string());
@@ -124,10 +132,18 @@ impl Delivery {
         if self.applied.is_none() || self.checked.elapsed() >= poll {
             let (status, body) = self
                 .client
-                .send(Method::GET, "/purge/state", Some(&self.shared.node_token), None)
+                .send(
+                    Method::GET,
+                    "/purge/state",
+                    Some(&self.shared.node_token),
+                    None,
+                )
                 .await?;
             if status != StatusCode::OK {
-                return Err(StepError::Status(status, String::from_utf8_lossy(&body).into()));
+                return Err(StepError::Status(
+                    status,
+                    String::from_utf8_lossy(&body).into(),
+                ));
             }
             let state: NodeState = serde_json::from_slice(&body)?;
             self.learn(&state);
@@ -175,7 +191,12 @@ impl Delivery {
         let start = Instant::now();
         let (status, answer) = self
             .client
-            .send(Method::POST, "/purge", Some(&self.shared.node_token), Some(body))
+            .send(
+                Method::POST,
+                "/purge",
+                Some(&self.shared.node_token),
+                Some(body),
+            )
             .await?;
         let m = &self.shared.metrics;
         match status {
@@ -193,7 +214,10 @@ impl Delivery {
                 self.applied = None;
                 Ok(Step::Progress)
             }
-            _ => Err(StepError::Status(status, String::from_utf8_lossy(&answer).into())),
+            _ => Err(StepError::Status(
+                status,
+                String::from_utf8_lossy(&answer).into(),
+            )),
         }
     }
 

@@ -14,7 +14,7 @@ fn url_of(addr: SocketAddr) -> String {
 
 /// Resolves the DNS names; a name that fails keeps what it resolved to last time, so a
 /// passing DNS failure never drops nodes (and their delivery cursors).
-async fn resolve(shared: &SharedRef, last: &mut Vec<BTreeSet<String>>) -> BTreeSet<String> {
+async fn resolve(shared: &SharedRef, last: &mut [BTreeSet<String>]) -> BTreeSet<String> {
     let mut urls: BTreeSet<String> = shared.config.nodes.static_nodes.iter().cloned().collect();
     for (i, d) in shared.config.nodes.dns.iter().enumerate() {
         match tokio::net::lookup_host((d.name.as_str(), d.port)).await {

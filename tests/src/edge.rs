@@ -210,7 +210,10 @@ impl Edge {
             "POST",
             "admin",
             "/purge",
-            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
             json.as_bytes(),
         )
     }

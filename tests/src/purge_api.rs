@@ -29,7 +29,11 @@ impl PurgeApi {
     /// `retain: 2`) and extra top-level YAML.
     pub fn start(nodes: &[SocketAddr], delivery: &str, extra: &str) -> PurgeApi {
         let static_nodes: Vec<String> = nodes.iter().map(|a| format!("\"http://{a}\"")).collect();
-        Self::start_nodes(&format!("static: [{}]", static_nodes.join(", ")), delivery, extra)
+        Self::start_nodes(
+            &format!("static: [{}]", static_nodes.join(", ")),
+            delivery,
+            extra,
+        )
     }
 
     /// As [`PurgeApi::start`] with the `nodes:` keys other than `token_file` given as YAML
@@ -84,18 +88,22 @@ impl PurgeApi {
 
     fn wait_healthy(&mut self) {
         let addr = self.addr;
-        eventually(Duration::from_secs(30), "purge-api to become healthy", || {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("purge-api exited with {status}:\n{}", self.log());
-            }
-            client::raw(
-                addr,
-                b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-                false,
-            )
-            .is_ok_and(|r| r.status == 200)
-            .then_some(())
-        });
+        eventually(
+            Duration::from_secs(30),
+            "purge-api to become healthy",
+            || {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("purge-api exited with {status}:\n{}", self.log());
+                }
+                client::raw(
+                    addr,
+                    b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                    false,
+                )
+                .is_ok_and(|r| r.status == 200)
+                .then_some(())
+            },
+        );
     }
 
     /// Kills the process with SIGKILL.
@@ -128,7 +136,10 @@ impl PurgeApi {
             "POST",
             "purge-api",
             &path,
-            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
             json.as_bytes(),
         )
     }

@@ -10,16 +10,20 @@ use std::time::Duration;
 
 use edge_tests::client::{self, Response};
 use edge_tests::edge::{Edge, Scratch};
+use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply, Req};
 use edge_tests::purge_api::{purge_api_bin, PurgeApi, API_TOKEN};
-use edge_tests::eventually;
 use serde_json::Value;
 
 /// Tagged, cacheable objects with validators; a 304 for a matching `If-None-Match`.
 fn handler(req: &Req) -> Reply {
     let etag = format!("\"{}\"", req.path());
     if req.header("if-none-match") == Some(etag.as_str()) {
-        return Reply::status(304, "", &[("ETag", &etag), ("Cache-Control", "max-age=3600")]);
+        return Reply::status(
+            304,
+            "",
+            &[("ETag", &etag), ("Cache-Control", "max-age=3600")],
+        );
     }
     let tags = match req.path() {
         "/t/a.css" => "group-a product-1",
@@ -53,9 +57,11 @@ fn is_hit(edge: &Edge, host: &str, path: &str) -> bool {
 fn warm(edges: &[Edge], objects: &[(&str, &str)]) {
     for e in edges {
         for (host, path) in objects {
-            eventually(Duration::from_secs(10), &format!("{host}{path} cached"), || {
-                is_hit(e, host, path).then_some(())
-            });
+            eventually(
+                Duration::from_secs(10),
+                &format!("{host}{path} cached"),
+                || is_hit(e, host, path).then_some(()),
+            );
         }
     }
 }
@@ -106,7 +112,8 @@ fn tag_prefix_host_url_and_all_reach_every_node() {
     let query = ("a.example", "/q?v=1");
     let all = [a_css, b_css, a_js, b_js, query];
     // (purge, objects it must purge, objects it must leave)
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    type Object<'a> = (&'a str, &'a str);
+    let cases: Vec<(&str, Vec<Object>, Vec<Object>)> = vec![
         (r#"{"tags": ["product-1"]}"#, vec![a_css], vec![b_css, a_js]),
         (
             r#"{"prefixes": ["a.example/assets/"]}"#,
@@ -147,7 +154,10 @@ fn tag_prefix_host_url_and_all_reach_every_node() {
         assert_eq!(n["id"], "edge-test");
     }
     let metrics = client::get(api.addr, "x", "/metrics", &[]).text();
-    assert!(metrics.contains("purge_api_node_lag{node=\"http://"), "{metrics}");
+    assert!(
+        metrics.contains("purge_api_node_lag{node=\"http://"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -200,7 +210,14 @@ fn the_api_refuses_bad_requests_with_json_errors() {
         if let Some(a) = &auth {
             headers.push(("Authorization", a.as_str()));
         }
-        client::request(api.addr, "POST", "x", "/v1/purge", &headers, body.as_bytes())
+        client::request(
+            api.addr,
+            "POST",
+            "x",
+            "/v1/purge",
+            &headers,
+            body.as_bytes(),
+        )
     };
     let expect = |r: Response, status: u16, says: &str| {
         assert_eq!(r.status, status, "{}", r.text());
@@ -216,9 +233,21 @@ fn the_api_refuses_bad_requests_with_json_errors() {
     expect(post(ok, r#"{"tag": ["x"]}"#), 400, "unknown field");
     expect(post(ok, r#"{}"#), 400, "names nothing");
     expect(post(ok, r#"{"soft": true}"#), 400, "names nothing");
-    expect(post(ok, r#"{"urls": ["/relative.css"]}"#), 400, "absolute URL");
-    expect(post(ok, r#"{"urls": ["https://a b/x"]}"#), 400, "valid host");
-    expect(post(ok, r#"{"seq": 4, "all": true}"#), 400, "set by the purge service");
+    expect(
+        post(ok, r#"{"urls": ["/relative.css"]}"#),
+        400,
+        "absolute URL",
+    );
+    expect(
+        post(ok, r#"{"urls": ["https://a b/x"]}"#),
+        400,
+        "valid host",
+    );
+    expect(
+        post(ok, r#"{"seq": 4, "all": true}"#),
+        400,
+        "set by the purge service",
+    );
     expect(
         post(ok, r#"{"tags": ["1", "2", "3", "4", "5", "6"]}"#),
         413,
@@ -239,7 +268,14 @@ fn the_api_refuses_bad_requests_with_json_errors() {
         assert_eq!(r.status, 202, "{}", r.text());
     }
     let limited = limited.expect("no 429 within 40 purges");
-    assert!(limited.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        limited
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     expect(limited, 429, "rate limit");
     assert_eq!(post(Some("second-token"), r#"{"tags": ["t"]}"#).status, 202);
 }
@@ -261,8 +297,11 @@ fn a_node_down_during_a_purge_serves_nothing_purged_when_it_returns() {
     warm(&edges, &[purged, kept]);
     // Committed to disk (not only a fill in flight) before the crash.
     eventually(Duration::from_secs(10), "on disk", || {
-        let cs = get(&edges[2], purged.0, purged.1).cache_status().to_string();
-        (cs.contains("detail=disk") || edges[2].metric("edge_cache_tier_objects{tier=\"disk\"}") >= 2.0)
+        let cs = get(&edges[2], purged.0, purged.1)
+            .cache_status()
+            .to_string();
+        (cs.contains("detail=disk")
+            || edges[2].metric("edge_cache_tier_objects{tier=\"disk\"}") >= 2.0)
             .then_some(())
     });
     edges[2].signal_and_wait("KILL");
@@ -335,7 +374,10 @@ fn a_node_behind_the_compacted_log_gets_a_purge_all() {
     });
     edges[1].signal_and_wait("TERM");
     for t in ["x1", "x2", "x3", "x4"] {
-        assert_eq!(api.purge(&format!(r#"{{"tags": ["{t}"]}}"#), "").status, 202);
+        assert_eq!(
+            api.purge(&format!(r#"{{"tags": ["{t}"]}}"#), "").status,
+            202
+        );
     }
     let nodes = json(&api.get("/v1/nodes"));
     assert_eq!(nodes["head"], 5);
@@ -351,7 +393,10 @@ fn a_node_behind_the_compacted_log_gets_a_purge_all() {
         edges[1].admin,
         "x",
         "/purge/state",
-        &[("Authorization", &format!("Bearer {}", edge_tests::edge::ADMIN_TOKEN))],
+        &[(
+            "Authorization",
+            &format!("Bearer {}", edge_tests::edge::ADMIN_TOKEN),
+        )],
     ));
     assert_eq!(state["applied_seq"], 5);
 }
@@ -394,7 +439,11 @@ fn the_cli_purges_and_waits() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("\"complete\":true"), "{stdout}");
     for e in &edges {
         assert!(!is_hit(e, obj.0, obj.1));
@@ -410,7 +459,11 @@ fn the_cli_purges_and_waits() {
     // A bad config is refused by --check with exit 64.
     let bad = Scratch::new("purge-api-bad");
     let f = bad.0.join("bad.yaml");
-    std::fs::write(&f, "listen: nowhere\ntokens_file: t\nstore: s\nnodes: { token_file: t }\n").unwrap();
+    std::fs::write(
+        &f,
+        "listen: nowhere\ntokens_file: t\nstore: s\nnodes: { token_file: t }\n",
+    )
+    .unwrap();
     let out = Command::new(purge_api_bin())
         .arg("--config")
         .arg(&f)

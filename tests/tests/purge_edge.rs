@@ -14,7 +14,10 @@ fn cacheable(req: &Req) -> Reply {
     if req.header("if-none-match") == Some(etag.as_str()) {
         return Reply::status(304, "", &[("ETag", &etag)]);
     }
-    let tags = format!("all,{}", req.path().trim_start_matches('/').replace('/', "-"));
+    let tags = format!(
+        "all,{}",
+        req.path().trim_start_matches('/').replace('/', "-")
+    );
     Reply::ok(
         format!("body of {}", req.target),
         &[
@@ -54,7 +57,12 @@ fn the_admin_purge_needs_the_token_and_a_valid_body() {
             body.as_bytes(),
         )
     };
-    for auth in ["", "Bearer nope", "Basic dGVzdA==", "Bearer test-admin-toke"] {
+    for auth in [
+        "",
+        "Bearer nope",
+        "Basic dGVzdA==",
+        "Bearer test-admin-toke",
+    ] {
         let r = post(auth, r#"{"all": true}"#);
         assert_eq!(r.status, 401, "{auth:?}");
         assert!(error_of(&r).contains("bearer token"));
@@ -80,16 +88,36 @@ fn the_admin_purge_needs_the_token_and_a_valid_body() {
     let ok = edge.purge(r#"{"seq": 1, "log": "L", "tags": ["a"]}"#);
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert!(ok.text().contains("\"applied_seq\":1"));
-    assert_eq!(edge.purge(r#"{"seq": 1, "log": "L", "tags": ["a"]}"#).status, 200);
+    assert_eq!(
+        edge.purge(r#"{"seq": 1, "log": "L", "tags": ["a"]}"#)
+            .status,
+        200
+    );
     let gap = edge.purge(r#"{"seq": 3, "log": "L", "tags": ["a"]}"#);
     assert_eq!(gap.status, 409);
     assert!(gap.text().contains("\"applied_seq\":1"), "{}", gap.text());
     // A hard purge-all may jump (it covers whatever it skips); a soft one may not.
-    assert_eq!(edge.purge(r#"{"seq": 5, "log": "L", "all": true, "soft": true}"#).status, 409);
-    assert_eq!(edge.purge(r#"{"seq": 5, "log": "L", "all": true}"#).status, 200);
+    assert_eq!(
+        edge.purge(r#"{"seq": 5, "log": "L", "all": true, "soft": true}"#)
+            .status,
+        409
+    );
+    assert_eq!(
+        edge.purge(r#"{"seq": 5, "log": "L", "all": true}"#).status,
+        200
+    );
     let auth = format!("Bearer {ADMIN_TOKEN}");
-    let state = client::get(edge.admin, "admin", "/purge/state", &[("Authorization", &auth)]);
-    assert!(state.text().contains("\"applied_seq\":5"), "{}", state.text());
+    let state = client::get(
+        edge.admin,
+        "admin",
+        "/purge/state",
+        &[("Authorization", &auth)],
+    );
+    assert!(
+        state.text().contains("\"applied_seq\":5"),
+        "{}",
+        state.text()
+    );
     assert!(edge.metric("edge_purge_requests_total{result=\"gap\"}") >= 2.0);
     assert!(edge.metric("edge_purge_requests_total{result=\"unauthorized\"}") >= 5.0);
 }
@@ -107,7 +135,9 @@ fn a_url_purge_takes_every_variant_and_every_keyed_header_value() {
         ("/keyed/a.css", &[("X-Device", "desktop")]),
     ];
     for (path, h) in objects {
-        eventually(Duration::from_secs(5), "stored", || hit(&edge, path, h).then_some(()));
+        eventually(Duration::from_secs(5), "stored", || {
+            hit(&edge, path, h).then_some(())
+        });
     }
     eventually(Duration::from_secs(5), "stored", || {
         hit(&edge, "/other.css", &[]).then_some(())
@@ -149,7 +179,11 @@ fn a_fill_in_flight_when_a_purge_lands_is_not_stored() {
     assert!(first.complete);
     // The body fetched before the purge went to its client, and no further.
     let again = edge.get("/slow.css", &[]);
-    assert!(!status_of(&again).contains("; hit"), "{}", status_of(&again));
+    assert!(
+        !status_of(&again).contains("; hit"),
+        "{}",
+        status_of(&again)
+    );
     assert_eq!(origin.count("/slow.css"), 2);
 }
 
@@ -164,7 +198,11 @@ fn a_soft_purge_without_stale_windows_revalidates_before_serving() {
     assert_eq!(r.status, 200);
     let r = edge.get("/soft.css", &[]);
     assert_eq!(r.text(), "body of /soft.css");
-    assert!(status_of(&r).contains("fwd-status=304"), "{}", status_of(&r));
+    assert!(
+        status_of(&r).contains("fwd-status=304"),
+        "{}",
+        status_of(&r)
+    );
     assert!(hit(&edge, "/soft.css", &[]));
     let reqs = origin.requests();
     assert_eq!(reqs.len(), 2);

@@ -55,7 +55,10 @@ fn nodes(p: &mut Problems, f: &serde_saphyr::Spanned<file::NodesFile>) -> Nodes 
             p.at(
                 s,
                 format!("nodes.static[{i}]"),
-                format!("`{}` is not an admin URL like `http://10.0.1.1:9080`", s.value),
+                format!(
+                    "`{}` is not an admin URL like `http://10.0.1.1:9080`",
+                    s.value
+                ),
             );
         } else if static_nodes.iter().any(|x| x == url) {
             p.at(s, format!("nodes.static[{i}]"), "is listed twice");
@@ -69,7 +72,11 @@ fn nodes(p: &mut Problems, f: &serde_saphyr::Spanned<file::NodesFile>) -> Nodes 
             p.at(d, format!("nodes.dns[{i}].name"), "must be a DNS name");
         }
         if d.value.port == 0 {
-            p.at(d, format!("nodes.dns[{i}].port"), "must be a port (1-65535)");
+            p.at(
+                d,
+                format!("nodes.dns[{i}].port"),
+                "must be a port (1-65535)",
+            );
         }
         if d.value.scheme.as_deref().is_some_and(|s| s != "http") {
             p.at(
@@ -154,7 +161,11 @@ fn delivery(p: &mut Problems, f: &file::DeliveryFile) -> Delivery {
     }
     if let Some(r) = &f.retry_max {
         if d.retry_max < d.retry_min {
-            p.at(r, "delivery.retry_max", "must not be shorter than retry_min");
+            p.at(
+                r,
+                "delivery.retry_max",
+                "must not be shorter than retry_min",
+            );
         }
     }
     if let Some(r) = &f.retain {
@@ -202,7 +213,11 @@ nodes:
     #[test]
     fn each_rule_rejects() {
         rejects(&BASE.replace("127.0.0.1:7070", "nowhere"), 1, "listen");
-        rejects(&BASE.replace("/etc/purge-api/tokens", "\"\""), 2, "tokens_file");
+        rejects(
+            &BASE.replace("/etc/purge-api/tokens", "\"\""),
+            2,
+            "tokens_file",
+        );
         rejects(
             &BASE.replace("http://10.0.1.2:9080", "10.0.1.2:9080"),
             5,
@@ -213,20 +228,34 @@ nodes:
             5,
             "nodes.static[1]",
         );
-        rejects(&BASE.replace("port: 9080", "port: 0"), 6, "nodes.dns[0].port");
+        rejects(
+            &BASE.replace("port: 9080", "port: 0"),
+            6,
+            "nodes.dns[0].port",
+        );
         rejects(
             &BASE.replace("port: 9080 }", "port: 9080, scheme: https }"),
             6,
             "nodes.dns[0].scheme",
         );
         let no_nodes = BASE
-            .replace("  static: [\"http://10.0.1.1:9080\", \"http://10.0.1.2:9080\"]\n", "")
-            .replace("  dns: [{ name: edge-admin.cdn.svc.cluster.local, port: 9080 }]\n", "");
+            .replace(
+                "  static: [\"http://10.0.1.1:9080\", \"http://10.0.1.2:9080\"]\n",
+                "",
+            )
+            .replace(
+                "  dns: [{ name: edge-admin.cdn.svc.cluster.local, port: 9080 }]\n",
+                "",
+            );
         rejects(&no_nodes, 5, "nodes");
         let extra = |s: &str| format!("{BASE}{s}");
         rejects(&extra("limits: { max_items: 0 }\n"), 8, "limits.max_items");
         rejects(&extra("limits: { max_body: 10 }\n"), 8, "limits.max_body");
-        rejects(&extra("limits: { rate_per_second: -1 }\n"), 8, "limits.rate_per_second");
+        rejects(
+            &extra("limits: { rate_per_second: -1 }\n"),
+            8,
+            "limits.rate_per_second",
+        );
         rejects(&extra("limits: { burst: 0 }\n"), 8, "limits.burst");
         rejects(&extra("delivery: { timeout: 0s }\n"), 8, "delivery.timeout");
         rejects(

@@ -259,7 +259,8 @@ impl Catalog {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(RECORDS)?;
         let rows = match after {
-            Some(h) => table.range::<&[u8; 16]>((std::ops::Bound::Excluded(h), std::ops::Bound::Unbounded))?,
+            Some(h) => table
+                .range::<&[u8; 16]>((std::ops::Bound::Excluded(h), std::ops::Bound::Unbounded))?,
             None => table.range::<&[u8; 16]>(..)?,
         };
         let mut out = Vec::with_capacity(limit.min(4096));

@@ -411,7 +411,11 @@ impl DiskTier {
 
     /// Up to `limit` committed records in hash order after `after` (see [`Catalog::scan`]).
     /// Blocking.
-    pub fn scan(&self, after: Option<&Hash>, limit: usize) -> Result<Vec<(Hash, Record)>, DiskError> {
+    pub fn scan(
+        &self,
+        after: Option<&Hash>,
+        limit: usize,
+    ) -> Result<Vec<(Hash, Record)>, DiskError> {
         Ok(self.catalog.scan(after, limit)?)
     }
 
@@ -545,9 +549,14 @@ mod tests {
             id,
             ban: format!("ban {id}").into_bytes(),
         };
-        tier.save_purge(vec![ban(1), ban(2), ban(3), Op::SetPurgeState(b"7".to_vec())])
-            .await
-            .unwrap();
+        tier.save_purge(vec![
+            ban(1),
+            ban(2),
+            ban(3),
+            Op::SetPurgeState(b"7".to_vec()),
+        ])
+        .await
+        .unwrap();
         tier.save_purge(vec![Op::RetireBans(2)]).await.unwrap();
         drop(tier);
         let tier = reopen(&dir);

@@ -120,7 +120,12 @@ mod tests {
             query: QueryKey::All,
             headers: vec!["x-device".into()],
         };
-        let k = cache_key("https", "a.com", &req("/x/y?q=1", &[("x-device", "m")]), &spec);
+        let k = cache_key(
+            "https",
+            "a.com",
+            &req("/x/y?q=1", &[("x-device", "m")]),
+            &spec,
+        );
         let p = parts(k.primary_key()).unwrap();
         assert_eq!(
             (p.scheme, p.host, p.path),

@@ -124,13 +124,16 @@ impl MemoryTier {
         let Some(old) = self.get(combined) else {
             return false;
         };
-        self.put_if(Arc::new(StoredObject {
-            combined: old.combined,
-            primary: old.primary,
-            key: old.key.clone(),
-            meta,
-            body: old.body.clone(),
-        }), admit)
+        self.put_if(
+            Arc::new(StoredObject {
+                combined: old.combined,
+                primary: old.primary,
+                key: old.key.clone(),
+                meta,
+                body: old.body.clone(),
+            }),
+            admit,
+        )
     }
 
     /// Every stored object's combined hash, listed under the writer lock (see

@@ -4,5 +4,5 @@
 
 pub mod cache_status;
 pub mod freshness;
-pub mod tags;
 pub mod stamp;
+pub mod tags;

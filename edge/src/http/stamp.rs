@@ -49,7 +49,8 @@ mod tests {
     #[test]
     fn round_trips_and_replaces_an_origin_value() {
         let mut r = ResponseHeader::build(200, None).unwrap();
-        r.insert_header("X-Edge-Stored-At", "99999999999999999").unwrap();
+        r.insert_header("X-Edge-Stored-At", "99999999999999999")
+            .unwrap();
         let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
         set(&mut r, t);
         assert_eq!(of(&r.headers), 1_700_000_000_123_456);

@@ -334,8 +334,16 @@ mod tests {
         ];
         for (scope, path, tags, primary) in cases {
             let bans = Bans::new(&[ban(1, scope.clone(), 100, false)]);
-            assert_eq!(bans.judge(&subject(primary, path, tags, 100)), Verdict::Gone, "{scope:?}");
-            assert_eq!(bans.judge(&subject(primary, path, tags, 101)), Verdict::Keep, "{scope:?}");
+            assert_eq!(
+                bans.judge(&subject(primary, path, tags, 100)),
+                Verdict::Gone,
+                "{scope:?}"
+            );
+            assert_eq!(
+                bans.judge(&subject(primary, path, tags, 101)),
+                Verdict::Keep,
+                "{scope:?}"
+            );
         }
         let bans = Bans::new(&[
             ban(1, Scope::Host("b.com".into()), 100, false),
@@ -351,7 +359,10 @@ mod tests {
             ban(3, Scope::Tag("t1".into()), 100, false),
             ban(4, Scope::Key(k), 100, false),
         ]);
-        assert_eq!(bans.judge(&subject(&other, "/asset", "t10 xt1", 50)), Verdict::Keep);
+        assert_eq!(
+            bans.judge(&subject(&other, "/asset", "t10 xt1", 50)),
+            Verdict::Keep
+        );
     }
 
     #[test]
@@ -361,11 +372,20 @@ mod tests {
             ban(2, Scope::Tag("b".into()), 150, true),
         ]);
         let p = [0; 16];
-        assert_eq!(bans.judge(&subject(&p, "/", "a b", 100)), Verdict::Stale(150));
-        assert_eq!(bans.judge(&subject(&p, "/", "a b", 160)), Verdict::Stale(200));
+        assert_eq!(
+            bans.judge(&subject(&p, "/", "a b", 100)),
+            Verdict::Stale(150)
+        );
+        assert_eq!(
+            bans.judge(&subject(&p, "/", "a b", 160)),
+            Verdict::Stale(200)
+        );
         bans.add(&[ban(3, Scope::Host("a.com".into()), 120, false)]);
         assert_eq!(bans.judge(&subject(&p, "/", "a b", 100)), Verdict::Gone);
-        assert_eq!(bans.judge(&subject(&p, "/", "a b", 130)), Verdict::Stale(150));
+        assert_eq!(
+            bans.judge(&subject(&p, "/", "a b", 130)),
+            Verdict::Stale(150)
+        );
     }
 
     #[test]

@@ -212,7 +212,8 @@ impl Purger {
             if next != *pos || !bans.is_empty() {
                 let mut ops = Vec::with_capacity(bans.len() + 1);
                 for b in &bans {
-                    let ban = serde_json::to_vec(b).map_err(|e| DiskError::Commit(e.to_string()))?;
+                    let ban =
+                        serde_json::to_vec(b).map_err(|e| DiskError::Commit(e.to_string()))?;
                     ops.push(Op::PutBan { id: b.id, ban });
                 }
                 let state =
@@ -227,9 +228,13 @@ impl Purger {
         *pos = next;
         self.applied.store(pos.applied_seq, Ordering::Release);
         *self.log.lock() = pos.log.clone();
-        if p.head.is_some_and(|h| pos.applied_seq >= h) && !self.state.purge_ready.swap(true, Ordering::AcqRel)
+        if p.head.is_some_and(|h| pos.applied_seq >= h)
+            && !self.state.purge_ready.swap(true, Ordering::AcqRel)
         {
-            tracing::info!(applied_seq = pos.applied_seq, "caught up with the purge log");
+            tracing::info!(
+                applied_seq = pos.applied_seq,
+                "caught up with the purge log"
+            );
         }
         let m = &self.state.metrics;
         m.purge_requests
@@ -322,7 +327,12 @@ impl Purger {
 }
 
 /// The subject a stored object presents to the bans.
-pub fn subject<'a>(primary: &'a Hash, host: &'a str, path: &'a str, meta: &'a CacheMeta) -> Subject<'a> {
+pub fn subject<'a>(
+    primary: &'a Hash,
+    host: &'a str,
+    path: &'a str,
+    meta: &'a CacheMeta,
+) -> Subject<'a> {
     Subject {
         primary,
         host,
@@ -350,7 +360,12 @@ pub fn forced_time(at: u64) -> SystemTime {
 
 /// The verdict on a stored object known by its primary key bytes and serialized meta (for the
 /// storage's write gate and the sweep). An object that cannot be read is judged gone.
-pub fn judge_stored(bans: &Bans, primary: &Hash, key_bytes: &[u8], meta: &(Vec<u8>, Vec<u8>)) -> Verdict {
+pub fn judge_stored(
+    bans: &Bans,
+    primary: &Hash,
+    key_bytes: &[u8],
+    meta: &(Vec<u8>, Vec<u8>),
+) -> Verdict {
     if bans.is_empty() {
         return Verdict::Keep;
     }
