@@ -54,7 +54,11 @@ fn propagation(label: &str, disk: bool, nodes: usize, purges: usize) {
         .collect();
     let admins: Vec<_> = edges.iter().map(|e| e.admin).collect();
     // A deploy pipeline sends far fewer; the limit would only measure itself here.
-    let api = PurgeApi::start(&admins, "", "limits: { rate_per_second: 100000, burst: 100000 }\n");
+    let api = PurgeApi::start(
+        &admins,
+        "",
+        "limits: { rate_per_second: 100000, burst: 100000 }\n",
+    );
     eventually(Duration::from_secs(30), "every node up", || {
         let r = api.get("/v1/nodes");
         let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;

@@ -38,6 +38,16 @@ impl Tokens {
         )
     }
 
+    /// How many tokens there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The first token (what a client sends).
     pub fn first(&self) -> Option<&str> {
         self.0.first().and_then(|t| std::str::from_utf8(t).ok())

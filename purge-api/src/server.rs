@@ -68,7 +68,7 @@ pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), S
     let limiter = RateLimiter::new(
         config.limits.rate_per_second,
         config.limits.burst,
-        tokens_count(&config),
+        tokens.len(),
     );
     let head = store.head();
     let shared = Arc::new(Shared {
@@ -83,16 +83,6 @@ pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), S
         progress: watch::Sender::new(0),
     });
     Ok((shared, listener))
-}
-
-fn tokens_count(config: &PurgeApiConfig) -> usize {
-    std::fs::read_to_string(&config.tokens_file)
-        .map(|t| {
-            t.lines()
-                .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// Serves until the process is stopped. Every acknowledged purge is already durable, so a stop

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -179,20 +179,11 @@ impl Edge {
     }
 
     fn spawn(scratch: &Scratch) -> Child {
-        // Appends, so a restarted node's log follows the first run's.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(scratch.0.join("edge.log"))
-            .unwrap();
-        Command::new(edge_bin())
-            .arg("--config")
-            .arg(scratch.0.join("edge.yaml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap()
+        crate::spawn_logged(
+            &edge_bin(),
+            &scratch.0.join("edge.yaml"),
+            &scratch.0.join("edge.log"),
+        )
     }
 
     /// Starts the process again on the same configuration and ports, after it was stopped

@@ -31,3 +31,25 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Starts `bin --config <config>` with stdout and stderr appended to `log` (so a restarted
+/// process's log follows the first run's).
+pub fn spawn_logged(
+    bin: &std::path::Path,
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    std::process::Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}

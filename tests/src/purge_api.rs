@@ -1,7 +1,7 @@
 //! Starts the real `purge-api` binary on an ephemeral loopback port, in front of edges.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use crate::edge::{admin_token_file, Scratch};
@@ -71,19 +71,11 @@ impl PurgeApi {
     }
 
     fn spawn(scratch: &Scratch) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(scratch.0.join("purge-api.log"))
-            .unwrap();
-        Command::new(purge_api_bin())
-            .arg("--config")
-            .arg(scratch.0.join("purge-api.yaml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap()
+        crate::spawn_logged(
+            &purge_api_bin(),
+            &scratch.0.join("purge-api.yaml"),
+            &scratch.0.join("purge-api.log"),
+        )
     }
 
     fn wait_healthy(&mut self) {

@@ -125,7 +125,8 @@ impl Purger {
         let next_id = loaded.bans.iter().map(|b| b.id).max().unwrap_or(0) + 1;
         // A node that was part of a fleet may have missed purges while it was down: not ready
         // until purge-api says it has caught up. A node that never saw one has nothing stale.
-        let ready = loaded.position.is_none();
+        // A purge by hand (no log) does not make it one.
+        let ready = loaded.position.as_ref().is_none_or(|p| p.log.is_none());
         state.purge_ready.store(ready, Ordering::Release);
         if !ready {
             tracing::info!("not ready until purge-api confirms this node has caught up; hits are revalidated meanwhile");
