@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use edge_tests::client;
-use edge_tests::edge::{Edge, Scratch};
+use edge_tests::edge::{disk_cache, Edge, Scratch};
 use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::purge_api::PurgeApi;
@@ -41,12 +41,7 @@ fn propagation(label: &str, disk: bool, nodes: usize, purges: usize) {
         .iter()
         .map(|d| {
             if disk {
-                let cache = format!(
-                    "{{ memory: {{ max_size: 16MiB, max_object_size: 1MiB }}, \
-                     disk: {{ path: \"{}\", max_size: 64MiB, max_object_size: 1MiB }} }}",
-                    d.0.display()
-                );
-                Edge::start_cache(origin.addr, "", &cache)
+                Edge::start_cache(origin.addr, "", &disk_cache(&d.0, "16MiB", "64MiB"))
             } else {
                 Edge::start(origin.addr, "")
             }
@@ -88,12 +83,7 @@ fn propagation(label: &str, disk: bool, nodes: usize, purges: usize) {
 fn tag_purge(objects: usize) {
     let origin = origin();
     let dir = Scratch::new("bench-tag");
-    let cache = format!(
-        "{{ memory: {{ max_size: 256MiB, max_object_size: 1MiB }}, \
-         disk: {{ path: \"{}\", max_size: 4GiB, max_object_size: 1MiB }} }}",
-        dir.0.display()
-    );
-    let edge = Edge::start_cache(origin.addr, "", &cache);
+    let edge = Edge::start_cache(origin.addr, "", &disk_cache(&dir.0, "256MiB", "4GiB"));
     let fill = Instant::now();
     std::thread::scope(|s| {
         for t in 0..8 {
@@ -106,9 +96,7 @@ fn tag_purge(objects: usize) {
             });
         }
     });
-    eventually(Duration::from_secs(120), "every object on disk", || {
-        (edge.metric("edge_cache_tier_objects{tier=\"disk\"}") >= objects as f64).then_some(())
-    });
+    edge.wait_disk_objects(objects, Duration::from_secs(120));
     let fill = fill.elapsed();
     let memory = edge.metric("edge_cache_tier_objects{tier=\"memory\"}");
     let start = Instant::now();

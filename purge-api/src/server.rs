@@ -52,11 +52,14 @@ pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), S
         message,
     })?;
     let node_token = Tokens::read(&config.nodes.token_file)
-        .ok()
-        .and_then(|t| t.first().map(str::to_string))
-        .ok_or_else(|| StartError::Tokens {
+        .and_then(|t| {
+            t.first()
+                .map(str::to_string)
+                .ok_or_else(|| "the token is not UTF-8".to_string())
+        })
+        .map_err(|message| StartError::Tokens {
             field: "nodes.token_file",
-            message: format!("{}: cannot read a token", config.nodes.token_file.display()),
+            message,
         })?;
     let store = Store::open(&config.store)?;
     let listener = TcpListener::bind(config.listen)

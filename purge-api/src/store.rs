@@ -33,32 +33,6 @@ pub enum StoreError {
     Encoding(#[from] serde_json::Error),
 }
 
-impl From<redb::TransactionError> for StoreError {
-    fn from(e: redb::TransactionError) -> Self {
-        StoreError::Db(e.into())
-    }
-}
-impl From<redb::TableError> for StoreError {
-    fn from(e: redb::TableError) -> Self {
-        StoreError::Db(e.into())
-    }
-}
-impl From<redb::StorageError> for StoreError {
-    fn from(e: redb::StorageError) -> Self {
-        StoreError::Db(e.into())
-    }
-}
-impl From<redb::CommitError> for StoreError {
-    fn from(e: redb::CommitError) -> Self {
-        StoreError::Db(e.into())
-    }
-}
-impl From<redb::DatabaseError> for StoreError {
-    fn from(e: redb::DatabaseError) -> Self {
-        StoreError::Db(e.into())
-    }
-}
-
 /// The purge log.
 pub struct Store {
     db: Database,
@@ -87,9 +61,22 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(e.into()))?;
         }
-        let db = Database::create(path)?;
+        let db = Database::create(path).map_err(redb::Error::from)?;
+        let (log_id, compacted, head) = Self::init(&db)?;
+        let store = Store {
+            db,
+            log_id,
+            head: AtomicU64::new(head),
+            compacted: AtomicU64::new(compacted),
+            recent: RwLock::new(BTreeMap::new()),
+        };
+        Ok(store)
+    }
+
+    /// Reads (or sets) the log id, the compaction point and the head.
+    fn init(db: &Database) -> Result<(String, u64, u64), redb::Error> {
         let txn = db.begin_write()?;
-        let (log_id, compacted, head) = {
+        let found = {
             let mut meta = txn.open_table(META)?;
             let existing = meta
                 .get(LOG_ID)?
@@ -111,14 +98,7 @@ impl Store {
             (log_id, compacted, last.max(compacted))
         };
         txn.commit()?;
-        let store = Store {
-            db,
-            log_id,
-            head: AtomicU64::new(head),
-            compacted: AtomicU64::new(compacted),
-            recent: RwLock::new(BTreeMap::new()),
-        };
-        Ok(store)
+        Ok(found)
     }
 
     /// The log's identity: nodes notice a replaced log by it.
@@ -139,15 +119,7 @@ impl Store {
     /// Appends a purge and returns its sequence once it is durable. Blocking.
     pub fn append(&self, purge: &Purge) -> Result<u64, StoreError> {
         let bytes = serde_json::to_vec(purge)?;
-        let txn = self.db.begin_write()?;
-        let seq = {
-            let mut log = txn.open_table(LOG)?;
-            let last = log.last()?.map(|(k, _)| k.value()).unwrap_or(0);
-            let seq = last.max(self.compacted_through()) + 1;
-            log.insert(seq, &bytes[..])?;
-            seq
-        };
-        txn.commit()?;
+        let seq = self.write_entry(&bytes)?;
         let mut recent = self.recent.write();
         recent.insert(seq, Arc::new(purge.clone()));
         while recent.len() > RECENT {
@@ -162,12 +134,29 @@ impl Store {
         if let Some(p) = self.recent.read().get(&seq) {
             return Ok(Some(p.clone()));
         }
+        match self.read_entry(seq)? {
+            Some(bytes) => Ok(Some(Arc::new(serde_json::from_slice(&bytes)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn write_entry(&self, bytes: &[u8]) -> Result<u64, redb::Error> {
+        let txn = self.db.begin_write()?;
+        let seq = {
+            let mut log = txn.open_table(LOG)?;
+            let last = log.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+            let seq = last.max(self.compacted_through()) + 1;
+            log.insert(seq, bytes)?;
+            seq
+        };
+        txn.commit()?;
+        Ok(seq)
+    }
+
+    fn read_entry(&self, seq: u64) -> Result<Option<Vec<u8>>, redb::Error> {
         let txn = self.db.begin_read()?;
         let log = txn.open_table(LOG)?;
-        let Some(v) = log.get(seq)? else {
-            return Ok(None);
-        };
-        Ok(Some(Arc::new(serde_json::from_slice(v.value())?)))
+        Ok(log.get(seq)?.map(|v| v.value().to_vec()))
     }
 
     /// Keeps the newest `retain` entries: drops the rest. Blocking.
@@ -181,6 +170,13 @@ impl Store {
         if through <= self.compacted_through() {
             return Ok(0);
         }
+        let n = self.drop_through(through)?;
+        self.compacted.store(through, Ordering::Release);
+        self.recent.write().retain(|s, _| *s > through);
+        Ok(n)
+    }
+
+    fn drop_through(&self, through: u64) -> Result<usize, redb::Error> {
         let txn = self.db.begin_write()?;
         let mut n = 0;
         {
@@ -193,8 +189,6 @@ impl Store {
             meta.insert(COMPACTED, &through.to_le_bytes()[..])?;
         }
         txn.commit()?;
-        self.compacted.store(through, Ordering::Release);
-        self.recent.write().retain(|s, _| *s > through);
         Ok(n)
     }
 }

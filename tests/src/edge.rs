@@ -60,6 +60,16 @@ pub fn site(rules: &str) -> String {
     format!("  - hosts: [\"*\"]\n    origin: origin\n{rules}")
 }
 
+/// A `cache:` mapping (flow YAML) with `memory` bytes in memory and a disk tier of `disk` bytes
+/// at `dir`; objects up to 1 MiB in memory and 16 MiB on disk.
+pub fn disk_cache(dir: &std::path::Path, memory: &str, disk: &str) -> String {
+    format!(
+        "{{ memory: {{ max_size: {memory}, max_object_size: 1MiB }}, \
+         disk: {{ path: \"{}\", max_size: {disk}, max_object_size: 16MiB }}, lock_timeout: 5s }}",
+        dir.display()
+    )
+}
+
 /// What Pingora logs when a listening port is taken.
 const PORT_IN_USE: &str = "is in use";
 
@@ -260,6 +270,13 @@ impl Edge {
             .lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0.0)
+    }
+
+    /// Waits until the disk tier holds at least `n` objects: their commits are durable.
+    pub fn wait_disk_objects(&self, n: usize, timeout: Duration) {
+        eventually(timeout, &format!("{n} objects on disk"), || {
+            (self.metric("edge_cache_tier_objects{tier=\"disk\"}") >= n as f64).then_some(())
+        });
     }
 
     /// Process id.

@@ -4,12 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use edge_tests::client::{self, Response};
-use edge_tests::edge::{Edge, Scratch};
+use edge_tests::edge::{disk_cache, Edge, Scratch};
 use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply, Req};
 use edge_tests::purge_api::{purge_api_bin, PurgeApi, API_TOKEN};
@@ -85,14 +84,6 @@ fn purge_everywhere(api: &PurgeApi, body: &str) -> Value {
     let v = json(&r);
     assert_eq!(v["complete"], true, "not applied everywhere: {v}");
     v
-}
-
-fn disk_cache(dir: &Path) -> String {
-    format!(
-        "{{ memory: {{ max_size: 16MiB, max_object_size: 1MiB }}, \
-         disk: {{ path: \"{}\", max_size: 64MiB, max_object_size: 16MiB }}, lock_timeout: 5s }}",
-        dir.display()
-    )
 }
 
 fn admins(edges: &[Edge]) -> Vec<SocketAddr> {
@@ -286,7 +277,7 @@ fn a_node_down_during_a_purge_serves_nothing_purged_when_it_returns() {
     let dirs: Vec<Scratch> = (0..3).map(|_| Scratch::new("purge-disk")).collect();
     let mut edges: Vec<Edge> = dirs
         .iter()
-        .map(|d| Edge::start_cache(origin.addr, "", &disk_cache(&d.0)))
+        .map(|d| Edge::start_cache(origin.addr, "", &disk_cache(&d.0, "16MiB", "64MiB")))
         .collect();
     let api = PurgeApi::start(&admins(&edges), "", "");
     wait_nodes_up(&api, 3);
@@ -296,14 +287,7 @@ fn a_node_down_during_a_purge_serves_nothing_purged_when_it_returns() {
     let kept = ("a.example", "/t/b.css");
     warm(&edges, &[purged, kept]);
     // Committed to disk (not only a fill in flight) before the crash.
-    eventually(Duration::from_secs(10), "on disk", || {
-        let cs = get(&edges[2], purged.0, purged.1)
-            .cache_status()
-            .to_string();
-        (cs.contains("detail=disk")
-            || edges[2].metric("edge_cache_tier_objects{tier=\"disk\"}") >= 2.0)
-            .then_some(())
-    });
+    edges[2].wait_disk_objects(2, Duration::from_secs(10));
     edges[2].signal_and_wait("KILL");
     let r = api.purge(r#"{"tags": ["product-1"]}"#, "wait=1s");
     let v = json(&r);
@@ -330,15 +314,13 @@ fn a_node_down_during_a_purge_serves_nothing_purged_when_it_returns() {
 fn purge_api_killed_after_acknowledging_delivers_after_restart() {
     let origin = Origin::start(handler);
     let dir = Scratch::new("purge-disk");
-    let mut edge = Edge::start_cache(origin.addr, "", &disk_cache(&dir.0));
+    let mut edge = Edge::start_cache(origin.addr, "", &disk_cache(&dir.0, "16MiB", "64MiB"));
     let mut api = PurgeApi::start(&[edge.admin], "", "");
     wait_nodes_up(&api, 1);
     purge_everywhere(&api, r#"{"tags": ["nothing-yet"]}"#);
     let obj = ("a.example", "/t/a.css");
     warm(std::slice::from_ref(&edge), &[obj]);
-    eventually(Duration::from_secs(10), "on disk", || {
-        (edge.metric("edge_cache_tier_objects{tier=\"disk\"}") >= 1.0).then_some(())
-    });
+    edge.wait_disk_objects(1, Duration::from_secs(10));
     // The node is down, so the purge can only be in the log when purge-api dies.
     edge.signal_and_wait("TERM");
     let r = api.purge(r#"{"tags": ["product-1"]}"#, "");
@@ -362,16 +344,14 @@ fn a_node_behind_the_compacted_log_gets_a_purge_all() {
     let dirs: Vec<Scratch> = (0..2).map(|_| Scratch::new("purge-disk")).collect();
     let mut edges: Vec<Edge> = dirs
         .iter()
-        .map(|d| Edge::start_cache(origin.addr, "", &disk_cache(&d.0)))
+        .map(|d| Edge::start_cache(origin.addr, "", &disk_cache(&d.0, "16MiB", "64MiB")))
         .collect();
     let api = PurgeApi::start(&admins(&edges), "retain: 2", "");
     wait_nodes_up(&api, 2);
     purge_everywhere(&api, r#"{"tags": ["nothing-yet"]}"#);
     let untagged = ("a.example", "/plain.txt");
     warm(&edges, &[untagged]);
-    eventually(Duration::from_secs(10), "on disk", || {
-        (edges[1].metric("edge_cache_tier_objects{tier=\"disk\"}") >= 1.0).then_some(())
-    });
+    edges[1].wait_disk_objects(1, Duration::from_secs(10));
     edges[1].signal_and_wait("TERM");
     for t in ["x1", "x2", "x3", "x4"] {
         assert_eq!(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use edge_tests::client::{self, Response};
-use edge_tests::edge::{Edge, Scratch, ADMIN_TOKEN};
+use edge_tests::edge::{disk_cache, Edge, Scratch, ADMIN_TOKEN};
 use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply, Req};
 
@@ -213,19 +213,13 @@ fn a_soft_purge_without_stale_windows_revalidates_before_serving() {
 fn the_sweep_removes_purged_objects_from_disk_and_retires_its_bans() {
     let origin = Origin::start(cacheable);
     let dir = Scratch::new("sweep");
-    let cache = format!(
-        "{{ memory: {{ max_size: 16MiB, max_object_size: 1MiB }}, \
-         disk: {{ path: \"{}\", max_size: 64MiB, max_object_size: 16MiB }}, lock_timeout: 5s }}",
-        dir.0.display()
-    );
+    let cache = disk_cache(&dir.0, "16MiB", "64MiB");
     let edge = Edge::start_cache(origin.addr, "", &cache);
     let paths: Vec<String> = (0..200).map(|i| format!("/p/{i}.css")).collect();
     for p in &paths {
         assert_eq!(edge.get(p, &[]).status, 200);
     }
-    eventually(Duration::from_secs(20), "200 objects on disk", || {
-        (edge.metric("edge_cache_tier_objects{tier=\"disk\"}") >= 200.0).then_some(())
-    });
+    edge.wait_disk_objects(200, Duration::from_secs(20));
     // Every object carries the tag `all`; half are listed by prefix as well.
     let r = edge.purge(r#"{"tags": ["all"], "prefixes": ["example.com/p/1"]}"#);
     assert_eq!(r.status, 200);
@@ -246,11 +240,7 @@ fn the_sweep_removes_purged_objects_from_disk_and_retires_its_bans() {
 fn tags_survive_a_restart_and_a_purge_by_hand_keeps_the_node_ready() {
     let origin = Origin::start(cacheable);
     let dir = Scratch::new("tags-restart");
-    let cache = format!(
-        "{{ memory: {{ max_size: 16MiB, max_object_size: 1MiB }}, \
-         disk: {{ path: \"{}\", max_size: 64MiB, max_object_size: 16MiB }}, lock_timeout: 5s }}",
-        dir.0.display()
-    );
+    let cache = disk_cache(&dir.0, "16MiB", "64MiB");
     let mut edge = Edge::start_cache(origin.addr, "", &cache);
     for p in ["/tagged.css", "/other.css"] {
         eventually(Duration::from_secs(10), "stored on disk", || {

@@ -13,8 +13,8 @@ pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 /// `Cache-Tag`.
 pub const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
-/// Longest tag kept; longer ones are ignored (Fastly's limit is 1 KiB as well), and a purge
-/// naming one is refused.
+// Longest tag kept; longer ones are ignored (Fastly's limit is 1 KiB as well), and a purge
+// naming one is refused.
 use edge_config::purge::MAX_TAG;
 
 fn push(out: &mut Vec<String>, tag: &[u8]) {

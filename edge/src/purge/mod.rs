@@ -112,9 +112,10 @@ impl Loaded {
 pub struct Purger {
     state: Arc<EdgeState>,
     disk: Option<&'static DiskTier>,
-    position: tokio::sync::Mutex<Position>,
-    applied: AtomicU64,
-    log: parking_lot::Mutex<Option<String>>,
+    /// Takes purges one at a time, across the durable commit.
+    applying: tokio::sync::Mutex<()>,
+    /// The committed position (read without waiting for a purge in progress).
+    position: parking_lot::Mutex<Position>,
     next_id: AtomicU64,
     sweep: Arc<Notify>,
 }
@@ -138,9 +139,8 @@ impl Purger {
             .set(position.applied_seq as i64);
         Purger {
             disk,
-            applied: AtomicU64::new(position.applied_seq),
-            log: parking_lot::Mutex::new(position.log.clone()),
-            position: tokio::sync::Mutex::new(position),
+            applying: tokio::sync::Mutex::new(()),
+            position: parking_lot::Mutex::new(position),
             next_id: AtomicU64::new(next_id),
             sweep: Arc::new(Notify::new()),
             state,
@@ -159,9 +159,10 @@ impl Purger {
 
     /// The node's position, for `GET /purge/state`.
     pub fn node_state(&self) -> NodeState {
+        let pos = self.position.lock().clone();
         NodeState {
-            applied_seq: self.applied.load(Ordering::Acquire),
-            log: self.log.lock().clone(),
+            applied_seq: pos.applied_seq,
+            log: pos.log,
             node: self.state.node_id.clone(),
             ready: self.is_ready(),
         }
@@ -176,7 +177,8 @@ impl Purger {
         } else {
             Some(p.targets(MAX_ITEMS)?)
         };
-        let mut pos = self.position.lock().await;
+        let _turn = self.applying.lock().await;
+        let pos = self.position.lock().clone();
         let mut next = pos.clone();
         if let Some(log) = &p.log {
             if next.log.as_ref() != Some(log) {
@@ -210,7 +212,7 @@ impl Purger {
             }
         }
         if let Some(disk) = self.disk {
-            if next != *pos || !bans.is_empty() {
+            if next != pos || !bans.is_empty() {
                 let mut ops = Vec::with_capacity(bans.len() + 1);
                 for b in &bans {
                     let ban =
@@ -226,27 +228,22 @@ impl Purger {
         if !bans.is_empty() {
             self.sweep.notify_one();
         }
-        *pos = next;
-        self.applied.store(pos.applied_seq, Ordering::Release);
-        *self.log.lock() = pos.log.clone();
-        if p.head.is_some_and(|h| pos.applied_seq >= h)
+        let applied = next.applied_seq;
+        *self.position.lock() = next;
+        if p.head.is_some_and(|h| applied >= h)
             && !self.state.purge_ready.swap(true, Ordering::AcqRel)
         {
-            tracing::info!(
-                applied_seq = pos.applied_seq,
-                "caught up with the purge log"
-            );
+            tracing::info!(applied_seq = applied, "caught up with the purge log");
         }
         let m = &self.state.metrics;
         m.purge_requests
             .with_label_values(&[if fresh { "applied" } else { "duplicate" }])
             .inc();
-        m.purge_applied_seq.set(pos.applied_seq as i64);
+        m.purge_applied_seq.set(applied as i64);
         m.purge_bans.set(self.state.bans.len() as i64);
         if fresh && !bans.is_empty() {
             tracing::info!(seq = ?p.seq, bans = bans.len(), soft = p.soft, "purge applied");
         }
-        drop(pos);
         Ok(self.node_state())
     }
 
@@ -385,4 +382,60 @@ pub fn judge_meta(bans: &Bans, primary: &Hash, key_bytes: &[u8], meta: &CacheMet
     let host = text(parts.map(|p| p.host));
     let path = text(parts.map(|p| p.path));
     bans.judge(&subject(primary, host, path, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bans_and_the_position_come_back_from_the_disk_tier() {
+        let dir = std::env::temp_dir().join(format!("edge-purge-loaded-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let open = || loop {
+            // A dropped tier's committer thread lets go of the catalog a moment later.
+            match DiskTier::open(&dir, 1 << 30, 1 << 20) {
+                Ok(t) => return t,
+                Err(DiskError::Catalog(redb::Error::DatabaseAlreadyOpen)) => {
+                    std::thread::yield_now()
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let tag = Ban {
+            id: 4,
+            scope: Scope::Tag("t".into()),
+            at: 123,
+            soft: true,
+        };
+        let position = Position {
+            applied_seq: 9,
+            log: Some("L".into()),
+        };
+        let tier = open();
+        tier.save_purge(vec![
+            Op::PutBan {
+                id: 4,
+                ban: serde_json::to_vec(&tag).unwrap(),
+            },
+            Op::PutBan {
+                id: 5,
+                ban: b"not a ban".to_vec(),
+            },
+            Op::SetPurgeState(serde_json::to_vec(&position).unwrap()),
+        ])
+        .await
+        .unwrap();
+        drop(tier);
+        let tier = open();
+        let loaded = Loaded::from_disk(Some(&tier));
+        assert_eq!(loaded.position, Some(position));
+        assert_eq!(loaded.bans[0], tag);
+        // An unreadable rule is read as the widest one: everything, hard.
+        assert_eq!((loaded.bans[1].id, &loaded.bans[1].scope), (5, &Scope::All));
+        assert!(!loaded.bans[1].soft);
+        assert!(Loaded::from_disk(None).bans.is_empty());
+        drop(tier);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
