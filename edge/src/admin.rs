@@ -10,10 +10,10 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use edge_config::purge::Purge;
-use edge_config::token::Tokens;
 
 use crate::cache::tiered::TieredStorage;
 use crate::metrics::Metrics;
+use crate::proxy::EdgeState;
 use crate::purge::{PurgeError, Purger};
 
 /// Largest purge body accepted (purge-api sends at most a few hundred KiB).
@@ -29,8 +29,8 @@ pub struct AdminApp {
     pub node_id: String,
     /// Purge state and operations.
     pub purger: Arc<Purger>,
-    /// Tokens the purge endpoints accept; `None` turns them off.
-    pub tokens: Option<Tokens>,
+    /// The node, for the tokens in force (`None` turns the purge endpoints off).
+    pub state: Arc<EdgeState>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -58,7 +58,8 @@ fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Vec<u8>> {
 impl AdminApp {
     /// `None` when the caller may use the purge endpoints, else the refusal.
     fn refuse(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
-        let Some(tokens) = &self.tokens else {
+        let live = self.state.live.load();
+        let Some(tokens) = &live.admin_tokens else {
             return Some(json_error(
                 StatusCode::FORBIDDEN,
                 "purging is off on this node: set admin.token_file",

@@ -1,13 +1,18 @@
-//! The edge node: a Pingora caching reverse proxy with a memory tier, per-path rules and
-//! RFC 9111 semantics. `main.rs` only parses the command line and calls [`server::build`].
+//! The edge node: a Pingora caching reverse proxy with memory and disk tiers, per-path rules,
+//! RFC 9111 semantics, origin pools, TLS by SNI and hot reload. `main.rs` only parses the
+//! command line and calls [`server::build`].
 
+pub mod access_log;
 pub mod admin;
 pub mod cache;
 pub mod http;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod origin;
 pub mod proxy;
 pub mod purge;
+pub mod reload;
 pub mod router;
 pub mod server;
+pub mod tls;

@@ -19,6 +19,10 @@ struct Cli {
     /// Validate the configuration and exit: 0 if it is good, 64 with every problem if not.
     #[arg(long)]
     check: bool,
+    /// Graceful upgrade: take the listening sockets over from the running node (send it
+    /// SIGQUIT right after starting this one), so no connection is refused.
+    #[arg(long, short = 'u')]
+    upgrade: bool,
 }
 
 fn main() -> ExitCode {
@@ -35,7 +39,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let _log = edge::logging::init(config.log.json, &config.log.level);
-    match edge::server::build(&config) {
+    let options = edge::server::Options {
+        config_path: cli.config.clone(),
+        upgrade: cli.upgrade,
+    };
+    match edge::server::build(&config, &options) {
         Ok(node) => {
             tracing::info!(node = %config.node_id, "edge starting");
             node.run();

@@ -27,6 +27,12 @@ pub struct Metrics {
     pub origin_requests: IntCounterVec,
     /// `edge_origin_duration_seconds`: time to the origin's response header.
     pub origin_duration: Histogram,
+    /// `edge_origin_retries_total`: requests sent to another server after a failed connect.
+    pub origin_retries: IntCounter,
+    /// `edge_config_reloads_total{result}`: SIGHUP reloads, applied (`ok`) or refused (`error`).
+    pub config_reloads: IntCounterVec,
+    /// `edge_config_generation`: 1 at start, one more per applied reload.
+    pub config_generation: IntGauge,
     /// `edge_cache_tier_bytes{tier}`.
     tier_bytes: IntGaugeVec,
     /// `edge_cache_tier_objects{tier}`.
@@ -82,6 +88,19 @@ impl Metrics {
                 "edge_origin_duration_seconds",
                 "Time from choosing an origin server to its response header.",
                 LATENCY_BUCKETS.to_vec()
+            )?,
+            origin_retries: register_int_counter!(
+                "edge_origin_retries_total",
+                "Requests sent to another origin server after a failed connect."
+            )?,
+            config_reloads: register_int_counter_vec!(
+                "edge_config_reloads_total",
+                "Configuration reloads (SIGHUP) by result: ok (applied) or error (refused, the old one stays).",
+                &["result"]
+            )?,
+            config_generation: register_int_gauge!(
+                "edge_config_generation",
+                "Generation of the configuration in force: 1 at start, one more per applied reload."
             )?,
             tier_bytes: register_int_gauge_vec!(
                 "edge_cache_tier_bytes",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use edge_config::edge::{CacheKeySpec, Rule};
-use http::header::{AUTHORIZATION, HOST, VARY};
+use http::header::{ACCEPT_ENCODING, AUTHORIZATION, HOST, VARY};
 use http::Method;
 use pingora::cache::key::CacheHashKey;
 use pingora::cache::lock::CacheKeyLockImpl;
@@ -17,10 +17,12 @@ use pingora::cache::{
     VarianceBuilder,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::compression::{ResponseCompression, ResponseCompressionBuilder};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::access_log::{self, AccessLog};
 use crate::cache::key::cache_key;
 use crate::cache::tiered::TieredStorage;
 use crate::cache::Hash;
@@ -28,25 +30,24 @@ use crate::http::cache_status::{
     CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ORIGIN_ERROR, STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
-use crate::http::{stamp, tags};
+use crate::http::{encoding, stamp, tags};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::origin::OriginPool;
 use crate::purge::{self, Bans};
-use crate::router::{normalize_host, select_rule, Router};
+use crate::router::{normalize_host, select_rule};
 
 /// Header naming the cache in RFC 9211.
 const CACHE_STATUS: &str = "cache-status";
+/// RFC 8586: the caches a request went through, to stop forwarding loops between nodes.
+const CDN_LOOP: &str = "cdn-loop";
 
-/// What the proxy needs for every request. Built once at start-up.
+/// What the proxy needs for every request.
 pub struct EdgeState {
     /// Cache name in `Cache-Status`.
     pub node_id: String,
-    /// Host -> site.
-    pub router: Router,
-    /// Sites, indexed as the router returns them.
-    pub sites: Vec<edge_config::edge::Site>,
-    /// Origin pool of each site, same indexes.
-    pub site_origins: Vec<Arc<OriginPool>>,
+    /// Sites, rules, origins and certificates: replaced whole by a reload.
+    pub live: arc_swap::ArcSwap<Live>,
     /// Cache storage.
     pub storage: &'static TieredStorage,
     /// Coalesces concurrent misses for one key into one origin fetch.
@@ -57,8 +58,8 @@ pub struct EdgeState {
     pub lock_timeout: Duration,
     /// Metric families.
     pub metrics: Arc<Metrics>,
-    /// Whether to write an access-log line per request.
-    pub access_log: bool,
+    /// Where access-log lines go, if anywhere.
+    pub access_log: Option<AccessLog>,
     /// Key settings for requests no rule matches.
     pub default_key: CacheKeySpec,
     /// Purge ban rules, judged on every hit.
@@ -82,6 +83,8 @@ impl EdgeProxy {
 
 /// Per-request state.
 pub struct RequestCtx {
+    /// The configuration this request runs under, from its start to its end.
+    live: Arc<Live>,
     start: Instant,
     /// The same moment on the wall clock: the stamp of what this request stores.
     started_at: SystemTime,
@@ -102,11 +105,19 @@ pub struct RequestCtx {
     /// Header fields of a 304 from the origin, merged into the stored response.
     not_modified: Option<http::HeaderMap>,
     status: Option<CacheStatus>,
+    /// The `Cache-Status` field sent, for the access log.
+    status_field: Option<String>,
+    /// Origin servers already tried by this request (failover skips them).
+    tried: Vec<std::net::SocketAddr>,
 }
 
 impl RequestCtx {
-    fn rule<'a>(&self, state: &'a EdgeState) -> Option<&'a Rule> {
-        Some(&state.sites[self.site?].rules[self.rule?])
+    fn rule(&self) -> Option<&Rule> {
+        Some(&self.live.sites[self.site?].rules[self.rule?])
+    }
+
+    fn pool(&self) -> Option<&Arc<OriginPool>> {
+        self.live.site_pools.get(self.site?)
     }
 }
 
@@ -142,9 +153,7 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
 
 impl EdgeProxy {
     fn key(&self, session: &Session, ctx: &RequestCtx) -> CacheKey {
-        let spec = ctx
-            .rule(&self.state)
-            .map_or(&self.state.default_key, |r| &r.cache_key);
+        let spec = ctx.rule().map_or(&self.state.default_key, |r| &r.cache_key);
         cache_key(ctx.scheme, &ctx.host, session.req_header(), spec)
     }
 
@@ -163,8 +172,10 @@ impl EdgeProxy {
             ..Default::default()
         };
         session.set_keepalive(None);
-        self.write_plain(session, status, &cs, body).await?;
+        let field = cs.render(&self.state.node_id);
+        self.write_plain(session, status, &field, body).await?;
         ctx.status = Some(cs);
+        ctx.status_field = Some(field);
         Ok(true)
     }
 
@@ -173,13 +184,13 @@ impl EdgeProxy {
         &self,
         session: &mut Session,
         status: u16,
-        cs: &CacheStatus,
+        cache_status: &str,
         body: String,
     ) -> Result<()> {
         let mut resp = ResponseHeader::build(status, Some(4))?;
         resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
         resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-        resp.insert_header(CACHE_STATUS, cs.render(&self.state.node_id))?;
+        resp.insert_header(CACHE_STATUS, cache_status)?;
         session.write_response_header(Box::new(resp), false).await?;
         session
             .write_response_body(Some(Bytes::from(body)), true)
@@ -257,6 +268,7 @@ impl ProxyHttp for EdgeProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            live: self.state.live.load_full(),
             start: Instant::now(),
             started_at: SystemTime::now(),
             scheme: "http",
@@ -272,7 +284,34 @@ impl ProxyHttp for EdgeProxy {
             origin_status: None,
             not_modified: None,
             status: None,
+            status_field: None,
+            tried: Vec::new(),
         }
+    }
+
+    fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
+        // Off here; each request sets it from the configuration in force (early_request_filter).
+        modules.add_module(ResponseCompressionBuilder::enable(0));
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let c = ctx.live.compression;
+        if let Some(m) = session
+            .downstream_modules_ctx
+            .get_mut::<ResponseCompression>()
+        {
+            if c.on_the_fly {
+                m.adjust_level(c.level);
+            }
+            // A stored encoded response reaches a client that cannot decode it only if the
+            // origin forgot `Vary`; decoding it here is the last line of defence.
+            m.adjust_decompression(true);
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -288,7 +327,19 @@ impl ProxyHttp for EdgeProxy {
                 )
                 .await;
         };
-        let Some(site) = self.state.router.route(&host) else {
+        if forwarded_by(req, &self.state.node_id) {
+            ctx.host = host;
+            return self
+                .respond_local(
+                    session,
+                    ctx,
+                    508,
+                    "loop-detected",
+                    "this request already went through this node: origins form a loop\n".into(),
+                )
+                .await;
+        }
+        let Some(site) = ctx.live.router.route(&host) else {
             let body = format!("no site is configured for host \"{host}\" on this CDN node\n");
             ctx.host = host;
             return self
@@ -296,11 +347,7 @@ impl ProxyHttp for EdgeProxy {
                 .await;
         };
         let method = req.method.clone();
-        let rule = select_rule(
-            &self.state.sites[site].rules,
-            method.as_str(),
-            req.uri.path(),
-        );
+        let rule = select_rule(&ctx.live.sites[site].rules, method.as_str(), req.uri.path());
         ctx.rule = rule.map(|(i, _)| i);
         if !is_cacheable_method(&method) {
             ctx.fwd = Some("method");
@@ -395,6 +442,17 @@ impl ProxyHttp for EdgeProxy {
         names.dedup();
         let mut builder = VarianceBuilder::new();
         for name in names {
+            if name == "accept-encoding" {
+                // Keyed on the normalised value, which is also what the origin was asked with.
+                let ae = encoding::normalize(
+                    req.headers
+                        .get_all(ACCEPT_ENCODING)
+                        .iter()
+                        .map(|v| v.as_bytes()),
+                );
+                builder.add_owned_name_value(name, ae.as_bytes().to_vec());
+                continue;
+            }
             let mut value = Vec::new();
             for (i, v) in req.headers.get_all(name.as_str()).iter().enumerate() {
                 if i > 0 {
@@ -422,12 +480,15 @@ impl ProxyHttp for EdgeProxy {
             }
             None => resp,
         };
-        let rule = ctx.rule(&self.state);
+        let rule = ctx.rule();
         Ok(
             match freshness::decide(resp, authorization, rule, SystemTime::now()) {
                 Ok(f) => {
                     let mut header = resp.clone();
                     freshness::prepare_for_store(&mut header);
+                    // What the caches upstream said of their copy describes that fetch; a hit
+                    // here is this node's alone.
+                    header.remove_header(CACHE_STATUS);
                     tags::prepare_for_store(&mut header, rule.map_or(&[], |r| &r.tags));
                     stamp::set(&mut header, ctx.started_at);
                     RespCacheable::Cacheable(CacheMeta::new(
@@ -448,8 +509,8 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let site = ctx
-            .site
+        let pool = ctx
+            .pool()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no site chosen"))?;
         // Cached requests hash their cache key; the rest (bypass, POST, ...) have none and hash
         // their path, so consistent hashing still spreads them over the pool.
@@ -457,22 +518,85 @@ impl ProxyHttp for EdgeProxy {
             Some(primary) => primary,
             None => session.req_header().uri.path().as_bytes(),
         };
-        let peer = self.state.site_origins[site].peer(key).ok_or_else(|| {
+        let peer = pool.peer(key, &ctx.tried).ok_or_else(|| {
             Error::explain(
                 ErrorType::ConnectNoRoute,
-                "every server of the origin pool is down",
+                "no server of the origin pool is left to try",
             )
         })?;
+        if let Some(addr) = peer.address().as_inet() {
+            ctx.tried.push(*addr);
+        }
         ctx.origin_start = Some(Instant::now());
         Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some(pool) = ctx.pool() else {
+            return e;
+        };
+        if let Some(addr) = peer.address().as_inet() {
+            pool.connect_failed(addr);
+        }
+        // Nothing reached the server: an idempotent request can go to another one.
+        let retries = pool.origin().retries as usize;
+        if session.req_header().method.is_idempotent() && ctx.tried.len() <= retries {
+            self.state.metrics.origin_retries.inc();
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !reused {
+            if let (Some(pool), Some(addr)) = (ctx.pool(), peer.address().as_inet()) {
+                pool.connected(addr);
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(host) = ctx.pool().and_then(|p| p.origin().host_header.as_deref()) {
+            upstream.insert_header(HOST, host)?;
+        }
+        let ae = encoding::normalize(
+            upstream
+                .headers
+                .get_all(ACCEPT_ENCODING)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        if ae.is_empty() {
+            upstream.remove_header(&ACCEPT_ENCODING);
+        } else {
+            upstream.insert_header(ACCEPT_ENCODING, ae)?;
+        }
+        let hops = match upstream.headers.get(CDN_LOOP).and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {}", self.state.node_id),
+            None => self.state.node_id.clone(),
+        };
+        upstream.insert_header(CDN_LOOP, hops)?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             let ip = addr.ip().to_string();
             let xff = match upstream
@@ -496,6 +620,7 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         let status = resp.status.as_u16();
         ctx.origin_status = Some(status);
+        encoding::ensure_vary(resp)?;
         if status == 304 {
             // Pingora merges only a few validators into the stored header; RFC 9111 §4.3.4
             // wants every field the 304 carries. Kept for `response_cache_filter`.
@@ -527,7 +652,14 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let cs = self.cache_status(session, ctx);
-        resp.insert_header(CACHE_STATUS, cs.render(&self.state.node_id))?;
+        let mine = cs.render(&self.state.node_id);
+        // RFC 9211 §2: keep what the caches upstream (an origin shield) said, and add this one.
+        let field = match resp.headers.get(CACHE_STATUS).and_then(|v| v.to_str().ok()) {
+            Some(upstream) if !upstream.trim().is_empty() => format!("{upstream}, {mine}"),
+            _ => mine,
+        };
+        resp.insert_header(CACHE_STATUS, &field)?;
+        ctx.status_field = Some(field);
         // Fields addressed to this cache are not for clients (RFC 9213 §2.1).
         resp.remove_header(&CDN_CACHE_CONTROL);
         resp.remove_header(&SURROGATE_CONTROL);
@@ -587,6 +719,7 @@ impl ProxyHttp for EdgeProxy {
             }),
             ..Default::default()
         };
+        let field = cs.render(&self.state.node_id);
         if code > 0 && session.response_written().is_none() {
             let reason = http::StatusCode::from_u16(code)
                 .ok()
@@ -594,10 +727,11 @@ impl ProxyHttp for EdgeProxy {
                 .unwrap_or("");
             // The client may be gone already; there is no one left to tell.
             let _ = self
-                .write_plain(session, code, &cs, format!("{code} {reason}\n"))
+                .write_plain(session, code, &field, format!("{code} {reason}\n"))
                 .await;
         }
         ctx.status = Some(cs);
+        ctx.status_field = Some(field);
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
@@ -615,21 +749,40 @@ impl ProxyHttp for EdgeProxy {
         m.duration
             .with_label_values(&[label])
             .observe(elapsed.as_secs_f64());
-        if self.state.access_log {
+        if let Some(log) = &self.state.access_log {
             let req = session.req_header();
-            tracing::info!(
-                target: "access",
-                client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
-                method = %req.method,
-                host = %ctx.host,
-                path = %req.uri.path(),
+            log.write(&access_log::Entry {
+                time: access_log::rfc3339(ctx.started_at),
+                client: session
+                    .client_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                method: req.method.as_str(),
+                host: &ctx.host,
+                path: req.uri.path(),
+                proto: match req.version {
+                    http::Version::HTTP_2 => "HTTP/2",
+                    http::Version::HTTP_10 => "HTTP/1.0",
+                    _ => "HTTP/1.1",
+                },
                 status,
                 bytes,
-                cache = label,
-                origin_ms = ctx.origin_time.map(|t| t.as_secs_f64() * 1e3),
-                total_ms = elapsed.as_secs_f64() * 1e3,
-                error = e.map(|e| e.to_string()),
-            );
+                cache: label,
+                cache_status: ctx.status_field.as_deref().unwrap_or(""),
+                origin_ms: ctx.origin_time.map(|t| t.as_secs_f64() * 1e3),
+                total_ms: elapsed.as_secs_f64() * 1e3,
+                error: e.map(|e| e.to_string()),
+            });
         }
     }
+}
+
+/// Whether this node's id is among the hops of the request's `CDN-Loop`.
+fn forwarded_by(req: &RequestHeader, node_id: &str) -> bool {
+    req.headers.get_all(CDN_LOOP).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|hop| hop.split(';').next().unwrap_or("").trim() == node_id)
+        })
+    })
 }

@@ -1,49 +1,57 @@
 //! Assembles the Pingora server: the proxy service on the public listeners, the admin service,
-//! and background services (origin health checks, the disk sweep).
+//! and background services (origin health checks, the disk and purge sweeps, SIGHUP reload).
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use edge_config::edge::EdgeConfig;
 use pingora::cache::lock::CacheLock;
 use pingora::cache::predictor::Predictor;
 use pingora::listeners::tls::TlsSettings;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
+use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::cache::disk::{DiskError, DiskTier};
 use crate::cache::memory::MemoryTier;
 use crate::cache::tiered::TieredStorage;
+use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::origin::OriginPool;
+use crate::origin::health::HealthChecker;
+use crate::origin::PoolError;
 use crate::proxy::{skip_prediction, EdgeProxy, EdgeState};
 use crate::purge::sweep::Sweeper;
 use crate::purge::{self, Bans, Purger};
-use crate::router::Router;
-use edge_config::token::Tokens;
+use crate::reload::Reloader;
+use crate::tls::SniResolver;
 
 /// Why a node could not be built from a valid configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// An origin's servers could not be resolved.
+    /// An origin pool could not be built.
     #[error("origin `{name}`: {source}")]
     Origin {
         /// Origin name.
         name: String,
-        /// Resolution error.
-        source: std::io::Error,
+        /// What went wrong.
+        source: PoolError,
     },
-    /// A TLS listener's certificate or key could not be loaded.
-    #[error("listener {addr}: TLS: {message}")]
+    /// A certificate or key could not be loaded.
+    #[error("{at}: TLS: {message}")]
     Tls {
-        /// Listener address.
-        addr: String,
+        /// The listener or site.
+        at: String,
         /// What went wrong.
         message: String,
     },
+    /// The access log could not be opened.
+    #[error("log.access: {0}")]
+    AccessLog(std::io::Error),
     /// The disk tier could not be opened.
     #[error("cache.disk at {}: {source}", path.display())]
     Disk {
@@ -80,9 +88,18 @@ impl Node {
     }
 }
 
+/// How the process was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The configuration file, read again on SIGHUP.
+    pub config_path: PathBuf,
+    /// Take the listening sockets over from a running node (Pingora's graceful upgrade).
+    pub upgrade: bool,
+}
+
 /// Builds a ready-to-run node for `config`. Call once per process: the storage, cache lock and
 /// predictor live for the whole process (Pingora's cache wants them `'static`).
-pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
+pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError> {
     let conf = ServerConf {
         threads: config.runtime.threads,
         grace_period_seconds: Some(config.runtime.grace_period.as_secs()),
@@ -98,7 +115,11 @@ pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
             .into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let memory = MemoryTier::new(
@@ -107,23 +128,8 @@ pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
     );
     let disk: Option<&'static DiskTier> = match &config.cache.disk {
         Some(d) => {
-            let started = std::time::Instant::now();
-            let tier =
-                DiskTier::open(&d.path, d.max_size, d.max_object_size).map_err(|source| {
-                    BuildError::Disk {
-                        path: d.path.clone(),
-                        source,
-                    }
-                })?;
+            let tier = open_disk(d, config, options.upgrade)?;
             let tier: &'static DiskTier = Box::leak(Box::new(tier));
-            let stats = tier.stats();
-            tracing::info!(
-                path = %d.path.display(),
-                objects = stats.objects.load(std::sync::atomic::Ordering::Relaxed),
-                bytes = stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "disk cache opened"
-            );
             server.add_service(background_service("disk sweep", DiskSweep(tier)));
             Some(tier)
         }
@@ -137,53 +143,26 @@ pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
     let predictor: &'static Predictor<16> =
         Box::leak(Box::new(Predictor::new(1024, Some(skip_prediction))));
 
-    let mut pools = std::collections::BTreeMap::new();
-    for (name, origin) in &config.origins {
-        let (pool, health) =
-            OriginPool::build(name, origin).map_err(|source| BuildError::Origin {
-                name: name.clone(),
-                source,
-            })?;
-        if let Some(h) = health {
-            server.add_boxed_service(h);
-        }
-        pools.insert(name.clone(), pool);
-    }
-    // Validation guarantees every site's origin exists; a miss here would misalign the indexes.
-    let site_origins = config
-        .sites
-        .iter()
-        .map(|s| {
-            pools
-                .get(&s.origin)
-                .cloned()
-                .ok_or_else(|| BuildError::Origin {
-                    name: s.origin.clone(),
-                    source: std::io::Error::other("no such origin"),
-                })
-        })
-        .collect::<Result<_, _>>()?;
-
+    let live = Live::build(config, None)?;
+    let access_log = match &config.log.access {
+        Some(output) => Some(AccessLog::open(output).map_err(BuildError::AccessLog)?),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::register()?);
+    metrics.config_generation.set(live.generation as i64);
     let state = Arc::new(EdgeState {
         node_id: config.node_id.clone(),
-        router: Router::new(&config.sites),
-        sites: config.sites.clone(),
-        site_origins,
+        live: arc_swap::ArcSwap::from_pointee(live),
         storage,
         cache_lock,
         predictor,
         lock_timeout: config.cache.lock_timeout,
         metrics: metrics.clone(),
-        access_log: config.log.access,
+        access_log,
         default_key: Default::default(),
         bans,
         purge_ready: std::sync::atomic::AtomicBool::new(true),
     });
-    let tokens = match &config.admin.token_file {
-        Some(path) => Some(Tokens::read(path).map_err(BuildError::Token)?),
-        None => None,
-    };
     let purger = Arc::new(Purger::new(state.clone(), loaded, disk));
     metrics.purge_bans.set(bans.len() as i64);
     server.add_service(background_service(
@@ -195,23 +174,38 @@ pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
             metrics: metrics.clone(),
         },
     ));
+    server.add_service(background_service(
+        "origin health checks",
+        HealthChecker {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "config reload",
+        Reloader {
+            state: state.clone(),
+            path: options.config_path.clone(),
+        },
+    ));
 
     let mut proxy =
-        pingora::proxy::http_proxy_service(&server.configuration, EdgeProxy::new(state));
-    for l in &config.listen {
+        pingora::proxy::http_proxy_service(&server.configuration, EdgeProxy::new(state.clone()));
+    for (i, l) in config.listen.iter().enumerate() {
         let addr = l.addr.to_string();
         match &l.tls {
             None => proxy.add_tcp(&addr),
             Some(tls) => {
-                let err = |e: &dyn std::fmt::Display| BuildError::Tls {
-                    addr: addr.clone(),
-                    message: e.to_string(),
-                };
+                // The files were loaded by `Live::build`; the resolver serves them (and the
+                // sites' certificates) from the configuration in force.
                 let mut settings = TlsSettings::intermediate(
                     &tls.cert.to_string_lossy(),
                     &tls.key.to_string_lossy(),
                 )
-                .map_err(|e| err(&e))?;
+                .map_err(|e| BuildError::Tls {
+                    at: format!("listener {addr}"),
+                    message: e.to_string(),
+                })?;
+                settings.set_cert_resolver(Arc::new(SniResolver::new(state.clone(), i)));
                 settings.enable_h2();
                 proxy.add_tls_with_settings(&addr, None, settings);
             }
@@ -226,12 +220,48 @@ pub fn build(config: &EdgeConfig) -> Result<Node, BuildError> {
             storage,
             node_id: config.node_id.clone(),
             purger,
-            tokens,
+            state,
         },
     );
     admin.add_tcp(&config.admin.addr.to_string());
     server.add_service(admin);
     Ok(Node { server, disk })
+}
+
+/// Opens the disk tier. During an upgrade the old process holds the catalog until it has
+/// drained, so the new one waits for it.
+fn open_disk(
+    d: &edge_config::edge::DiskTier,
+    config: &EdgeConfig,
+    upgrade: bool,
+) -> Result<DiskTier, BuildError> {
+    let started = Instant::now();
+    let patience =
+        config.runtime.grace_period + config.runtime.shutdown_timeout + Duration::from_secs(10);
+    let tier = loop {
+        match DiskTier::open(&d.path, d.max_size, d.max_object_size) {
+            Ok(t) => break t,
+            Err(e) if upgrade && started.elapsed() < patience => {
+                tracing::info!(error = %e, "waiting for the old process to release the disk cache");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(source) => {
+                return Err(BuildError::Disk {
+                    path: d.path.clone(),
+                    source,
+                })
+            }
+        }
+    };
+    let stats = tier.stats();
+    tracing::info!(
+        path = %d.path.display(),
+        objects = stats.objects.load(std::sync::atomic::Ordering::Relaxed),
+        bytes = stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "disk cache opened"
+    );
+    Ok(tier)
 }
 
 /// Clears what an earlier run left on disk, in the background so the node serves at once.

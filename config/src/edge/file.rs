@@ -24,6 +24,8 @@ pub struct EdgeFile {
     pub runtime: RuntimeFile,
     #[serde(default)]
     pub log: LogFile,
+    #[serde(default)]
+    pub compression: CompressionFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,15 +82,44 @@ pub struct DiskFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginFile {
-    pub servers: Spanned<Vec<Spanned<String>>>,
+    pub servers: Spanned<Vec<Spanned<ServerFile>>>,
     #[serde(default)]
     pub tls: bool,
     pub sni: Option<Spanned<String>>,
+    /// Verify the origin's certificate (chain and name); on unless set to false.
+    pub verify: Option<Spanned<bool>>,
+    /// PEM file of CA certificates trusted for this origin instead of the system's.
+    pub ca_file: Option<Spanned<String>>,
+    /// Host header sent to the origin instead of the client's.
+    pub host_header: Option<Spanned<String>>,
     #[serde(default)]
     pub lb: LbFile,
     pub health_check: Option<HealthCheckFile>,
+    pub passive_health: Option<PassiveHealthFile>,
+    /// Other servers an idempotent request may try after a failed connect.
+    pub retries: Option<Spanned<u32>>,
     pub connect_timeout: Option<Spanned<HumanDuration>>,
     pub read_timeout: Option<Spanned<HumanDuration>>,
+    pub write_timeout: Option<Spanned<HumanDuration>>,
+    /// How long an idle keepalive connection to the origin is kept in the pool.
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
+}
+
+/// `"host:port"`, or `{ addr: "host:port", weight: 3 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ServerFile {
+    Addr(String),
+    Weighted { addr: String, weight: Option<u32> },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveHealthFile {
+    /// Consecutive connect failures that mark a server down.
+    pub max_fails: Option<Spanned<u32>>,
+    /// How long a server marked down is skipped.
+    pub fail_timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -104,6 +135,10 @@ pub enum LbFile {
 pub struct HealthCheckFile {
     pub path: Spanned<String>,
     pub interval: Option<Spanned<HumanDuration>>,
+    /// Consecutive successes that bring a server back.
+    pub rise: Option<Spanned<u32>>,
+    /// Consecutive failures that take a server out.
+    pub fall: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +146,8 @@ pub struct HealthCheckFile {
 pub struct SiteFile {
     pub hosts: Spanned<Vec<Spanned<String>>>,
     pub origin: Spanned<String>,
+    /// Certificate for the site's hosts on TLS listeners, chosen by SNI.
+    pub tls: Option<TlsFile>,
     #[serde(default)]
     pub rules: Vec<RuleFile>,
 }
@@ -171,6 +208,29 @@ pub struct RuntimeFile {
 pub struct LogFile {
     pub format: Option<Spanned<String>>,
     pub level: Option<Spanned<String>>,
-    /// One access-log line per request; on unless set to false.
-    pub access: Option<bool>,
+    /// One JSON access-log line per request: `true` (stdout), `false`, or `{ output }`.
+    pub access: Option<Spanned<AccessFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AccessFile {
+    Enabled(bool),
+    To(AccessToFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessToFile {
+    /// `stdout`, `stderr`, or a file path (appended to, reopened on SIGHUP).
+    pub output: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionFile {
+    /// Compress compressible responses on the fly for clients that accept it.
+    pub on_the_fly: Option<bool>,
+    /// Compression level for on-the-fly gzip, brotli and zstd.
+    pub level: Option<Spanned<u32>>,
 }

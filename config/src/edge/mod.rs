@@ -33,6 +33,8 @@ pub struct EdgeConfig {
     pub runtime: Runtime,
     /// Logging.
     pub log: Log,
+    /// Response compression.
+    pub compression: Compression,
 }
 
 /// A public listener.
@@ -45,7 +47,7 @@ pub struct Listener {
 }
 
 /// PEM files for a TLS listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// Certificate chain.
     pub cert: PathBuf,
@@ -63,7 +65,7 @@ pub struct Admin {
 }
 
 /// Storage tiers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cache {
     /// Memory tier.
     pub memory: MemoryTier,
@@ -74,7 +76,7 @@ pub struct Cache {
 }
 
 /// Memory tier bounds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryTier {
     /// Bytes of bodies the tier may hold.
     pub max_size: u64,
@@ -83,7 +85,7 @@ pub struct MemoryTier {
 }
 
 /// Disk tier settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskTier {
     /// Directory of the tier.
     pub path: PathBuf,
@@ -94,22 +96,54 @@ pub struct DiskTier {
 }
 
 /// An origin pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// `host:port` of each server.
-    pub servers: Vec<String>,
+    /// The servers, each with its weight.
+    pub servers: Vec<Server>,
     /// Whether to speak TLS to the servers.
     pub tls: bool,
     /// SNI (and certificate name) to use with TLS; defaults to the server's host.
     pub sni: Option<String>,
+    /// Verify the origin's certificate chain and name.
+    pub verify: bool,
+    /// CA certificates trusted for this origin instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Host header sent to the origin instead of the client's.
+    pub host_header: Option<String>,
     /// How a server is chosen.
     pub lb: LoadBalancing,
     /// Active health check.
     pub health_check: Option<HealthCheck>,
+    /// Passive health: servers that fail to connect are skipped for a while.
+    pub passive: PassiveHealth,
+    /// Other servers an idempotent request may try after a failed connect.
+    pub retries: u32,
     /// TCP (and TLS) connect timeout.
     pub connect_timeout: Duration,
     /// Timeout for each read from the origin.
     pub read_timeout: Duration,
+    /// Timeout for each write to the origin.
+    pub write_timeout: Duration,
+    /// How long an idle keepalive connection stays in the pool.
+    pub idle_timeout: Duration,
+}
+
+/// One server of an origin pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// `host:port`.
+    pub addr: String,
+    /// Relative share of the requests (at least 1).
+    pub weight: u32,
+}
+
+/// Passive health settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveHealth {
+    /// Consecutive connect failures that mark a server down; 0 turns passive health off.
+    pub max_fails: u32,
+    /// How long a server marked down is skipped.
+    pub fail_timeout: Duration,
 }
 
 /// How a server of a pool is chosen.
@@ -122,12 +156,16 @@ pub enum LoadBalancing {
 }
 
 /// An active HTTP health check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
     /// Path requested with GET; a 2xx means healthy.
     pub path: String,
     /// Time between checks.
     pub interval: Duration,
+    /// Consecutive successes that bring a server back.
+    pub rise: u32,
+    /// Consecutive failures that take a server out.
+    pub fall: u32,
 }
 
 /// A site: the hosts it answers for, its origin and its rules.
@@ -137,6 +175,8 @@ pub struct Site {
     pub hosts: Vec<HostPattern>,
     /// Name of the origin pool.
     pub origin: String,
+    /// Certificate for the site's hosts on TLS listeners, chosen by SNI.
+    pub tls: Option<TlsFiles>,
     /// Rules, first match wins.
     pub rules: Vec<Rule>,
 }
@@ -219,7 +259,7 @@ pub enum QueryKey {
 }
 
 /// Process settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Runtime {
     /// Worker threads of the proxy service.
     pub threads: usize,
@@ -230,14 +270,34 @@ pub struct Runtime {
 }
 
 /// Log settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     /// `json` or `text`.
     pub json: bool,
     /// Default level filter, overridden by `RUST_LOG`.
     pub level: String,
-    /// One access-log line per request.
-    pub access: bool,
+    /// Where the JSON access log goes; `None` turns it off.
+    pub access: Option<AccessOutput>,
+}
+
+/// Where access-log lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessOutput {
+    /// Standard output.
+    Stdout,
+    /// Standard error (beside the process log).
+    Stderr,
+    /// A file, appended to and reopened on SIGHUP (for log rotation).
+    File(PathBuf),
+}
+
+/// Response compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// Compress compressible responses on the fly for clients that accept it.
+    pub on_the_fly: bool,
+    /// Level for gzip, brotli and zstd.
+    pub level: u32,
 }
 
 impl EdgeConfig {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde_saphyr::Spanned;
 
-use super::file::{self, EdgeFile, LbFile, QueryFile};
+use super::file::{self, EdgeFile, QueryFile};
 use super::*;
 use crate::check::{socket_addr, Problems};
 use crate::Problem;
@@ -17,7 +17,7 @@ use crate::Problem;
 const MEMORY_MAX_OBJECT: u64 = 64 << 20;
 const DEFAULT_MEMORY_OBJECT: u64 = 1 << 20;
 
-fn dur(d: &Option<Spanned<crate::units::HumanDuration>>) -> Option<Duration> {
+pub(super) fn dur(d: &Option<Spanned<crate::units::HumanDuration>>) -> Option<Duration> {
     d.as_ref().map(|d| d.value.0)
 }
 
@@ -44,17 +44,10 @@ pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {
     }
     for (i, l) in f.listen.value.iter().enumerate() {
         let addr = socket_addr(&mut p, &l.addr, &format!("listen[{i}].addr"));
-        let tls = l.tls.as_ref().map(|t| {
-            for (name, v) in [("cert", &t.cert), ("key", &t.key)] {
-                if v.value.is_empty() {
-                    p.at(v, format!("listen[{i}].tls.{name}"), "must be a file path");
-                }
-            }
-            TlsFiles {
-                cert: PathBuf::from(&t.cert.value),
-                key: PathBuf::from(&t.key.value),
-            }
-        });
+        let tls = l
+            .tls
+            .as_ref()
+            .map(|t| tls_files(&mut p, t, &format!("listen[{i}].tls")));
         if let Some(addr) = addr {
             if listen.iter().any(|x: &Listener| x.addr == addr) {
                 p.at(&l.addr, format!("listen[{i}].addr"), "is listed twice");
@@ -80,10 +73,11 @@ pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {
     }
 
     let cache = cache(&mut p, &f.cache);
-    let origins = origins(&mut p, &f.origins);
+    let origins = origin::origins(&mut p, &f.origins);
     let sites = sites(&mut p, &f.sites, &origins);
     let runtime = runtime(&mut p, &f.runtime);
     let log = log(&mut p, &f.log);
+    let compression = compression(&mut p, &f.compression);
 
     if !p.0.is_empty() {
         p.0.sort_by_key(|x| x.line);
@@ -102,7 +96,20 @@ pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {
         sites,
         runtime,
         log,
+        compression,
     })
+}
+
+fn tls_files(p: &mut Problems, t: &file::TlsFile, field: &str) -> TlsFiles {
+    for (name, v) in [("cert", &t.cert), ("key", &t.key)] {
+        if v.value.is_empty() {
+            p.at(v, format!("{field}.{name}"), "must be a file path");
+        }
+    }
+    TlsFiles {
+        cert: PathBuf::from(&t.cert.value),
+        key: PathBuf::from(&t.key.value),
+    }
 }
 
 fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
@@ -186,91 +193,7 @@ fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
     }
 }
 
-fn origins(
-    p: &mut Problems,
-    f: &Spanned<BTreeMap<String, Spanned<file::OriginFile>>>,
-) -> BTreeMap<String, Origin> {
-    if f.value.is_empty() {
-        p.at(f, "origins", "at least one origin is needed");
-    }
-    let mut out = BTreeMap::new();
-    for (name, o) in &f.value {
-        let field = format!("origins.{name}");
-        let v = &o.value;
-        if v.servers.value.is_empty() {
-            p.at(
-                &v.servers,
-                format!("{field}.servers"),
-                "at least one server is needed",
-            );
-        }
-        for (i, s) in v.servers.value.iter().enumerate() {
-            if !valid_host_port(&s.value) {
-                p.at(
-                    s,
-                    format!("{field}.servers[{i}]"),
-                    format!("`{}` is not `host:port`", s.value),
-                );
-            }
-        }
-        if let Some(sni) = &v.sni {
-            if !v.tls {
-                p.at(sni, format!("{field}.sni"), "is only used with `tls: true`");
-            }
-        }
-        let health_check = v.health_check.as_ref().map(|h| {
-            if !h.path.value.starts_with('/') {
-                p.at(
-                    &h.path,
-                    format!("{field}.health_check.path"),
-                    "must start with `/`",
-                );
-            }
-            let interval = dur(&h.interval).unwrap_or(Duration::from_secs(5));
-            if let Some(i) = &h.interval {
-                if i.value.0 < Duration::from_millis(100) {
-                    p.at(
-                        i,
-                        format!("{field}.health_check.interval"),
-                        "must be at least 100ms",
-                    );
-                }
-            }
-            HealthCheck {
-                path: h.path.value.clone(),
-                interval,
-            }
-        });
-        for (t, n) in [
-            (&v.connect_timeout, "connect_timeout"),
-            (&v.read_timeout, "read_timeout"),
-        ] {
-            if let Some(t) = t {
-                if t.value.0.is_zero() {
-                    p.at(t, format!("{field}.{n}"), "must be greater than 0");
-                }
-            }
-        }
-        out.insert(
-            name.clone(),
-            Origin {
-                servers: v.servers.value.iter().map(|s| s.value.clone()).collect(),
-                tls: v.tls,
-                sni: v.sni.as_ref().map(|s| s.value.clone()),
-                lb: match v.lb {
-                    LbFile::RoundRobin => LoadBalancing::RoundRobin,
-                    LbFile::ConsistentHash => LoadBalancing::ConsistentHash,
-                },
-                health_check,
-                connect_timeout: dur(&v.connect_timeout).unwrap_or(Duration::from_secs(2)),
-                read_timeout: dur(&v.read_timeout).unwrap_or(Duration::from_secs(30)),
-            },
-        );
-    }
-    out
-}
-
-fn valid_host_port(s: &str) -> bool {
+pub(super) fn valid_host_port(s: &str) -> bool {
     if s.parse::<SocketAddr>().is_ok() {
         return true;
     }
@@ -280,7 +203,7 @@ fn valid_host_port(s: &str) -> bool {
     }
 }
 
-fn valid_host_name(h: &str) -> bool {
+pub(super) fn valid_host_name(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|label| {
@@ -363,9 +286,14 @@ fn sites(
             .enumerate()
             .map(|(j, r)| rule(p, r, &format!("{field}.rules[{j}]")))
             .collect();
+        let tls = s
+            .tls
+            .as_ref()
+            .map(|t| tls_files(p, t, &format!("{field}.tls")));
         out.push(Site {
             hosts,
             origin: s.origin.value.clone(),
+            tls,
             rules,
         });
     }
@@ -624,12 +552,43 @@ fn log(p: &mut Problems, f: &file::LogFile) -> Log {
             );
         }
     }
+    let access = match f.access.as_ref().map(|a| (a, &a.value)) {
+        None | Some((_, file::AccessFile::Enabled(true))) => Some(AccessOutput::Stdout),
+        Some((_, file::AccessFile::Enabled(false))) => None,
+        Some((at, file::AccessFile::To(t))) => match t.output.as_str() {
+            "stdout" => Some(AccessOutput::Stdout),
+            "stderr" => Some(AccessOutput::Stderr),
+            "" => {
+                p.at(
+                    at,
+                    "log.access.output",
+                    "must be `stdout`, `stderr` or a file path",
+                );
+                None
+            }
+            path => Some(AccessOutput::File(PathBuf::from(path))),
+        },
+    };
     Log {
         json,
         level,
-        access: f.access.unwrap_or(true),
+        access,
     }
 }
 
+fn compression(p: &mut Problems, f: &file::CompressionFile) -> Compression {
+    // gzip takes 1..=9 and brotli 0..=11; one level serves both, so the common range.
+    if let Some(l) = &f.level {
+        if !(1..=9).contains(&l.value) {
+            p.at(l, "compression.level", "must be between 1 and 9");
+        }
+    }
+    Compression {
+        on_the_fly: f.on_the_fly.unwrap_or(false),
+        level: f.level.as_ref().map_or(5, |l| l.value),
+    }
+}
+
+mod origin;
 #[cfg(test)]
 mod tests;

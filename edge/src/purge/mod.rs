@@ -294,13 +294,13 @@ impl Purger {
     /// schemes. A rule that keys request headers has keys the URL alone cannot give: its path
     /// is banned instead, whatever the query and headers.
     fn url_scopes(&self, u: &UrlTarget) -> Vec<Scope> {
-        let s = &self.state;
-        let rule = s
+        let live = self.state.live.load();
+        let rule = live
             .router
             .route(&u.host)
-            .and_then(|site| select_rule(&s.sites[site].rules, "GET", &u.path))
+            .and_then(|site| select_rule(&live.sites[site].rules, "GET", &u.path))
             .map(|(_, r)| r);
-        let spec = rule.map_or(&s.default_key, |r| &r.cache_key);
+        let spec = rule.map_or(&self.state.default_key, |r| &r.cache_key);
         let by_path = || {
             vec![Scope::Path {
                 host: u.host.clone(),

@@ -352,3 +352,75 @@ fn glob_semantics() {
     assert!(!re.is_match("/img/a/b/c.png.exe"));
     assert!(!re.is_match("/other/img/x.png"));
 }
+
+#[test]
+fn origin_pool_settings_are_read() {
+    let yaml = with(
+        "    servers: [\"127.0.0.1:8000\"]\n",
+        "    servers: [\"127.0.0.1:8000\", { addr: \"127.0.0.1:8001\", weight: 3 }]\n    tls: true\n    sni: origin.example.com\n    verify: false\n    ca_file: /etc/edge/ca.pem\n    host_header: origin.example.com\n    health_check: { path: /healthz, rise: 1, fall: 2 }\n    passive_health: { max_fails: 2, fail_timeout: 3s }\n    write_timeout: 4s\n    idle_timeout: 5s\n",
+    );
+    let c = EdgeConfig::from_yaml(&yaml).unwrap();
+    let o = &c.origins["web"];
+    assert_eq!(o.servers[1].addr, "127.0.0.1:8001");
+    assert_eq!((o.servers[0].weight, o.servers[1].weight), (1, 3));
+    assert!(o.tls && !o.verify);
+    assert_eq!(
+        o.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/edge/ca.pem"))
+    );
+    assert_eq!(o.host_header.as_deref(), Some("origin.example.com"));
+    let hc = o.health_check.as_ref().unwrap();
+    assert_eq!((hc.rise, hc.fall), (1, 2));
+    assert_eq!(o.passive.max_fails, 2);
+    assert_eq!(o.passive.fail_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(o.write_timeout, std::time::Duration::from_secs(4));
+    assert_eq!(o.idle_timeout, std::time::Duration::from_secs(5));
+    // Two servers: one other server to fail over to by default.
+    assert_eq!(o.retries, 1);
+}
+
+#[test]
+fn origin_pool_settings_are_checked() {
+    let yaml = with(
+        "    servers: [\"127.0.0.1:8000\"]\n",
+        "    servers: [{ addr: \"127.0.0.1:8000\", weight: 0 }]\n    ca_file: /etc/ca.pem\n    verify: true\n    host_header: \"bad host\"\n    health_check: { path: /h, rise: 0, fall: 101 }\n    passive_health: { fail_timeout: 0s }\n    retries: 11\n    write_timeout: 0s\n    idle_timeout: 0s\n",
+    );
+    rejects(&yaml, 11, "origins.web.servers[0].weight");
+    rejects(&yaml, 12, "origins.web.ca_file");
+    rejects(&yaml, 13, "origins.web.verify");
+    rejects(&yaml, 14, "origins.web.host_header");
+    rejects(&yaml, 15, "origins.web.health_check.rise");
+    rejects(&yaml, 15, "origins.web.health_check.fall");
+    rejects(&yaml, 16, "origins.web.passive_health.fail_timeout");
+    rejects(&yaml, 17, "origins.web.retries");
+    rejects(&yaml, 18, "origins.web.write_timeout");
+    rejects(&yaml, 19, "origins.web.idle_timeout");
+}
+
+#[test]
+fn site_tls_access_log_and_compression() {
+    let yaml = format!(
+        "{BASE}    tls: {{ cert: '', key: /k.pem }}\nlog:\n  access: {{ output: '' }}\ncompression: {{ on_the_fly: true, level: 12 }}\n"
+    );
+    rejects(&yaml, 19, "sites[0].tls.cert");
+    rejects(&yaml, 21, "log.access.output");
+    rejects(&yaml, 22, "compression.level");
+    let good = format!(
+        "{BASE}    tls: {{ cert: /c.pem, key: /k.pem }}\nlog:\n  access: {{ output: /var/log/edge/access.log }}\ncompression: {{ on_the_fly: true }}\n"
+    );
+    let c = EdgeConfig::from_yaml(&good).unwrap();
+    assert!(c.sites[0].tls.is_some());
+    assert_eq!(
+        c.log.access,
+        Some(crate::edge::AccessOutput::File(
+            "/var/log/edge/access.log".into()
+        ))
+    );
+    assert!(c.compression.on_the_fly);
+    let off = format!("{BASE}log: {{ access: false }}\n");
+    assert_eq!(EdgeConfig::from_yaml(&off).unwrap().log.access, None);
+    assert_eq!(
+        EdgeConfig::from_yaml(BASE).unwrap().log.access,
+        Some(crate::edge::AccessOutput::Stdout)
+    );
+}

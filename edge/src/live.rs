@@ -1,0 +1,137 @@
+//! The part of the configuration a reload replaces: sites, rules, origin pools, certificates,
+//! compression and the admin tokens. Requests take one snapshot when they start and keep it to
+//! the end, so a reload never changes the rules under a request in flight.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use edge_config::edge::{Compression, EdgeConfig, Site};
+use edge_config::token::Tokens;
+
+use crate::origin::OriginPool;
+use crate::router::Router;
+use crate::server::BuildError;
+use crate::tls::{self, Certs};
+
+/// One generation of the reloadable configuration.
+pub struct Live {
+    /// 1 at start-up, one more at each successful reload.
+    pub generation: u64,
+    /// Host -> site.
+    pub router: Router,
+    /// Sites, indexed as the router returns them.
+    pub sites: Vec<Site>,
+    /// The origin pool of each site, same indexes.
+    pub site_pools: Vec<Arc<OriginPool>>,
+    /// Pools by name (for health checks).
+    pub pools: BTreeMap<String, Arc<OriginPool>>,
+    /// TLS certificates.
+    pub certs: Certs,
+    /// Response compression.
+    pub compression: Compression,
+    /// Bearer tokens of the admin purge endpoints.
+    pub admin_tokens: Option<Tokens>,
+    /// The validated file this generation was built from.
+    pub config: EdgeConfig,
+}
+
+impl Live {
+    /// Builds a generation from `config`. Pools whose settings did not change are carried over
+    /// from `previous` with their health state and connections; the rest are built anew (which
+    /// resolves host names: call off the async runtime).
+    pub fn build(config: &EdgeConfig, previous: Option<&Live>) -> Result<Live, BuildError> {
+        let mut pools = BTreeMap::new();
+        for (name, origin) in &config.origins {
+            let reused = previous
+                .and_then(|p| p.pools.get(name))
+                .filter(|p| p.origin() == origin)
+                .cloned();
+            let pool = match reused {
+                Some(p) => p,
+                None => Arc::new(OriginPool::build(name, origin).map_err(|source| {
+                    BuildError::Origin {
+                        name: name.clone(),
+                        source,
+                    }
+                })?),
+            };
+            pools.insert(name.clone(), pool);
+        }
+        let site_pools = config
+            .sites
+            .iter()
+            .map(|s| {
+                // Validation guarantees every site's origin exists.
+                pools
+                    .get(&s.origin)
+                    .cloned()
+                    .ok_or_else(|| BuildError::Tls {
+                        at: format!("site origin `{}`", s.origin),
+                        message: "no such origin".into(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let tls_err = |at: String| move |message| BuildError::Tls { at, message };
+        let mut certs = Certs::default();
+        for l in &config.listen {
+            certs.listeners.push(match &l.tls {
+                Some(files) => {
+                    Some(tls::load(files).map_err(tls_err(format!("listener {}", l.addr)))?)
+                }
+                None => None,
+            });
+        }
+        for (i, s) in config.sites.iter().enumerate() {
+            certs.sites.push(match &s.tls {
+                Some(files) => Some(tls::load(files).map_err(tls_err(format!("sites[{i}]")))?),
+                None => None,
+            });
+        }
+        let admin_tokens = match &config.admin.token_file {
+            Some(path) => Some(Tokens::read(path).map_err(BuildError::Token)?),
+            None => None,
+        };
+        Ok(Live {
+            generation: previous.map_or(1, |p| p.generation + 1),
+            router: Router::new(&config.sites),
+            sites: config.sites.clone(),
+            site_pools,
+            pools,
+            certs,
+            compression: config.compression,
+            admin_tokens,
+            config: config.clone(),
+        })
+    }
+
+    /// Settings that differ from `self` in `new` but only take effect after a restart.
+    pub fn restart_only_changes(&self, new: &EdgeConfig) -> Vec<&'static str> {
+        let old = &self.config;
+        let mut out = Vec::new();
+        if old.node_id != new.node_id {
+            out.push("node.id");
+        }
+        let addrs = |c: &EdgeConfig| {
+            c.listen
+                .iter()
+                .map(|l| (l.addr, l.tls.is_some()))
+                .collect::<Vec<_>>()
+        };
+        if addrs(old) != addrs(new) {
+            out.push("listen");
+        }
+        if old.admin.addr != new.admin.addr {
+            out.push("admin.addr");
+        }
+        if old.cache != new.cache {
+            out.push("cache");
+        }
+        if old.runtime != new.runtime {
+            out.push("runtime");
+        }
+        if old.log != new.log {
+            out.push("log");
+        }
+        out
+    }
+}

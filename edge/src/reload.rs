@@ -1,0 +1,90 @@
+//! SIGHUP: reload the configuration file. Sites, rules, origins, certificates, compression and
+//! the admin tokens are replaced at once for new requests, while requests in flight finish
+//! under the generation they started with; the cache is untouched. A file that does not
+//! validate, or names a certificate or CA that cannot be loaded, is refused with a logged error
+//! and the configuration in force stays. Listeners, the admin address, the cache tiers, the
+//! runtime and the log settings need a restart (or a graceful upgrade); a change to them is
+//! logged and otherwise ignored.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use edge_config::edge::EdgeConfig;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::live::Live;
+use crate::proxy::EdgeState;
+
+/// Waits for SIGHUP and reloads.
+pub struct Reloader {
+    /// The node.
+    pub state: Arc<EdgeState>,
+    /// The file the node was started with.
+    pub path: PathBuf,
+}
+
+impl Reloader {
+    /// Reloads once; returns the new generation, or why the file was refused.
+    pub async fn reload(&self) -> Result<u64, String> {
+        if let Some(log) = &self.state.access_log {
+            log.reopen();
+        }
+        let current = self.state.live.load_full();
+        let path = self.path.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let config = EdgeConfig::load(&path).map_err(|e| e.to_string())?;
+            let restart = current.restart_only_changes(&config);
+            let live = Live::build(&config, Some(&current)).map_err(|e| e.to_string())?;
+            Ok::<_, String>((live, restart))
+        })
+        .await
+        .map_err(|e| format!("reload task failed: {e}"))?;
+        let (live, restart) = built?;
+        if !restart.is_empty() {
+            tracing::warn!(
+                settings = %restart.join(", "),
+                "these settings changed but take effect only after a restart or upgrade"
+            );
+        }
+        let generation = live.generation;
+        self.state.live.store(Arc::new(live));
+        Ok(generation)
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP: reload is off");
+                return;
+            }
+        };
+        let metrics = &self.state.metrics;
+        loop {
+            tokio::select! {
+                got = hup.recv() => if got.is_none() { return },
+                _ = shutdown.changed() => return,
+            }
+            match self.reload().await {
+                Ok(generation) => {
+                    metrics.config_reloads.with_label_values(&["ok"]).inc();
+                    metrics.config_generation.set(generation as i64);
+                    tracing::info!(generation, path = %self.path.display(), "configuration reloaded");
+                }
+                Err(e) => {
+                    metrics.config_reloads.with_label_values(&["error"]).inc();
+                    tracing::error!(
+                        path = %self.path.display(),
+                        "configuration reload refused, the one in force stays: {e}"
+                    );
+                }
+            }
+        }
+    }
+}
