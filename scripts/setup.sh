@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build needs beyond the Rust toolchain: cmake and a C/C++ compiler for
-# Pingora's zlib-ng. Debian/Ubuntu (apt-get); run as root or with sudo available.
+# Pingora's zlib-ng; and what the tests use as real clients and tools: curl (HTTP/2 over TLS,
+# compressed responses), openssl (test certificates) and gzip. Debian/Ubuntu (apt-get); run as
+# root or with sudo available.
 set -euo pipefail
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
@@ -8,6 +10,8 @@ command -v cc >/dev/null || missing+=(gcc)
 command -v c++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
 command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v gzip >/dev/null || missing+=(gzip)
 if ((${#missing[@]})); then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"

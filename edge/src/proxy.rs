@@ -107,6 +107,8 @@ pub struct RequestCtx {
     status: Option<CacheStatus>,
     /// The `Cache-Status` field sent, for the access log.
     status_field: Option<String>,
+    /// The origin's (or an upstream cache's) `Cache-Status`, continued in ours.
+    upstream_status: Option<http::HeaderValue>,
     /// Origin servers already tried by this request (failover skips them).
     tried: Vec<std::net::SocketAddr>,
 }
@@ -285,6 +287,7 @@ impl ProxyHttp for EdgeProxy {
             not_modified: None,
             status: None,
             status_field: None,
+            upstream_status: None,
             tried: Vec::new(),
         }
     }
@@ -621,6 +624,8 @@ impl ProxyHttp for EdgeProxy {
         let status = resp.status.as_u16();
         ctx.origin_status = Some(status);
         encoding::ensure_vary(resp)?;
+        // The stored copy drops it (a hit is this node's alone), so keep it for this response.
+        ctx.upstream_status = resp.headers.get(CACHE_STATUS).cloned();
         if status == 304 {
             // Pingora merges only a few validators into the stored header; RFC 9111 §4.3.4
             // wants every field the 304 carries. Kept for `response_cache_filter`.
@@ -654,7 +659,8 @@ impl ProxyHttp for EdgeProxy {
         let cs = self.cache_status(session, ctx);
         let mine = cs.render(&self.state.node_id);
         // RFC 9211 §2: keep what the caches upstream (an origin shield) said, and add this one.
-        let field = match resp.headers.get(CACHE_STATUS).and_then(|v| v.to_str().ok()) {
+        let upstream = ctx.upstream_status.take();
+        let field = match upstream.as_ref().and_then(|v| v.to_str().ok()) {
             Some(upstream) if !upstream.trim().is_empty() => format!("{upstream}, {mine}"),
             _ => mine,
         };

@@ -73,6 +73,21 @@ pub fn disk_cache(dir: &std::path::Path, memory: &str, disk: &str) -> String {
 /// What Pingora logs when a listening port is taken.
 const PORT_IN_USE: &str = "is in use";
 
+/// The harness's usual head of a configuration: node id, a plain listener on `port`, the admin
+/// listener on `admin` with the harness token, a memory cache, and quiet logs. Origins and
+/// sites follow.
+pub fn node_yaml(node_id: &str, port: u16, admin: u16) -> String {
+    let token = admin_token_file().display().to_string();
+    format!(
+        "node: {{ id: {node_id} }}\n\
+         listen: [{{ addr: \"127.0.0.1:{port}\" }}]\n\
+         admin: {{ addr: \"127.0.0.1:{admin}\", token_file: \"{token}\" }}\n\
+         cache: {DEFAULT_CACHE}\n\
+         runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: 1s }}\n\
+         log: {{ format: text, level: warn, access: false }}\n"
+    )
+}
+
 /// The harness's cache: memory only.
 pub const DEFAULT_CACHE: &str =
     "{ memory: { max_size: 64MiB, max_object_size: 4MiB }, lock_timeout: 5s }";
@@ -156,9 +171,56 @@ impl Edge {
              origins:\n  origin: {{ servers: [\"{origin}\"], connect_timeout: 1s, read_timeout: 5s }}\n\
              sites:\n{sites}\
              runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: 1s }}\n\
-             log: {{ format: text, level: warn }}\n\
+             log: {{ format: text, level: warn, access: false }}\n\
              {extra}"
         )
+    }
+
+    /// Starts an edge on the YAML `yaml(port, admin)` makes for two free ports, trying new
+    /// ports when one is taken meanwhile. [`node_yaml`] gives the harness's usual head.
+    pub fn start_config(node_id: &str, yaml: impl Fn(u16, u16) -> String) -> Edge {
+        let mut attempts = 3;
+        loop {
+            let (port, admin) = (free_port(), free_port());
+            match Self::try_start_yaml(&yaml(port, admin), port, admin, node_id.to_string()) {
+                Ok(edge) => return edge,
+                Err(log) if attempts > 1 && log.contains(PORT_IN_USE) => attempts -= 1,
+                Err(log) => panic!("{log}"),
+            }
+        }
+    }
+
+    /// The configuration file the process runs on.
+    pub fn config_path(&self) -> PathBuf {
+        self.scratch.0.join("edge.yaml")
+    }
+
+    /// The node's scratch directory (removed when the edge is dropped).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.scratch.0
+    }
+
+    /// Replaces the configuration file with `yaml` and sends SIGHUP; waits until the reload
+    /// was applied or refused, and returns whether it was applied.
+    pub fn reload(&self, yaml: &str) -> bool {
+        let ok = self.metric("edge_config_reloads_total{result=\"ok\"}");
+        let err = self.metric("edge_config_reloads_total{result=\"error\"}");
+        std::fs::write(self.config_path(), yaml).unwrap();
+        let sent = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -HUP failed");
+        eventually(Duration::from_secs(20), "the reload to finish", || {
+            if self.metric("edge_config_reloads_total{result=\"ok\"}") > ok {
+                Some(true)
+            } else if self.metric("edge_config_reloads_total{result=\"error\"}") > err {
+                Some(false)
+            } else {
+                None
+            }
+        })
     }
 
     /// Starts the binary on a full YAML text, listening on `port` with admin on `admin`.

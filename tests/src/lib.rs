@@ -6,6 +6,7 @@
 pub mod client;
 pub mod edge;
 pub mod origin;
+pub mod pki;
 pub mod purge_api;
 
 use std::time::{Duration, Instant};
