@@ -33,7 +33,10 @@ fn killing_one_origin_server_keeps_every_request_200() {
     for i in 0..10 {
         assert_eq!(edge.get(&format!("/x{i}"), &[]).status, 200);
     }
-    assert!(a.requests().len() >= 3 && b.requests().len() >= 3, "round robin uses both");
+    assert!(
+        a.requests().len() >= 3 && b.requests().len() >= 3,
+        "round robin uses both"
+    );
 
     b.stop();
     let before = a.requests().len();
@@ -61,7 +64,11 @@ fn consistent_hashing_sends_each_key_to_one_server() {
     let edge = pool_edge(&list, ", lb: consistent_hash");
     for round in 0..3 {
         for i in 0..60 {
-            assert_eq!(edge.get(&format!("/k{i}?v=1"), &[]).status, 200, "round {round}");
+            assert_eq!(
+                edge.get(&format!("/k{i}?v=1"), &[]).status,
+                200,
+                "round {round}"
+            );
         }
     }
     for i in 0..60 {
@@ -95,7 +102,10 @@ fn weights_share_the_load_and_the_host_header_is_rewritten() {
     }
     let (l, h) = (light.requests().len(), heavy.requests().len());
     assert_eq!(l + h, 80);
-    assert!((50..=70).contains(&h), "weight 3 of 4 should get about 60 of 80: {h}");
+    assert!(
+        (50..=70).contains(&h),
+        "weight 3 of 4 should get about 60 of 80: {h}"
+    );
     for r in light.requests().iter().chain(heavy.requests().iter()) {
         assert_eq!(r.header("host"), Some("origin.internal"));
     }
@@ -124,11 +134,19 @@ fn an_active_health_check_takes_a_server_out_and_brings_it_back() {
             .all(|i| edge.get(&format!("/h{i}"), &[]).text() == "b")
             .then_some(())
     });
-    let served_by_a = a.requests().iter().filter(|r| r.path() != "/healthz").count();
+    let served_by_a = a
+        .requests()
+        .iter()
+        .filter(|r| r.path() != "/healthz")
+        .count();
     for i in 0..20 {
         assert_eq!(edge.get(&format!("/out{i}"), &[]).text(), "b");
     }
-    let after = a.requests().iter().filter(|r| r.path() != "/healthz").count();
+    let after = a
+        .requests()
+        .iter()
+        .filter(|r| r.path() != "/healthz")
+        .count();
     assert_eq!(after, served_by_a, "no request reached the sick server");
     assert_eq!(edge.metric("edge_origin_retries_total"), 0.0);
 
@@ -143,7 +161,10 @@ fn an_active_health_check_takes_a_server_out_and_brings_it_back() {
 #[test]
 fn an_origin_shield_shows_both_caches_in_cache_status() {
     let origin = Origin::start(|r| {
-        Reply::ok(format!("body of {}", r.target), &[("cache-control", "max-age=60")])
+        Reply::ok(
+            format!("body of {}", r.target),
+            &[("cache-control", "max-age=60")],
+        )
     });
     let shield = Edge::start_config("shield-1", |port, admin| {
         format!(
@@ -187,7 +208,10 @@ fn an_origin_shield_shows_both_caches_in_cache_status() {
     assert_eq!(other.body, first.body);
     assert_eq!(origin.count("/a.css"), 1, "the shield fetched it once");
     // Each hop is named in CDN-Loop (RFC 8586), which is how loops are caught.
-    let hops = origin.requests()[0].header("cdn-loop").unwrap_or("").to_string();
+    let hops = origin.requests()[0]
+        .header("cdn-loop")
+        .unwrap_or("")
+        .to_string();
     assert_eq!(hops, "edge-1, shield-1");
 }
 
@@ -203,5 +227,9 @@ fn an_edge_that_is_its_own_origin_answers_508() {
     });
     let r = edge.get("/x", &[]);
     assert_eq!(r.status, 508, "{}", r.text());
-    assert!(r.cache_status().contains("loop-detected"), "{}", r.cache_status());
+    assert!(
+        r.cache_status().contains("loop-detected"),
+        "{}",
+        r.cache_status()
+    );
 }

@@ -44,7 +44,8 @@ fn sighup_applies_a_new_rule_keeps_the_cache_and_finishes_requests_in_flight() {
 
     // A request in flight when the reload lands completes under the old configuration.
     let addr = edge.addr;
-    let slow = std::thread::spawn(move || edge_tests::client::get(addr, "example.com", "/slow", &[]));
+    let slow =
+        std::thread::spawn(move || edge_tests::client::get(addr, "example.com", "/slow", &[]));
     std::thread::sleep(Duration::from_millis(200));
     let new = yaml(&origin, port, admin, &format!("{RULE_A}\n{RULE_B}"));
     assert!(edge.reload(&new), "reload applied: {}", edge.log());
@@ -85,7 +86,8 @@ fn sighup_with_a_broken_file_keeps_serving_the_old_configuration() {
         assert_eq!(edge.get("/other", &[]).status, 200);
     }
     assert!(
-        edge.log().contains("edge.yaml:13: `soon` is not a duration"),
+        edge.log()
+            .contains("edge.yaml:13: `soon` is not a duration"),
         "the error names the file, the line and the value: {}",
         edge.log()
     );

@@ -85,7 +85,15 @@ fn certificates_are_chosen_by_sni_over_http2_and_http1() {
         site_with_cert("b.test", &b)
     );
     let _edge = Edge::start_config("edge-tls", |port, admin| {
-        tls_yaml("edge-tls", port, admin, tls_port, &d, &sites, &origin.addr.to_string())
+        tls_yaml(
+            "edge-tls",
+            port,
+            admin,
+            tls_port,
+            &d,
+            &sites,
+            &origin.addr.to_string(),
+        )
     });
     // curl checks the certificate against the name it asked for: success means the right one.
     for host in ["a.test", "b.test", "default.test"] {
@@ -112,7 +120,15 @@ fn a_reload_replaces_certificates_and_a_broken_one_is_refused() {
         site_with_cert("a.test", &a)
     );
     let edge = Edge::start_config("edge-tls", |port, admin| {
-        tls_yaml("edge-tls", port, admin, tls_port, &d, &sites, &origin.addr.to_string())
+        tls_yaml(
+            "edge-tls",
+            port,
+            admin,
+            tls_port,
+            &d,
+            &sites,
+            &origin.addr.to_string(),
+        )
     });
     curl(tls_port, "a.test", &ca.files.cert, "--http2").unwrap();
 
@@ -144,7 +160,15 @@ fn tls_to_the_origin_is_verified_against_a_custom_ca() {
     let sites = format!("{}", site_with_cert("origin.test", &o))
         + "  - hosts: [\"*\"]\n    origin: origin\n";
     let _tls_origin = Edge::start_config("tls-origin", |port, admin| {
-        tls_yaml("tls-origin", port, admin, tls_port, &d, &sites, &backend.addr.to_string())
+        tls_yaml(
+            "tls-origin",
+            port,
+            admin,
+            tls_port,
+            &d,
+            &sites,
+            &backend.addr.to_string(),
+        )
     });
     let front = |tls: String| {
         Edge::start_config("front", move |port, admin| {
