@@ -157,8 +157,7 @@ fn tls_to_the_origin_is_verified_against_a_custom_ca() {
     let backend = echo_host();
     // The TLS origin is another edge with a TLS listener.
     let tls_port = free_port();
-    let sites = format!("{}", site_with_cert("origin.test", &o))
-        + "  - hosts: [\"*\"]\n    origin: origin\n";
+    let sites = site_with_cert("origin.test", &o) + "  - hosts: [\"*\"]\n    origin: origin\n";
     let _tls_origin = Edge::start_config("tls-origin", |port, admin| {
         tls_yaml(
             "tls-origin",
