@@ -265,6 +265,35 @@ impl Edge {
         self.wait_healthy().unwrap_or_else(|log| panic!("{log}"));
     }
 
+    /// A graceful upgrade: starts a second process with `--upgrade`, sends the running one
+    /// SIGQUIT so it hands over its listening sockets, waits for it to exit (returned) and
+    /// for the new one to be healthy.
+    pub fn upgrade(&mut self) -> std::process::ExitStatus {
+        let sock = std::env::temp_dir().join(format!("edge-{}-upgrade.sock", self.node_id));
+        let _ = std::fs::remove_file(&sock);
+        let new = crate::spawn_logged_with(
+            &edge_bin(),
+            &self.config_path(),
+            &self.scratch.0.join("edge.log"),
+            &["--upgrade"],
+        );
+        // The new process listens on the upgrade socket for the old one's listeners.
+        eventually(Duration::from_secs(10), "the upgrade socket", || {
+            sock.exists().then_some(())
+        });
+        let old = std::mem::replace(&mut self.child, new);
+        let mut old = old;
+        let sent = Command::new("kill")
+            .arg("-QUIT")
+            .arg(old.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -QUIT failed");
+        let status = old.wait().unwrap();
+        self.wait_healthy().unwrap_or_else(|log| panic!("{log}"));
+        status
+    }
+
     /// `POST /purge` on the admin listener with the harness token.
     pub fn purge(&self, json: &str) -> client::Response {
         let auth = format!("Bearer {ADMIN_TOKEN}");

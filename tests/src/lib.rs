@@ -40,6 +40,16 @@ pub fn spawn_logged(
     config: &std::path::Path,
     log: &std::path::Path,
 ) -> std::process::Child {
+    spawn_logged_with(bin, config, log, &[])
+}
+
+/// As [`spawn_logged`], with more arguments after `--config <config>`.
+pub fn spawn_logged_with(
+    bin: &std::path::Path,
+    config: &std::path::Path,
+    log: &std::path::Path,
+    args: &[&str],
+) -> std::process::Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -48,6 +58,7 @@ pub fn spawn_logged(
     std::process::Command::new(bin)
         .arg("--config")
         .arg(config)
+        .args(args)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .stdin(std::process::Stdio::null())
