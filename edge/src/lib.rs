@@ -15,4 +15,5 @@ pub mod purge;
 pub mod reload;
 pub mod router;
 pub mod server;
+pub mod systemd;
 pub mod tls;

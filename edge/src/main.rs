@@ -16,7 +16,8 @@ struct Cli {
     /// The node's YAML configuration.
     #[arg(long, short = 'c')]
     config: PathBuf,
-    /// Validate the configuration and exit: 0 if it is good, 64 with every problem if not.
+    /// Validate the configuration, and load the certificates, keys, CA and token files it
+    /// names and resolve its origins; exit 0 if all is good, 64 with the problems if not.
     #[arg(long)]
     check: bool,
     /// Graceful upgrade: take the listening sockets over from the running node (send it
@@ -35,6 +36,11 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
+        // Also load what the file names: certificates, keys, CA files, tokens, origin hosts.
+        if let Err(e) = edge::live::Live::build(&config, None) {
+            eprintln!("{}: {e}", cli.config.display());
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
         println!("{}: ok", cli.config.display());
         return ExitCode::SUCCESS;
     }

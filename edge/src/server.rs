@@ -78,6 +78,7 @@ impl Node {
     /// Serves until SIGTERM (or SIGINT), drains, then makes the disk tier's catalog durable
     /// and saves its eviction order.
     pub fn run(self) {
+        crate::systemd::ready();
         self.server.run(RunArgs::default());
         if let Some(disk) = self.disk {
             match disk.close() {
@@ -100,6 +101,9 @@ pub struct Options {
 /// Builds a ready-to-run node for `config`. Call once per process: the storage, cache lock and
 /// predictor live for the whole process (Pingora's cache wants them `'static`).
 pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError> {
+    // First what the file names (certificates, tokens, origin hosts): an upgrade that cannot
+    // start must fail before it takes the sockets over from the running node.
+    let live = Live::build(config, None)?;
     let conf = ServerConf {
         threads: config.runtime.threads,
         grace_period_seconds: Some(config.runtime.grace_period.as_secs()),
@@ -121,6 +125,11 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
+    if options.upgrade {
+        // The sockets are ours now; the old process exits once drained, before this one may
+        // be ready (it waits for the disk catalog), and systemd must not take that for the end.
+        crate::systemd::main_pid();
+    }
 
     let memory = MemoryTier::new(
         config.cache.memory.max_size,
@@ -143,7 +152,6 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     let predictor: &'static Predictor<16> =
         Box::leak(Box::new(Predictor::new(1024, Some(skip_prediction))));
 
-    let live = Live::build(config, None)?;
     let access_log = match &config.log.access {
         Some(output) => Some(AccessLog::open(output).map_err(BuildError::AccessLog)?),
         None => None,

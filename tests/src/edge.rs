@@ -265,10 +265,10 @@ impl Edge {
         self.wait_healthy().unwrap_or_else(|log| panic!("{log}"));
     }
 
-    /// A graceful upgrade: starts a second process with `--upgrade`, sends the running one
-    /// SIGQUIT so it hands over its listening sockets, waits for it to exit (returned) and
-    /// for the new one to be healthy.
-    pub fn upgrade(&mut self) -> std::process::ExitStatus {
+    /// A graceful upgrade: starts a second process with `--upgrade` (and `env`), sends the
+    /// running one SIGQUIT so it hands over its listening sockets, waits for it to exit
+    /// (returned) and for the new one to be healthy.
+    pub fn upgrade(&mut self, env: &[(&str, &std::ffi::OsStr)]) -> std::process::ExitStatus {
         let sock = std::env::temp_dir().join(format!("edge-{}-upgrade.sock", self.node_id));
         let _ = std::fs::remove_file(&sock);
         let new = crate::spawn_logged_with(
@@ -276,6 +276,7 @@ impl Edge {
             &self.config_path(),
             &self.scratch.0.join("edge.log"),
             &["--upgrade"],
+            env,
         );
         // The new process listens on the upgrade socket for the old one's listeners.
         eventually(Duration::from_secs(10), "the upgrade socket", || {

@@ -40,15 +40,16 @@ pub fn spawn_logged(
     config: &std::path::Path,
     log: &std::path::Path,
 ) -> std::process::Child {
-    spawn_logged_with(bin, config, log, &[])
+    spawn_logged_with(bin, config, log, &[], &[])
 }
 
-/// As [`spawn_logged`], with more arguments after `--config <config>`.
+/// As [`spawn_logged`], with more arguments after `--config <config>` and environment variables.
 pub fn spawn_logged_with(
     bin: &std::path::Path,
     config: &std::path::Path,
     log: &std::path::Path,
     args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
 ) -> std::process::Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -59,6 +60,7 @@ pub fn spawn_logged_with(
         .arg("--config")
         .arg(config)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .stdin(std::process::Stdio::null())

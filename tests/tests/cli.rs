@@ -72,3 +72,27 @@ fn a_bad_config_refuses_to_start() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
+
+#[test]
+fn check_loads_the_files_the_configuration_names() {
+    let dir = Scratch::new("cli-files");
+    let missing = dir.0.join("missing.pem");
+    let with_cert = GOOD.replace(
+        "    origin: o\n",
+        &format!(
+            "    origin: o\n    tls: {{ cert: \"{}\", key: \"{}\" }}\n",
+            missing.display(),
+            missing.display()
+        ),
+    );
+    let (code, _, err) = run(&with_cert, true);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("sites[0]: TLS") && err.contains("missing.pem"),
+        "{err}"
+    );
+    let unresolvable = GOOD.replace("\"127.0.0.1:1\"", "\"no-such-host.invalid:80\"");
+    let (code, _, err) = run(&unresolvable, true);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("origin `o`"), "{err}");
+}

@@ -12,7 +12,10 @@ use edge_tests::origin::{Origin, Reply};
 #[test]
 fn an_upgrade_hands_over_the_sockets_without_failing_a_request() {
     let origin = Origin::start(|r| {
-        Reply::ok(format!("body of {}", r.target), &[("cache-control", "max-age=600")])
+        Reply::ok(
+            format!("body of {}", r.target),
+            &[("cache-control", "max-age=600")],
+        )
     });
     let dir = Scratch::new("upgrade");
     // Its own node id: the upgrade socket is named after it.
@@ -42,9 +45,31 @@ fn an_upgrade_hands_over_the_sockets_without_failing_a_request() {
         }
         statuses
     });
-    let exit = edge.upgrade();
-    assert!(exit.success(), "the old process drained and exited cleanly: {exit}");
+    // Stands in for systemd's notification socket (`Type=notify`).
+    let notify_path = dir.0.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let exit = edge.upgrade(&[("NOTIFY_SOCKET", notify_path.as_os_str())]);
+    assert!(
+        exit.success(),
+        "the old process drained and exited cleanly: {exit}"
+    );
     assert_ne!(edge.pid(), old_pid);
+    // systemd is told the new process is the main one as soon as it has the sockets, then that
+    // it is ready.
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        format!("MAINPID={}\n", edge.pid())
+    );
+    let n = notify.recv(&mut buf).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        format!("MAINPID={}\nREADY=1\n", edge.pid())
+    );
     for _ in 0..20 {
         assert_eq!(edge.get("/during", &[]).status, 200);
     }
