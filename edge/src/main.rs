@@ -16,10 +16,13 @@ struct Cli {
     /// The node's YAML configuration.
     #[arg(long, short = 'c')]
     config: PathBuf,
-    /// Validate the configuration, and load the certificates, keys, CA and token files it
-    /// names and resolve its origins; exit 0 if all is good, 64 with the problems if not.
+    /// Validate the configuration and exit: 0 if it is good, 64 with every problem if not.
     #[arg(long)]
     check: bool,
+    /// As --check, and also load the certificates, keys, CA and token files the configuration
+    /// names and resolve its origin hosts: everything a start or an upgrade needs.
+    #[arg(long)]
+    preflight: bool,
     /// Graceful upgrade: take the listening sockets over from the running node (send it
     /// SIGQUIT right after starting this one), so no connection is refused.
     #[arg(long, short = 'u')]
@@ -35,12 +38,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    if cli.check {
-        // Also load what the file names: certificates, keys, CA files, tokens, origin hosts.
+    if cli.preflight {
         if let Err(e) = edge::live::Live::build(&config, None) {
             eprintln!("{}: {e}", cli.config.display());
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
+    }
+    if cli.check || cli.preflight {
         println!("{}: ok", cli.config.display());
         return ExitCode::SUCCESS;
     }

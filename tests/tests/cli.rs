@@ -8,14 +8,15 @@ use edge_tests::edge::{edge_bin, Scratch};
 const GOOD: &str = "node: { id: e1 }\nlisten: [{ addr: \"127.0.0.1:18080\" }]\nadmin: { addr: \"127.0.0.1:19080\" }\norigins:\n  o: { servers: [\"127.0.0.1:1\"] }\nsites:\n  - hosts: [\"*\"]\n    origin: o\n";
 
 fn run(yaml: &str, check: bool) -> (i32, String, String) {
+    run_with(yaml, if check { &["--check"] } else { &[] })
+}
+
+fn run_with(yaml: &str, args: &[&str]) -> (i32, String, String) {
     let dir = Scratch::new("cli");
     let path = dir.0.join("edge.yaml");
     std::fs::write(&path, yaml).unwrap();
     let mut cmd = Command::new(edge_bin());
-    cmd.arg("--config").arg(&path);
-    if check {
-        cmd.arg("--check");
-    }
+    cmd.arg("--config").arg(&path).args(args);
     let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -74,7 +75,7 @@ fn a_bad_config_refuses_to_start() {
 }
 
 #[test]
-fn check_loads_the_files_the_configuration_names() {
+fn preflight_loads_the_files_the_configuration_names() {
     let dir = Scratch::new("cli-files");
     let missing = dir.0.join("missing.pem");
     let with_cert = GOOD.replace(
@@ -85,14 +86,23 @@ fn check_loads_the_files_the_configuration_names() {
             missing.display()
         ),
     );
-    let (code, _, err) = run(&with_cert, true);
+    // --check looks at the file alone (the reference file names paths of a production host).
+    assert_eq!(run(&with_cert, true).0, 0);
+    let (code, _, err) = run_with(&with_cert, &["--preflight"]);
     assert_eq!(code, 64, "{err}");
     assert!(
         err.contains("sites[0]: TLS") && err.contains("missing.pem"),
         "{err}"
     );
     let unresolvable = GOOD.replace("\"127.0.0.1:1\"", "\"no-such-host.invalid:80\"");
-    let (code, _, err) = run(&unresolvable, true);
+    let (code, _, err) = run_with(&unresolvable, &["--preflight"]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("origin `o`"), "{err}");
+}
+
+#[test]
+fn preflight_accepts_a_good_file() {
+    let (code, out, err) = run_with(GOOD, &["--preflight"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"));
 }
