@@ -77,12 +77,16 @@ const PORT_IN_USE: &str = "is in use";
 /// listener on `admin` with the harness token, a memory cache, and quiet logs. Origins and
 /// sites follow.
 pub fn node_yaml(node_id: &str, port: u16, admin: u16) -> String {
+    head_yaml(node_id, port, admin, DEFAULT_CACHE)
+}
+
+fn head_yaml(node_id: &str, port: u16, admin: u16, cache: &str) -> String {
     let token = admin_token_file().display().to_string();
     format!(
         "node: {{ id: {node_id} }}\n\
          listen: [{{ addr: \"127.0.0.1:{port}\" }}]\n\
          admin: {{ addr: \"127.0.0.1:{admin}\", token_file: \"{token}\" }}\n\
-         cache: {DEFAULT_CACHE}\n\
+         cache: {cache}\n\
          runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: 1s }}\n\
          log: {{ format: text, level: warn, access: false }}\n"
     )
@@ -161,18 +165,10 @@ impl Edge {
         port: u16,
         admin: u16,
     ) -> String {
-        let node_id = "edge-test";
-        let token = admin_token_file().display().to_string();
         format!(
-            "node: {{ id: {node_id} }}\n\
-             listen: [{{ addr: \"127.0.0.1:{port}\" }}]\n\
-             admin: {{ addr: \"127.0.0.1:{admin}\", token_file: \"{token}\" }}\n\
-             cache: {cache}\n\
-             origins:\n  origin: {{ servers: [\"{origin}\"], connect_timeout: 1s, read_timeout: 5s }}\n\
-             sites:\n{sites}\
-             runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: 1s }}\n\
-             log: {{ format: text, level: warn, access: false }}\n\
-             {extra}"
+            "{}origins:\n  origin: {{ servers: [\"{origin}\"], connect_timeout: 1s, read_timeout: 5s }}\n\
+             sites:\n{sites}{extra}",
+            head_yaml("edge-test", port, admin, cache)
         )
     }
 

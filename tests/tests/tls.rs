@@ -31,6 +31,20 @@ fn curl(port: u16, host: &str, ca: &Path, version: &str) -> Result<(String, Stri
     Ok((body.to_string(), v.to_string()))
 }
 
+/// An edge with a plain listener and a TLS listener on `tls_port` (certificate `default`), the
+/// given sites, and an origin at `origin`.
+fn start_tls_edge(
+    node: &str,
+    tls_port: u16,
+    default: &CertFiles,
+    sites: &str,
+    origin: std::net::SocketAddr,
+) -> Edge {
+    Edge::start_config(node, |port, admin| {
+        tls_yaml(node, port, admin, tls_port, default, sites, origin)
+    })
+}
+
 fn tls_yaml(
     node: &str,
     port: u16,
@@ -38,7 +52,7 @@ fn tls_yaml(
     tls_port: u16,
     default: &CertFiles,
     sites: &str,
-    origin: &str,
+    origin: std::net::SocketAddr,
 ) -> String {
     let head = node_yaml(node, port, admin).replace(
         &format!("listen: [{{ addr: \"127.0.0.1:{port}\" }}]"),
@@ -84,17 +98,7 @@ fn certificates_are_chosen_by_sni_over_http2_and_http1() {
         site_with_cert("a.test", &a),
         site_with_cert("b.test", &b)
     );
-    let _edge = Edge::start_config("edge-tls", |port, admin| {
-        tls_yaml(
-            "edge-tls",
-            port,
-            admin,
-            tls_port,
-            &d,
-            &sites,
-            &origin.addr.to_string(),
-        )
-    });
+    let _edge = start_tls_edge("edge-tls", tls_port, &d, &sites, origin.addr);
     // curl checks the certificate against the name it asked for: success means the right one.
     for host in ["a.test", "b.test", "default.test"] {
         let (body, version) = curl(tls_port, host, &ca.files.cert, "--http2").unwrap();
@@ -119,17 +123,7 @@ fn a_reload_replaces_certificates_and_a_broken_one_is_refused() {
         "{}  - hosts: [\"*\"]\n    origin: origin\n",
         site_with_cert("a.test", &a)
     );
-    let edge = Edge::start_config("edge-tls", |port, admin| {
-        tls_yaml(
-            "edge-tls",
-            port,
-            admin,
-            tls_port,
-            &d,
-            &sites,
-            &origin.addr.to_string(),
-        )
-    });
+    let edge = start_tls_edge("edge-tls", tls_port, &d, &sites, origin.addr);
     curl(tls_port, "a.test", &ca.files.cert, "--http2").unwrap();
 
     // A new certificate from another CA in the same files, and the same configuration.
@@ -158,17 +152,7 @@ fn tls_to_the_origin_is_verified_against_a_custom_ca() {
     // The TLS origin is another edge with a TLS listener.
     let tls_port = free_port();
     let sites = site_with_cert("origin.test", &o) + "  - hosts: [\"*\"]\n    origin: origin\n";
-    let _tls_origin = Edge::start_config("tls-origin", |port, admin| {
-        tls_yaml(
-            "tls-origin",
-            port,
-            admin,
-            tls_port,
-            &d,
-            &sites,
-            &backend.addr.to_string(),
-        )
-    });
+    let _tls_origin = start_tls_edge("tls-origin", tls_port, &d, &sites, backend.addr);
     let front = |tls: String| {
         Edge::start_config("front", move |port, admin| {
             format!(
