@@ -51,7 +51,6 @@ pub struct Entry<'a> {
 pub struct AccessLog {
     writer: NonBlocking,
     reopen: Arc<AtomicBool>,
-    output: AccessOutput,
     _guard: WorkerGuard,
 }
 
@@ -71,14 +70,8 @@ impl AccessLog {
         Ok(AccessLog {
             writer,
             reopen,
-            output: output.clone(),
             _guard: guard,
         })
-    }
-
-    /// Where the lines go.
-    pub fn output(&self) -> &AccessOutput {
-        &self.output
     }
 
     /// Writes one line.

@@ -100,3 +100,17 @@ fn sighup_with_a_broken_file_keeps_serving_the_old_configuration() {
     edge.get("/b", &[]);
     edge.get("/b", &[]).assert_cache_status("hit");
 }
+
+#[test]
+fn sighup_moves_a_site_to_another_origin() {
+    let old = Origin::start(|_| Reply::ok("old", &[("cache-control", "no-store")]));
+    let new = Origin::start(|_| Reply::ok("new", &[("cache-control", "no-store")]));
+    let edge = Edge::start_config("edge-test", |p, a| yaml(&old, p, a, ""));
+    assert_eq!(edge.get("/x", &[]).text(), "old");
+    let moved = yaml(&new, edge.addr.port(), edge.admin.port(), "");
+    assert!(edge.reload(&moved));
+    for i in 0..5 {
+        assert_eq!(edge.get(&format!("/y{i}"), &[]).text(), "new");
+    }
+    assert_eq!(old.requests().len(), 1);
+}

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use edge_config::edge::{HealthCheck, Origin};
 use pingora::http::RequestHeader;
 use pingora::lb::health_check::HttpHealthCheck;
+use pingora::protocols::tls::CaType;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
@@ -22,6 +23,7 @@ const MAX_IDLE: Duration = Duration::from_millis(500);
 pub(super) fn http_check(
     origin: &Origin,
     hc: &HealthCheck,
+    ca: Option<Arc<CaType>>,
 ) -> Result<Box<HttpHealthCheck>, PoolError> {
     let host = origin
         .host_header
@@ -50,9 +52,7 @@ pub(super) fn http_check(
     );
     opts.verify_cert = origin.verify;
     opts.verify_hostname = origin.verify;
-    if let Some(path) = &origin.ca_file {
-        opts.ca = Some(super::load_ca(path)?);
-    }
+    opts.ca = ca;
     Ok(Box::new(check))
 }
 

@@ -77,8 +77,12 @@ impl OriginPool {
             None => None,
         };
         let selector = match origin.lb {
-            LoadBalancing::RoundRobin => Selector::RoundRobin(balancer(backends, origin)?),
-            LoadBalancing::ConsistentHash => Selector::Hash(balancer(backends, origin)?),
+            LoadBalancing::RoundRobin => {
+                Selector::RoundRobin(balancer(backends, origin, ca.as_ref())?)
+            }
+            LoadBalancing::ConsistentHash => {
+                Selector::Hash(balancer(backends, origin, ca.as_ref())?)
+            }
         };
         Ok(OriginPool {
             name: name.to_string(),
@@ -88,11 +92,6 @@ impl OriginPool {
             passive: Passive::new(origin.passive),
             check_due: parking_lot::Mutex::new(std::time::Instant::now()),
         })
-    }
-
-    /// The pool's name in the configuration.
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// The configuration the pool was built from.
@@ -175,14 +174,18 @@ impl OriginPool {
     }
 }
 
-fn balancer<S>(backends: BTreeSet<Backend>, origin: &Origin) -> Result<LoadBalancer<S>, PoolError>
+fn balancer<S>(
+    backends: BTreeSet<Backend>,
+    origin: &Origin,
+    ca: Option<&Arc<CaType>>,
+) -> Result<LoadBalancer<S>, PoolError>
 where
     S: BackendSelection + 'static,
     S::Iter: BackendIter,
 {
     let mut b = Backends::new(Static::new(backends));
     if let Some(hc) = &origin.health_check {
-        b.set_health_check(health::http_check(origin, hc)?);
+        b.set_health_check(health::http_check(origin, hc, ca.cloned())?);
     }
     let lb = LoadBalancer::<S>::from_backends(b);
     // A static discovery completes at once: poll it once rather than await in a sync context.
@@ -206,7 +209,7 @@ fn host_only(addr: &str) -> String {
 }
 
 /// CA certificates from a PEM file, checked as trust anchors before Pingora sees them.
-pub(crate) fn load_ca(path: &std::path::Path) -> Result<Arc<CaType>, PoolError> {
+fn load_ca(path: &std::path::Path) -> Result<Arc<CaType>, PoolError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
     let err = |message: String| PoolError::Ca {
