@@ -19,16 +19,12 @@ pub struct Live {
     pub generation: u64,
     /// Host -> site.
     pub router: Router,
-    /// Sites, indexed as the router returns them.
-    pub sites: Vec<Site>,
     /// The origin pool of each site, same indexes.
     pub site_pools: Vec<Arc<OriginPool>>,
     /// Pools by name (for health checks).
     pub pools: BTreeMap<String, Arc<OriginPool>>,
     /// TLS certificates.
     pub certs: Certs,
-    /// Response compression.
-    pub compression: Compression,
     /// Bearer tokens of the admin purge endpoints.
     pub admin_tokens: Option<Tokens>,
     /// The validated file this generation was built from.
@@ -36,6 +32,16 @@ pub struct Live {
 }
 
 impl Live {
+    /// Sites, indexed as the router returns them.
+    pub fn sites(&self) -> &[Site] {
+        &self.config.sites
+    }
+
+    /// Response compression.
+    pub fn compression(&self) -> Compression {
+        self.config.compression
+    }
+
     /// Builds a generation from `config`. Pools whose settings did not change are carried over
     /// from `previous` with their health state and connections; the rest are built anew (which
     /// resolves host names: call off the async runtime).
@@ -94,11 +100,9 @@ impl Live {
         Ok(Live {
             generation: previous.map_or(1, |p| p.generation + 1),
             router: Router::new(&config.sites),
-            sites: config.sites.clone(),
             site_pools,
             pools,
             certs,
-            compression: config.compression,
             admin_tokens,
             config: config.clone(),
         })

@@ -115,7 +115,7 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     fn rule(&self) -> Option<&Rule> {
-        Some(&self.live.sites[self.site?].rules[self.rule?])
+        Some(&self.live.sites()[self.site?].rules[self.rule?])
     }
 
     fn pool(&self) -> Option<&Arc<OriginPool>> {
@@ -302,7 +302,7 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let c = ctx.live.compression;
+        let c = ctx.live.compression();
         if let Some(m) = session
             .downstream_modules_ctx
             .get_mut::<ResponseCompression>()
@@ -350,7 +350,11 @@ impl ProxyHttp for EdgeProxy {
                 .await;
         };
         let method = req.method.clone();
-        let rule = select_rule(&ctx.live.sites[site].rules, method.as_str(), req.uri.path());
+        let rule = select_rule(
+            &ctx.live.sites()[site].rules,
+            method.as_str(),
+            req.uri.path(),
+        );
         ctx.rule = rule.map(|(i, _)| i);
         if !is_cacheable_method(&method) {
             ctx.fwd = Some("method");

@@ -23,22 +23,14 @@ const MAX_IDLE: Duration = Duration::from_millis(500);
 pub(super) fn http_check(
     origin: &Origin,
     hc: &HealthCheck,
+    sni: &str,
     ca: Option<Arc<CaType>>,
 ) -> Result<Box<HttpHealthCheck>, PoolError> {
-    let host = origin
-        .host_header
-        .clone()
-        .or_else(|| origin.sni.clone())
-        .or_else(|| origin.servers.first().map(|s| super::host_only(&s.addr)))
-        .unwrap_or_default();
-    let sni = origin
-        .sni
-        .clone()
-        .unwrap_or_else(|| super::host_only(&host));
-    let mut check = HttpHealthCheck::new(&sni, origin.tls);
+    let host = origin.host_header.as_deref().unwrap_or(sni);
+    let mut check = HttpHealthCheck::new(sni, origin.tls);
     let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None)
         .map_err(|e| PoolError::HealthCheck(e.to_string()))?;
-    req.insert_header("host", host.as_str())
+    req.insert_header("host", host)
         .map_err(|e| PoolError::HealthCheck(e.to_string()))?;
     check.req = req;
     check.consecutive_success = hc.rise as usize;

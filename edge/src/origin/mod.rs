@@ -55,6 +55,8 @@ pub struct OriginPool {
     origin: Origin,
     ca: Option<Arc<CaType>>,
     passive: Passive,
+    /// SNI (and the name the certificate must carry), derived once from the settings.
+    sni: String,
     /// When the active health check is next due.
     check_due: parking_lot::Mutex<std::time::Instant>,
 }
@@ -76,13 +78,19 @@ impl OriginPool {
             Some(path) => Some(load_ca(path)?),
             None => None,
         };
+        let sni = origin
+            .sni
+            .clone()
+            .or_else(|| origin.host_header.as_deref().map(host_only))
+            .or_else(|| origin.servers.first().map(|s| host_only(&s.addr)))
+            .unwrap_or_default();
+        let check = HealthCheckSetup {
+            sni: &sni,
+            ca: ca.as_ref(),
+        };
         let selector = match origin.lb {
-            LoadBalancing::RoundRobin => {
-                Selector::RoundRobin(balancer(backends, origin, ca.as_ref())?)
-            }
-            LoadBalancing::ConsistentHash => {
-                Selector::Hash(balancer(backends, origin, ca.as_ref())?)
-            }
+            LoadBalancing::RoundRobin => Selector::RoundRobin(balancer(backends, origin, &check)?),
+            LoadBalancing::ConsistentHash => Selector::Hash(balancer(backends, origin, &check)?),
         };
         Ok(OriginPool {
             name: name.to_string(),
@@ -90,6 +98,7 @@ impl OriginPool {
             origin: origin.clone(),
             ca,
             passive: Passive::new(origin.passive),
+            sni,
             check_due: parking_lot::Mutex::new(std::time::Instant::now()),
         })
     }
@@ -112,13 +121,7 @@ impl OriginPool {
             })
             .or_else(|| self.select(key, |b, _| untried(b)))?;
         let o = &self.origin;
-        let sni = o
-            .sni
-            .clone()
-            .or_else(|| o.host_header.as_deref().map(host_only))
-            .or_else(|| o.servers.first().map(|s| host_only(&s.addr)))
-            .unwrap_or_default();
-        let mut peer = HttpPeer::new(backend.addr, o.tls, sni);
+        let mut peer = HttpPeer::new(backend.addr, o.tls, self.sni.clone());
         let opts = &mut peer.options;
         opts.connection_timeout = Some(o.connect_timeout);
         // The TCP connect, then the TLS handshake, each within connect_timeout.
@@ -174,10 +177,16 @@ impl OriginPool {
     }
 }
 
+/// What the health check shares with the pool's own connections.
+struct HealthCheckSetup<'a> {
+    sni: &'a str,
+    ca: Option<&'a Arc<CaType>>,
+}
+
 fn balancer<S>(
     backends: BTreeSet<Backend>,
     origin: &Origin,
-    ca: Option<&Arc<CaType>>,
+    check: &HealthCheckSetup<'_>,
 ) -> Result<LoadBalancer<S>, PoolError>
 where
     S: BackendSelection + 'static,
@@ -185,7 +194,12 @@ where
 {
     let mut b = Backends::new(Static::new(backends));
     if let Some(hc) = &origin.health_check {
-        b.set_health_check(health::http_check(origin, hc, ca.cloned())?);
+        b.set_health_check(health::http_check(
+            origin,
+            hc,
+            check.sni,
+            check.ca.cloned(),
+        )?);
     }
     let lb = LoadBalancer::<S>::from_backends(b);
     // A static discovery completes at once: poll it once rather than await in a sync context.

@@ -61,10 +61,7 @@ impl Passive {
         if self.settings.max_fails == 0 {
             return;
         }
-        let mut servers = self.servers.lock();
-        if servers.contains_key(addr) {
-            servers.remove(addr);
-        }
+        self.servers.lock().remove(addr);
     }
 }
 

@@ -298,7 +298,7 @@ impl Purger {
         let rule = live
             .router
             .route(&u.host)
-            .and_then(|site| select_rule(&live.sites[site].rules, "GET", &u.path))
+            .and_then(|site| select_rule(&live.sites()[site].rules, "GET", &u.path))
             .map(|(_, r)| r);
         let spec = rule.map_or(&self.state.default_key, |r| &r.cache_key);
         let by_path = || {
