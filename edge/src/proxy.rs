@@ -30,7 +30,7 @@ use crate::http::cache_status::{
     CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ORIGIN_ERROR, STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
-use crate::http::{encoding, stamp, tags};
+use crate::http::{encoding, hygiene, stamp, tags};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::origin::OriginPool;
@@ -318,6 +318,18 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Err(over) = hygiene::check_limits(session.req_header(), &ctx.live.config.limits) {
+            let body = format!("{}\n", over.detail().replace('-', " "));
+            return self
+                .respond_local(session, ctx, over.status(), over.detail(), body)
+                .await;
+        }
+        // One form of the path for the rules, the key and the origin alike.
+        let req = session.req_header_mut();
+        if let Some(uri) = hygiene::normalized_uri(&req.uri) {
+            req.set_uri(uri);
+        }
+        hygiene::forward_as_keyed(req);
         let req = session.req_header();
         let Some(host) = request_host(req).and_then(normalize_host) else {
             return self
@@ -586,6 +598,24 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         if let Some(host) = ctx.pool().and_then(|p| p.origin().host_header.as_deref()) {
             upstream.insert_header(HOST, host)?;
+        }
+        let keyed = &ctx
+            .rule()
+            .map_or(&self.state.default_key, |r| &r.cache_key)
+            .headers;
+        if ctx.fwd.is_none() {
+            // The answer may be stored: nothing outside the key may shape it.
+            hygiene::strip_unkeyed(upstream, keyed);
+        }
+        // What the edge knows, from the key, so an origin can build links without trusting
+        // the client's word for it (unless a rule keys on the client's).
+        for (name, value) in [
+            ("x-forwarded-proto", ctx.scheme),
+            ("x-forwarded-host", ctx.host.as_str()),
+        ] {
+            if !keyed.iter().any(|k| k == name) {
+                upstream.insert_header(name, value)?;
+            }
         }
         let ae = encoding::normalize(
             upstream

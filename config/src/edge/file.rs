@@ -26,6 +26,8 @@ pub struct EdgeFile {
     pub log: LogFile,
     #[serde(default)]
     pub compression: CompressionFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +162,8 @@ pub struct RuleFile {
     pub cache: Option<Spanned<bool>>,
     pub ttl: Option<Spanned<HumanDuration>>,
     pub default_ttl: Option<Spanned<HumanDuration>>,
+    /// How long a 404 (or 405, 414) may be stored, at most.
+    pub negative_ttl: Option<Spanned<HumanDuration>>,
     pub stale_while_revalidate: Option<Spanned<HumanDuration>>,
     pub stale_if_error: Option<Spanned<HumanDuration>>,
     pub cache_key: Option<CacheKeyFile>,
@@ -233,4 +237,15 @@ pub struct CompressionFile {
     pub on_the_fly: Option<bool>,
     /// Compression level for on-the-fly gzip, brotli and zstd.
     pub level: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Longest request target (path and query); longer gets 414.
+    pub max_uri_size: Option<Spanned<ByteSize>>,
+    /// Most bytes of request header fields; more gets 431.
+    pub max_header_size: Option<Spanned<ByteSize>>,
+    /// Most request header fields; more gets 431.
+    pub max_headers: Option<Spanned<usize>>,
 }

@@ -35,6 +35,8 @@ pub struct EdgeConfig {
     pub log: Log,
     /// Response compression.
     pub compression: Compression,
+    /// Request size limits.
+    pub limits: Limits,
 }
 
 /// A public listener.
@@ -203,6 +205,8 @@ pub struct Rule {
     pub ttl: Option<Duration>,
     /// Freshness when the origin gives none.
     pub default_ttl: Option<Duration>,
+    /// The longest a 404, 405 or 414 is stored, whatever the origin says (0: never).
+    pub negative_ttl: Duration,
     /// stale-while-revalidate window when the origin gives none.
     pub stale_while_revalidate: Option<Duration>,
     /// stale-if-error window when the origin gives none.
@@ -298,6 +302,32 @@ pub struct Compression {
     pub on_the_fly: bool,
     /// Level for gzip, brotli and zstd.
     pub level: u32,
+}
+
+/// How long a 404 (405, 414) is stored when no rule says otherwise: long enough to absorb a
+/// burst of requests for a missing file, short enough that a file deployed after it shows up.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
+
+/// Request size limits. Pingora's parser refuses (400) beyond its own: a 64 KiB target, 1 MiB of
+/// header and 256 fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request target (path and query); longer is answered 414.
+    pub max_uri_size: usize,
+    /// Most bytes of request header fields (names and values); more is answered 431.
+    pub max_header_size: usize,
+    /// Most request header fields; more is answered 431.
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_uri_size: 8 * 1024,
+            max_header_size: 32 * 1024,
+            max_headers: 100,
+        }
+    }
 }
 
 impl EdgeConfig {

@@ -78,6 +78,7 @@ pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {
     let runtime = runtime(&mut p, &f.runtime);
     let log = log(&mut p, &f.log);
     let compression = compression(&mut p, &f.compression);
+    let limits = limits(&mut p, &f.limits);
 
     if !p.0.is_empty() {
         p.0.sort_by_key(|x| x.line);
@@ -97,6 +98,7 @@ pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {
         runtime,
         log,
         compression,
+        limits,
     })
 }
 
@@ -394,6 +396,7 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
             let extras = [
                 r.ttl.is_some(),
                 r.default_ttl.is_some(),
+                r.negative_ttl.is_some(),
                 r.stale_while_revalidate.is_some(),
                 r.stale_if_error.is_some(),
                 r.cache_key.is_some(),
@@ -415,6 +418,16 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
             format!("{field}.default_ttl"),
             "`ttl` already overrides the origin's freshness; use one of ttl and default_ttl",
         );
+    }
+
+    if let Some(n) = &r.negative_ttl {
+        if n.value.0 > MAX_NEGATIVE_TTL {
+            p.at(
+                n,
+                format!("{field}.negative_ttl"),
+                "at most 1h: a stored 404 hides a file deployed after it for this long",
+            );
+        }
     }
 
     let mut cache_key = CacheKeySpec::default();
@@ -485,6 +498,7 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
         cache,
         ttl: dur(&r.ttl),
         default_ttl: dur(&r.default_ttl),
+        negative_ttl: dur(&r.negative_ttl).unwrap_or(DEFAULT_NEGATIVE_TTL),
         stale_while_revalidate: dur(&r.stale_while_revalidate),
         stale_if_error: dur(&r.stale_if_error),
         cache_key,
@@ -586,6 +600,53 @@ fn compression(p: &mut Problems, f: &file::CompressionFile) -> Compression {
     Compression {
         on_the_fly: f.on_the_fly.unwrap_or(false),
         level: f.level.as_ref().map_or(5, |l| l.value),
+    }
+}
+
+const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(3600);
+
+fn limits(p: &mut Problems, f: &file::LimitsFile) -> Limits {
+    let d = Limits::default();
+    let mut size = |v: &Option<Spanned<crate::units::ByteSize>>,
+                    field: &str,
+                    range: std::ops::RangeInclusive<u64>,
+                    why: &str,
+                    default: usize| {
+        let Some(v) = v else { return default };
+        if !range.contains(&v.value.0) {
+            p.at(v, format!("limits.{field}"), why);
+        }
+        v.value.0 as usize
+    };
+    // The upper bounds are Pingora's parser's: past them a request is refused before any limit
+    // here could answer it properly.
+    let max_uri_size = size(
+        &f.max_uri_size,
+        "max_uri_size",
+        256..=65_000,
+        "must be between 256B and 63KiB (the parser's own limit is 64KiB)",
+        d.max_uri_size,
+    );
+    let max_header_size = size(
+        &f.max_header_size,
+        "max_header_size",
+        1024..=1024 * 1024,
+        "must be between 1KiB and 1MiB (the parser's own limit)",
+        d.max_header_size,
+    );
+    if let Some(n) = &f.max_headers {
+        if !(8..=256).contains(&n.value) {
+            p.at(
+                n,
+                "limits.max_headers",
+                "must be between 8 and 256 (the parser's own limit)",
+            );
+        }
+    }
+    Limits {
+        max_uri_size,
+        max_header_size,
+        max_headers: f.max_headers.as_ref().map_or(d.max_headers, |n| n.value),
     }
 }
 

@@ -66,8 +66,10 @@ fn push(out: &mut Vec<u8>, part: &[u8]) {
     out.extend_from_slice(part);
 }
 
-/// The query as it enters the key: parameters sorted so their order does not split the cache,
-/// filtered to the kept names when the rule lists them.
+/// The query as it enters the key: parameters sorted by name so their order does not split the
+/// cache, filtered to the kept names when the rule lists them. The sort is stable: repeated
+/// names keep their order, because origins that read the first (or last) value would answer
+/// `?a=1&a=2` and `?a=2&a=1` differently.
 pub fn normalised_query(query: Option<&str>, mode: &QueryKey) -> String {
     let (Some(q), false) = (query, *mode == QueryKey::Ignore) else {
         return String::new();
@@ -75,15 +77,16 @@ pub fn normalised_query(query: Option<&str>, mode: &QueryKey) -> String {
     let pairs = q.split('&').filter(|p| !p.is_empty());
     let mut pairs: Vec<&str> = match mode {
         QueryKey::Keep(names) => pairs
-            .filter(|p| {
-                let name = p.split_once('=').map_or(*p, |(n, _)| n);
-                names.iter().any(|k| k == name)
-            })
+            .filter(|p| names.iter().any(|k| k == param_name(p)))
             .collect(),
         _ => pairs.collect(),
     };
-    pairs.sort_unstable();
+    pairs.sort_by(|a, b| param_name(a).cmp(param_name(b)));
     pairs.join("&")
+}
+
+fn param_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(n, _)| n)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use edge_config::edge::Rule;
+use edge_config::edge::{Rule, DEFAULT_NEGATIVE_TTL};
 use http::header::{HeaderName, AGE, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY};
 use httpdate::HttpDate;
 use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
@@ -77,18 +77,28 @@ pub fn decide(
     // Rule TTLs apply to the statuses a CDN caches by default, never to 404s and other errors:
     // an asset rule with `ttl: 365d` must not pin a missing file for a year.
     let rule_applies = matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 410);
-    let heuristic_status = rule_applies || matches!(status, 404 | 405 | 414);
+    let negative = matches!(status, 404 | 405 | 414);
     let lifetime = rule
         .and_then(|r| r.ttl)
         .filter(|_| rule_applies)
         .or_else(|| explicit_lifetime(control, resp, now))
         .or_else(|| rule.and_then(|r| r.default_ttl).filter(|_| rule_applies))
         .or_else(|| {
-            (heuristic_status || control.is_some_and(CacheControl::public))
+            (rule_applies || control.is_some_and(CacheControl::public))
                 .then(|| heuristic_lifetime(resp, now))
                 .flatten()
-        })
-        .ok_or("no-freshness")?;
+        });
+    let lifetime = if negative {
+        // Negative caching: absorb a burst of requests for a missing file, whatever the
+        // origin says, but never hide a file deployed later for longer than negative_ttl.
+        let cap = rule.map_or(DEFAULT_NEGATIVE_TTL, |r| r.negative_ttl);
+        if cap.is_zero() {
+            return Err("negative-ttl");
+        }
+        lifetime.map_or(cap, |l| l.min(cap))
+    } else {
+        lifetime.ok_or("no-freshness")?
+    };
     let validators = resp.headers.contains_key(ETAG) || resp.headers.contains_key(LAST_MODIFIED);
     if lifetime.is_zero() && !validators {
         // Stale on arrival and no way to revalidate: storing it saves nothing.

@@ -424,3 +424,67 @@ fn site_tls_access_log_and_compression() {
         Some(crate::edge::AccessOutput::Stdout)
     );
 }
+
+#[test]
+fn negative_ttl_is_short_and_defaults_to_ten_seconds() {
+    let c = EdgeConfig::from_yaml(BASE).unwrap();
+    assert_eq!(
+        c.sites[0].rules[0].negative_ttl,
+        crate::edge::DEFAULT_NEGATIVE_TTL
+    );
+    let c =
+        EdgeConfig::from_yaml(&with("ttl: 365d", "ttl: 365d\n        negative_ttl: 0s")).unwrap();
+    assert!(c.sites[0].rules[0].negative_ttl.is_zero());
+    rejects(
+        &with("ttl: 365d", "ttl: 365d\n        negative_ttl: 2h"),
+        18,
+        "sites[0].rules[0].negative_ttl",
+    );
+    rejects(
+        &with(
+            "ttl: 365d\n        cache_key: { query: ignore }",
+            "cache: false\n        negative_ttl: 5s",
+        ),
+        17,
+        "sites[0].rules[0].cache",
+    );
+}
+
+#[test]
+fn request_limits_are_within_the_parsers() {
+    let c = EdgeConfig::from_yaml(BASE).unwrap();
+    assert_eq!(c.limits, crate::edge::Limits::default());
+    let ok = format!(
+        "{BASE}limits: {{ max_uri_size: 2KiB, max_header_size: 16KiB, max_headers: 50 }}\n"
+    );
+    let c = EdgeConfig::from_yaml(&ok).unwrap();
+    assert_eq!(
+        (
+            c.limits.max_uri_size,
+            c.limits.max_header_size,
+            c.limits.max_headers
+        ),
+        (2048, 16384, 50)
+    );
+    rejects(
+        &format!("{BASE}limits: {{ max_uri_size: 100KiB }}\n"),
+        19,
+        "limits.max_uri_size",
+    );
+    rejects(
+        &format!("{BASE}limits: {{ max_uri_size: 10B }}\n"),
+        19,
+        "limits.max_uri_size",
+    );
+    rejects(
+        &format!("{BASE}limits: {{ max_header_size: 2MiB }}\n"),
+        19,
+        "limits.max_header_size",
+    );
+    rejects(
+        &format!("{BASE}limits: {{ max_headers: 1000 }}\n"),
+        19,
+        "limits.max_headers",
+    );
+    rejects(&format!("{BASE}limits: {{ max_body: 1 }}\n"), 19, "");
+}

@@ -253,10 +253,10 @@ fn rule_ttl_and_default_ttl() {
     )
     .unwrap();
     assert_eq!(ttl(f), 3600);
-    // Not for a 404.
+    // Not for a 404: that gets the negative TTL.
     assert_eq!(
-        decide(&resp(404, &[]), false, Some(&r), now()),
-        Err("no-freshness")
+        ttl(decide(&resp(404, &[]), false, Some(&r), now()).unwrap()),
+        10
     );
     // Never over no-store.
     assert_eq!(
@@ -357,4 +357,57 @@ fn a_304_updates_every_field_but_framing() {
     assert_eq!(merged.headers["content-length"], "10");
     assert_eq!(merged.headers["etag"], "\"a\"");
     assert_eq!(merged.status, 200);
+}
+
+#[test]
+fn a_404_is_stored_for_the_negative_ttl_at_most() {
+    let d = rule("{ match: { path_prefix: / }, negative_ttl: 30s }");
+    for status in [404, 405, 414] {
+        // Silent origin: the negative TTL.
+        assert_eq!(
+            ttl(decide(&resp(status, &[]), false, Some(&d), now()).unwrap()),
+            30
+        );
+        // A long max-age is capped; a shorter one kept.
+        let long = [("cache-control", "max-age=86400")];
+        assert_eq!(
+            ttl(decide(&resp(status, &long), false, Some(&d), now()).unwrap()),
+            30
+        );
+        let short = [("cache-control", "max-age=5")];
+        assert_eq!(
+            ttl(decide(&resp(status, &short), false, Some(&d), now()).unwrap()),
+            5
+        );
+        // no-store and private still win.
+        let ns = [("cache-control", "no-store")];
+        assert_eq!(
+            decide(&resp(status, &ns), false, Some(&d), now()),
+            Err("no-store")
+        );
+    }
+    // Without a rule, the default.
+    assert_eq!(
+        ttl(decide(&resp(404, &[]), false, None, now()).unwrap()),
+        10
+    );
+    // Zero: never.
+    let off = rule("{ match: { path_prefix: / }, negative_ttl: 0s }");
+    assert_eq!(
+        decide(
+            &resp(404, &[("cache-control", "max-age=60")]),
+            false,
+            Some(&off),
+            now()
+        ),
+        Err("negative-ttl")
+    );
+    // A 5xx is never stored, whatever it says.
+    for status in [500, 502, 503, 504] {
+        let long = [("cache-control", "public, max-age=86400")];
+        assert_eq!(
+            decide(&resp(status, &long), false, Some(&d), now()),
+            Err("status")
+        );
+    }
 }
