@@ -1,11 +1,33 @@
 //! Bearer tokens: read from a file, checked in constant time. Both the edge's admin listener and
-//! purge-api use them.
+//! purge-api use them. A purge-api token may be scoped to hosts.
 
 use std::path::Path;
 
+/// Where a token may act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everywhere: any host, tags and purge-all.
+    All,
+    /// Only these hosts: exact names and `*.suffix` patterns (stored as `.suffix`), lower case.
+    Hosts(Vec<String>),
+}
+
+impl Scope {
+    /// Whether `host` (normalised) is within the scope.
+    pub fn allows_host(&self, host: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Hosts(patterns) => patterns.iter().any(|p| match p.strip_prefix('.') {
+                Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(p.as_str()),
+                None => p == host,
+            }),
+        }
+    }
+}
+
 /// The tokens a listener accepts.
 #[derive(Clone, Default)]
-pub struct Tokens(Vec<Vec<u8>>);
+pub struct Tokens(Vec<(Vec<u8>, Scope)>);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -15,27 +37,63 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// Reads one token per line; blank lines and `#` comments are skipped. A file without a
-    /// token is an error: it would lock every caller out without saying why.
+    /// Reads one token per line, optionally followed by the hosts it is scoped to
+    /// (`<token> static.example.com *.cdn.example.com`); blank lines and `#` comments are
+    /// skipped. A file without a token is an error: it would lock every caller out without
+    /// saying why.
     pub fn read(path: &Path) -> Result<Tokens, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let tokens = Tokens::parse(&text);
+        let tokens = Tokens::parse(&text).map_err(|e| format!("{}:{e}", path.display()))?;
         if tokens.0.is_empty() {
             return Err(format!("{}: holds no token", path.display()));
         }
         Ok(tokens)
     }
 
-    /// Tokens from the text of a tokens file.
-    pub fn parse(text: &str) -> Tokens {
-        Tokens(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(|l| l.as_bytes().to_vec())
-                .collect(),
-        )
+    /// Tokens from the text of a tokens file; an error names the line of a bad host pattern.
+    pub fn parse(text: &str) -> Result<Tokens, String> {
+        let mut tokens = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let mut words = line.split_whitespace();
+            let Some(token) = words.next().filter(|t| !t.starts_with('#')) else {
+                continue;
+            };
+            let mut hosts = Vec::new();
+            for w in words {
+                let lower = w.to_ascii_lowercase();
+                let pattern = match lower.strip_prefix("*.") {
+                    Some(suffix) => crate::host::normalize_host(suffix)
+                        .filter(|h| h == suffix)
+                        .map(|h| format!(".{h}")),
+                    None => crate::host::normalize_host(&lower).filter(|h| *h == lower),
+                };
+                let Some(pattern) = pattern else {
+                    return Err(format!(
+                        "{}: `{w}` is not a host name or `*.suffix` pattern",
+                        n + 1
+                    ));
+                };
+                hosts.push(pattern);
+            }
+            let scope = if hosts.is_empty() {
+                Scope::All
+            } else {
+                Scope::Hosts(hosts)
+            };
+            tokens.push((token.as_bytes().to_vec(), scope));
+        }
+        Ok(Tokens(tokens))
+    }
+
+    /// Whether any token is scoped to hosts.
+    pub fn any_scoped(&self) -> bool {
+        self.0.iter().any(|(_, s)| *s != Scope::All)
+    }
+
+    /// The scope of token `i` (as [`Tokens::which`] numbers them).
+    pub fn scope(&self, i: usize) -> &Scope {
+        self.0.get(i).map_or(&Scope::All, |(_, s)| s)
     }
 
     /// How many tokens there are.
@@ -50,7 +108,9 @@ impl Tokens {
 
     /// The first token (what a client sends).
     pub fn first(&self) -> Option<&str> {
-        self.0.first().and_then(|t| std::str::from_utf8(t).ok())
+        self.0
+            .first()
+            .and_then(|(t, _)| std::str::from_utf8(t).ok())
     }
 
     /// Whether an `Authorization` value carries one of the tokens, as `Bearer <token>`. Every
@@ -61,14 +121,14 @@ impl Tokens {
         };
         self.0
             .iter()
-            .fold(false, |ok, t| ok | constant_time_eq(t, presented))
+            .fold(false, |ok, (t, _)| ok | constant_time_eq(t, presented))
     }
 
     /// Index of the token presented (for per-token limits), if it is one of them.
     pub fn which(&self, authorization: Option<&[u8]>) -> Option<usize> {
         let presented = authorization.and_then(bearer)?;
         let mut found = None;
-        for (i, t) in self.0.iter().enumerate() {
+        for (i, (t, _)) in self.0.iter().enumerate() {
             if constant_time_eq(t, presented) {
                 found = Some(i);
             }
@@ -101,7 +161,7 @@ mod tests {
 
     #[test]
     fn accepts_only_a_listed_bearer_token() {
-        let t = Tokens::parse("# deploy\nsecret-one\n\n  secret-two  \n");
+        let t = Tokens::parse("# deploy\nsecret-one\n\n  secret-two  \n").unwrap();
         assert!(t.accepts(Some(b"Bearer secret-one")));
         assert!(t.accepts(Some(b"bearer secret-two")));
         assert_eq!(t.which(Some(b"Bearer secret-two")), Some(1));
@@ -117,6 +177,25 @@ mod tests {
         }
         assert!(!t.accepts(None));
         assert!(!Tokens::default().accepts(Some(b"Bearer x")));
+    }
+
+    #[test]
+    fn scopes_name_hosts_and_suffixes() {
+        let t = Tokens::parse("all\nshop  shop.example.com *.IMG.example.com # not a comment\n");
+        assert!(t.is_err(), "a word that is not a host is refused");
+        let t = Tokens::parse("all\nshop  shop.example.com *.IMG.example.com\n").unwrap();
+        assert_eq!(t.which(Some(b"Bearer shop")), Some(1));
+        assert_eq!(t.scope(0), &Scope::All);
+        let s = t.scope(1);
+        assert!(s.allows_host("shop.example.com"));
+        assert!(s.allows_host("a.img.example.com"));
+        assert!(!s.allows_host("img.example.com"));
+        assert!(!s.allows_host("xshop.example.com"));
+        assert!(!s.allows_host("example.com"));
+        assert!(!s.allows_host("evilimg.example.com"));
+        assert!(t.any_scoped());
+        let e = Tokens::parse("a\nb bad_host!\n").unwrap_err();
+        assert!(e.starts_with("2: `bad_host!`"), "{e}");
     }
 
     #[test]

@@ -94,7 +94,17 @@ impl Live {
             });
         }
         let admin_tokens = match &config.admin.token_file {
-            Some(path) => Some(Tokens::read(path).map_err(BuildError::Token)?),
+            Some(path) => {
+                let tokens = Tokens::read(path).map_err(BuildError::Token)?;
+                if tokens.any_scoped() {
+                    // Scopes bind purge-api callers; here a scope would be silently ignored.
+                    return Err(BuildError::Token(format!(
+                        "{}: admin tokens cannot be scoped to hosts (scopes are for purge-api's tokens_file)",
+                        path.display()
+                    )));
+                }
+                Some(tokens)
+            }
             None => None,
         };
         Ok(Live {

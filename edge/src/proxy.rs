@@ -374,8 +374,22 @@ impl ProxyHttp for EdgeProxy {
         } else if rule.is_some_and(|(_, r)| !r.cache) {
             ctx.fwd = Some("bypass");
         }
+        let body_on_cacheable = ctx.fwd.is_none() && hygiene::has_body(req);
         ctx.site = Some(site);
         ctx.host = host;
+        if body_on_cacheable {
+            // The body is not in the key, so an answer that depends on it would be served to
+            // requests without it; and origins that ignore GET bodies misread the connection.
+            return self
+                .respond_local(
+                    session,
+                    ctx,
+                    400,
+                    "body-on-get",
+                    "a GET or HEAD request must not carry a body here\n".into(),
+                )
+                .await;
+        }
         if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
             ctx.scheme = "https";
         }

@@ -87,7 +87,11 @@ fn spec() -> impl Strategy<Value = CacheKeySpec> {
     ];
     (query, any::<bool>()).prop_map(|(query, device)| CacheKeySpec {
         query,
-        headers: if device { vec!["x-device".into()] } else { vec![] },
+        headers: if device {
+            vec!["x-device".into()]
+        } else {
+            vec![]
+        },
     })
 }
 
@@ -201,7 +205,10 @@ fn pat() -> impl Strategy<Value = Pat> {
 }
 
 fn rules(pats: &[Pat]) -> Vec<Rule> {
-    let rules: Vec<String> = pats.iter().map(|p| format!("      - {}\n", p.yaml())).collect();
+    let rules: Vec<String> = pats
+        .iter()
+        .map(|p| format!("      - {}\n", p.yaml()))
+        .collect();
     let yaml = format!(
         "node: {{ id: t }}\nlisten: [{{ addr: 127.0.0.1:1 }}]\nadmin: {{ addr: 127.0.0.1:2 }}\norigins: {{ o: {{ servers: [\"127.0.0.1:3\"] }} }}\nsites:\n  - hosts: [\"*\"]\n    origin: o\n    rules:\n{}",
         rules.concat()

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge_config::purge::{InvalidPurge, Purge};
+use edge_config::purge::{InvalidPurge, Purge, Targets};
+use edge_config::token::Scope;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -182,10 +183,13 @@ async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -
             "seq, log and head are set by the purge service, not by callers",
         );
     }
-    match purge.targets(limits.max_items) {
-        Ok(_) => {}
+    let targets = match purge.targets(limits.max_items) {
+        Ok(t) => t,
         Err(e @ InvalidPurge::TooMany { .. }) => return error(StatusCode::PAYLOAD_TOO_LARGE, e),
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if let Err(why) = in_scope(shared.tokens.scope(caller), &targets) {
+        return error(StatusCode::FORBIDDEN, why);
     }
     let store_shared = shared.clone();
     let appended = tokio::task::spawn_blocking(move || {
@@ -253,6 +257,29 @@ struct PurgeStatus {
     /// Every current node applied it.
     complete: bool,
     nodes: Vec<NodeApplied>,
+}
+
+/// A token scoped to hosts purges only within them: no tags or purge-all, which reach every
+/// host's objects, and every URL, prefix and host inside the scope.
+fn in_scope(scope: &Scope, t: &Targets) -> Result<(), String> {
+    if *scope == Scope::All {
+        return Ok(());
+    }
+    if t.all || !t.tags.is_empty() {
+        return Err("this token is scoped to hosts: tags and all reach every host; use urls, prefixes or hosts".into());
+    }
+    let hosts = t
+        .urls
+        .iter()
+        .map(|u| &u.host)
+        .chain(t.prefixes.iter().map(|p| &p.host))
+        .chain(t.hosts.iter());
+    for h in hosts {
+        if !scope.allows_host(h) {
+            return Err(format!("this token may not purge host `{h}`"));
+        }
+    }
+    Ok(())
 }
 
 fn status_body(shared: &SharedRef, seq: u64) -> PurgeStatus {

@@ -139,6 +139,15 @@ pub fn forward_as_keyed(req: &mut RequestHeader) {
     }
 }
 
+/// Whether the request carries a body (chunked, or a non-zero Content-Length).
+pub fn has_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
 /// Drops the [`UNKEYED_HAZARDS`] that `keyed` (the rule's keyed headers) does not name.
 pub fn strip_unkeyed(req: &mut RequestHeader, keyed: &[String]) {
     for name in UNKEYED_HAZARDS {
