@@ -749,6 +749,17 @@ impl ProxyHttp for EdgeProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             _ => match e.esource() {
+                // As nginx: an origin that did not answer in time is a gateway timeout.
+                ErrorSource::Upstream
+                    if matches!(
+                        e.etype(),
+                        ErrorType::ReadTimedout
+                            | ErrorType::ConnectTimedout
+                            | ErrorType::TLSHandshakeTimedout
+                    ) =>
+                {
+                    504
+                }
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,

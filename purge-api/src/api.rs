@@ -128,18 +128,29 @@ async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Refusal> {
         return Err(too_large());
     }
     let mut body = req.into_body();
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("reading body: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            if (out.len() + data.len()) as u64 > max {
-                return Err(too_large());
+    let read = async {
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("reading body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                if (out.len() + data.len()) as u64 > max {
+                    return Err(too_large());
+                }
+                out.extend_from_slice(&data);
             }
-            out.extend_from_slice(&data);
         }
-    }
-    Ok(Bytes::from(out))
+        Ok(Bytes::from(out))
+    };
+    // A body trickled in a byte at a time would hold a connection slot indefinitely.
+    tokio::time::timeout(crate::server::CLIENT_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time".into(),
+            ))
+        })
 }
 
 fn wait_of(query: Option<&str>) -> Result<Option<Duration>, Refusal> {

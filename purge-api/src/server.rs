@@ -7,7 +7,7 @@ use std::time::Duration;
 use edge_config::purge_api::PurgeApiConfig;
 use edge_config::token::Tokens;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -88,6 +88,11 @@ pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), S
     Ok((shared, listener))
 }
 
+/// Most client connections served at once.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long a client may take to send a request header, or a request body.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves until the process is stopped. Every acknowledged purge is already durable, so a stop
 /// at any point loses nothing: delivery resumes from each node's own position on restart.
 pub async fn run(shared: SharedRef, listener: TcpListener) {
@@ -98,7 +103,13 @@ pub async fn run(shared: SharedRef, listener: TcpListener) {
         "purge-api serving"
     );
     tokio::spawn(discovery::run(shared.clone()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the cap, new connections wait in the kernel's backlog instead of costing a
+        // descriptor and a task each: a flood slows callers down but cannot exhaust the process.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
@@ -114,11 +125,15 @@ pub async fn run(shared: SharedRef, listener: TcpListener) {
                 let shared = shared.clone();
                 async move { Ok::<_, std::convert::Infallible>(api::handle(shared, req).await) }
             });
+            // A caller that never finishes its header is dropped rather than held forever.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(CLIENT_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod edge;
+pub mod netcut;
 pub mod origin;
 pub mod pki;
 pub mod purge_api;

@@ -9,6 +9,8 @@ use crate::{client, eventually, free_port};
 
 /// The bearer token harness purge-apis accept from callers.
 pub const API_TOKEN: &str = "test-api-token";
+/// A token harness purge-apis accept for `shop.test` and `*.img.test` only.
+pub const SCOPED_TOKEN: &str = "test-scoped-token";
 
 /// The `purge-api` binary cargo built beside this test.
 pub fn purge_api_bin() -> std::path::PathBuf {
@@ -42,7 +44,11 @@ impl PurgeApi {
         let scratch = Scratch::new("purge-api");
         let port = free_port();
         let tokens = scratch.0.join("tokens");
-        std::fs::write(&tokens, format!("# callers\n{API_TOKEN}\nsecond-token\n")).unwrap();
+        std::fs::write(
+            &tokens,
+            format!("# callers\n{API_TOKEN}\nsecond-token\n{SCOPED_TOKEN} shop.test *.img.test\n"),
+        )
+        .unwrap();
         let yaml = format!(
             "listen: \"127.0.0.1:{port}\"\n\
              tokens_file: \"{}\"\n\
@@ -117,7 +123,12 @@ impl PurgeApi {
 
     /// `POST /v1/purge` (with `?query` if given) with the harness token.
     pub fn purge(&self, json: &str, query: &str) -> client::Response {
-        let auth = format!("Bearer {API_TOKEN}");
+        self.purge_as(API_TOKEN, json, query)
+    }
+
+    /// `POST /v1/purge` (with `?query` if given) with this token.
+    pub fn purge_as(&self, token: &str, json: &str, query: &str) -> client::Response {
+        let auth = format!("Bearer {token}");
         let path = if query.is_empty() {
             "/v1/purge".to_string()
         } else {
