@@ -104,6 +104,11 @@ impl PurgeApi {
         );
     }
 
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
