@@ -79,6 +79,12 @@ pub struct Delivery {
 }
 
 impl PurgeApiConfig {
+    /// Parses and validates YAML text (for tests and tools).
+    pub fn from_yaml(text: &str) -> Result<PurgeApiConfig, Vec<crate::Problem>> {
+        let file: file::PurgeApiFile = crate::load::parse_yaml(text).map_err(|p| vec![p])?;
+        validate(file)
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<PurgeApiConfig, ConfigError> {
         let file: file::PurgeApiFile = crate::load_yaml(path)?;
