@@ -194,11 +194,7 @@ fn main() {
         "",
         "limits: { rate_per_second: 1000, burst: 1000 }\n",
     );
-    let pids: Vec<u32> = edges
-        .iter()
-        .map(Edge::pid)
-        .chain([api.pid()])
-        .collect();
+    let pids: Vec<u32> = edges.iter().map(Edge::pid).chain([api.pid()]).collect();
     println!(
         "soak: {seconds}s, {concurrency} connections over 2 edges (memory {} MiB, disk {} MiB each), purge-api, one origin",
         MEMORY >> 20,
@@ -253,7 +249,10 @@ fn main() {
                     0 => r#"{"tags": ["big"]}"#.to_string(),
                     1 => r#"{"prefixes": ["soak.test/hot/1"]}"#.to_string(),
                     2 => r#"{"tags": ["hot"], "soft": true}"#.to_string(),
-                    _ => format!(r#"{{"urls": ["http://soak.test/hot/{}"]}}"#, rng.next() % HOT),
+                    _ => format!(
+                        r#"{{"urls": ["http://soak.test/hot/{}"]}}"#,
+                        rng.next() % HOT
+                    ),
                 };
                 let r = edge_tests::client::request(
                     api_addr,
@@ -320,7 +319,9 @@ fn main() {
     let last = samples.last().expect("at least one sample");
     let mut failures = Vec::new();
     if errors > 0 || purge_errors > 0 {
-        failures.push(format!("{errors} request errors, {purge_errors} purge errors"));
+        failures.push(format!(
+            "{errors} request errors, {purge_errors} purge errors"
+        ));
     }
     for (i, name) in ["edge-1", "edge-2", "purge-api"].iter().enumerate() {
         // Allocator noise on a few MiB is not growth; a leak over minutes is more than this.
@@ -341,7 +342,10 @@ fn main() {
     for (i, s) in samples.iter().enumerate() {
         for e in 0..2 {
             if s.memory[e] > MEMORY as f64 * 1.05 || s.disk[e] > DISK as f64 * 1.05 {
-                failures.push(format!("edge-{}: a tier over its bound in sample {i}", e + 1));
+                failures.push(format!(
+                    "edge-{}: a tier over its bound in sample {i}",
+                    e + 1
+                ));
             }
         }
     }
