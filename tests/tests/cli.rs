@@ -94,6 +94,19 @@ fn preflight_loads_the_files_the_configuration_names() {
         err.contains("sites[0]: TLS") && err.contains("missing.pem"),
         "{err}"
     );
+    // Host scopes are for purge-api callers; on the admin listener they would be ignored.
+    let tokens = dir.0.join("admin-token");
+    std::fs::write(&tokens, "secret static.example.com\n").unwrap();
+    let scoped = GOOD.replace(
+        "admin: { addr: \"127.0.0.1:19080\" }",
+        &format!(
+            "admin: {{ addr: \"127.0.0.1:19080\", token_file: \"{}\" }}",
+            tokens.display()
+        ),
+    );
+    let (code, _, err) = run_with(&scoped, &["--preflight"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("cannot be scoped to hosts"), "{err}");
     let unresolvable = GOOD.replace("\"127.0.0.1:1\"", "\"no-such-host.invalid:80\"");
     let (code, _, err) = run_with(&unresolvable, &["--preflight"]);
     assert_eq!(code, 64, "{err}");
