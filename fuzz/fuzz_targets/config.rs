@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let lines = text.lines().count() as u64 + 1;
+    // YAML breaks lines at CR, LF and CRLF (a lone CR is a line to an editor too).
+    let lines = 1 + text.replace("\r\n", "\n").bytes().filter(|b| matches!(b, b'\n' | b'\r')).count() as u64;
     if let Err(problems) = EdgeConfig::from_yaml(text) {
         assert!(!problems.is_empty());
         assert!(problems.iter().all(|p| p.line <= lines), "{problems:?}");
