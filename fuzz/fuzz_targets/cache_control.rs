@@ -39,6 +39,11 @@ fuzz_target!(|data: &[u8]| {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     if let Ok(f) = decide(&resp, head[2] & 1 == 1, None, now) {
         assert!(status < 500, "a {status} was stored");
-        assert!(f.fresh_until >= f.created.checked_sub(Duration::from_secs(1)).unwrap_or(f.created));
+        assert!(
+            f.fresh_until
+                >= f.created
+                    .checked_sub(Duration::from_secs(1))
+                    .unwrap_or(f.created)
+        );
     }
 });

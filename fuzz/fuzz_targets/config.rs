@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // YAML breaks lines at CR, LF and CRLF (a lone CR is a line to an editor too).
-    let lines = 1 + text.replace("\r\n", "\n").bytes().filter(|b| matches!(b, b'\n' | b'\r')).count() as u64;
+    let lines = 1 + text
+        .replace("\r\n", "\n")
+        .bytes()
+        .filter(|b| matches!(b, b'\n' | b'\r'))
+        .count() as u64;
     if let Err(problems) = EdgeConfig::from_yaml(text) {
         assert!(!problems.is_empty());
         assert!(problems.iter().all(|p| p.line <= lines), "{problems:?}");

@@ -12,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(t) = purge.targets(100) {
         let items = t.urls.len() + t.prefixes.len() + t.hosts.len() + t.tags.len();
         assert!(items <= 100);
-        assert!(t.urls.iter().all(|u| !u.host.is_empty() && u.path.starts_with('/')));
+        assert!(t
+            .urls
+            .iter()
+            .all(|u| !u.host.is_empty() && u.path.starts_with('/')));
     }
 });

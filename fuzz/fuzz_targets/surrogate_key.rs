@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for (i, value) in data.split(|b| *b == b'\n').enumerate().take(8) {
-        let name = if i % 2 == 0 { "surrogate-key" } else { "cache-tag" };
+        let name = if i % 2 == 0 {
+            "surrogate-key"
+        } else {
+            "cache-tag"
+        };
         let Ok(v) = http::HeaderValue::from_bytes(value) else {
             continue;
         };
