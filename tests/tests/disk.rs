@@ -10,7 +10,7 @@ use std::time::Duration;
 use edge_tests::client::{self, Response};
 use edge_tests::edge::{edge_bin, Edge, Scratch};
 use edge_tests::origin::{pattern, pattern_byte, Origin, Reply};
-use edge_tests::{eventually, free_port};
+use edge_tests::{eventually, files_under, free_port};
 
 const CACHEABLE: &[(&str, &str)] = &[("Cache-Control", "max-age=3600")];
 
@@ -34,22 +34,6 @@ fn wait_on_disk(edge: &Edge, path: &str) -> Response {
         let r = edge.get(path, &[]);
         r.cache_status().contains("detail=disk").then_some(r)
     })
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn bytes_under(dir: &Path) -> u64 {

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use edge_tests::client;
 use edge_tests::edge::{node_yaml, site, Edge, Scratch};
-use edge_tests::eventually;
 use edge_tests::netcut::NetCut;
 use edge_tests::origin::{pattern, Origin, Reply};
 use edge_tests::purge_api::PurgeApi;
+use edge_tests::{eventually, files_under};
 
 const CACHEABLE: &[(&str, &str)] = &[("cache-control", "max-age=3600")];
 
@@ -175,10 +175,10 @@ fn unreadable_body_files_are_misses() {
             .then_some(())
     });
     let objects = dir.0.join("objects");
-    let files = walk(&objects);
+    let files = files_under(&objects);
     assert_eq!(files.len(), 1, "{files:?}");
     for damage in ["deleted", "a directory"] {
-        let f = walk(&objects).pop().unwrap();
+        let f = files_under(&objects).pop().unwrap();
         std::fs::remove_file(&f).unwrap();
         if damage == "a directory" {
             std::fs::create_dir(&f).unwrap();
@@ -198,19 +198,6 @@ fn unreadable_body_files_are_misses() {
                 .then_some(())
         });
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The body each path must have: its own name, repeated, so a body served under the wrong key

@@ -124,66 +124,50 @@ fn floods_are_refused_cleanly_and_nothing_refused_is_logged() {
     );
 }
 
+/// Sends a purge request's `head` (after the request line, Host and token), lets `body` write
+/// what follows (write errors are expected once the server refuses), and returns the status line.
+fn status_after(api: &PurgeApi, head: &str, body: impl FnOnce(&mut TcpStream)) -> String {
+    let mut s = TcpStream::connect(api.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST /v1/purge HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {}\r\n{head}\r\n",
+        edge_tests::purge_api::API_TOKEN
+    )
+    .unwrap();
+    body(&mut s);
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.lines().next().unwrap_or("").to_string()
+}
+
 #[test]
 fn huge_and_endless_bodies_are_refused() {
     let origin = Origin::start(|_| Reply::ok("x", &[]));
     let edge = Edge::start(origin.addr, "");
     let api = PurgeApi::start(&[edge.admin], "", "limits: { max_body: 64KiB }\n");
-    let auth = format!(
-        "Authorization: Bearer {}\r\n",
-        edge_tests::purge_api::API_TOKEN
-    );
 
     // Declared huge: refused on the header, before the body is read.
-    let mut s = TcpStream::connect(api.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST /v1/purge HTTP/1.1\r\nHost: p\r\n{auth}Content-Length: 500000000\r\n\r\n"
-    )
-    .unwrap();
-    let _ = s.write_all(&[b' '; 65536]);
-    let mut buf = [0u8; 512];
-    let n = s.read(&mut buf).unwrap();
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 413"),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
+    let status = status_after(&api, "Content-Length: 500000000\r\n", |s| {
+        let _ = s.write_all(&[b' '; 65536]);
+    });
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
 
     // Chunked with no declared size: cut off at the limit.
-    let mut s = TcpStream::connect(api.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST /v1/purge HTTP/1.1\r\nHost: p\r\n{auth}Transfer-Encoding: chunked\r\n\r\n"
-    )
-    .unwrap();
-    for _ in 0..40 {
-        if write!(s, "1000\r\n{}\r\n", " ".repeat(4096)).is_err() {
-            break;
+    let status = status_after(&api, "Transfer-Encoding: chunked\r\n", |s| {
+        for _ in 0..40 {
+            if write!(s, "1000\r\n{}\r\n", " ".repeat(4096)).is_err() {
+                break;
+            }
         }
-    }
-    let n = s.read(&mut buf).unwrap();
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 413"),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
+    });
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
 
     // A body that stops arriving: 408 after the client timeout, not a connection held forever.
-    let mut s = TcpStream::connect(api.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST /v1/purge HTTP/1.1\r\nHost: p\r\n{auth}Content-Length: 100\r\n\r\n{{\"urls\":"
-    )
-    .unwrap();
-    let n = s.read(&mut buf).unwrap();
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 408"),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
+    let status = status_after(&api, "Content-Length: 100\r\n", |s| {
+        s.write_all(b"{\"urls\":").unwrap();
+    });
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}");
     assert_eq!(head(&api), 0);
 }

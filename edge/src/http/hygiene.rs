@@ -91,21 +91,33 @@ pub fn normalized_uri(uri: &Uri) -> Option<Uri> {
     Uri::from_parts(parts).ok()
 }
 
+/// How many dots a segment spells, counting `%2e` as one; `None` if it holds anything else.
+fn dots(seg: &str) -> Option<usize> {
+    let mut rest = seg.as_bytes();
+    let mut n = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return None,
+        };
+        n += 1;
+    }
+    Some(n)
+}
+
 fn is_dot(seg: &str) -> bool {
-    seg == "." || seg.eq_ignore_ascii_case("%2e")
+    dots(seg) == Some(1)
 }
 
 fn is_dot_dot(seg: &str) -> bool {
-    matches!(seg.len(), 2 | 4 | 6)
-        && seg
-            .to_ascii_lowercase()
-            .replace("%2e", ".")
-            .as_str()
-            .eq("..")
+    dots(seg) == Some(2)
 }
 
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|s| is_dot(s) || is_dot_dot(s))
+    // Most paths have neither a dot nor a percent sign: nothing to scan for.
+    (path.contains('.') || path.contains('%'))
+        && path.split('/').any(|s| is_dot(s) || is_dot_dot(s))
 }
 
 /// Removes `.` and `..` segments from an absolute path; `..` never climbs above the root.
