@@ -109,7 +109,7 @@ pub struct RequestCtx {
     status_field: Option<String>,
     /// The origin's (or an upstream cache's) `Cache-Status`, continued in ours.
     upstream_status: Option<http::HeaderValue>,
-    /// Origin servers already tried by this request (failover skips them).
+    /// Origin servers this request failed to connect to (failover skips them).
     tried: Vec<std::net::SocketAddr>,
 }
 
@@ -557,9 +557,6 @@ impl ProxyHttp for EdgeProxy {
                 "no server of the origin pool is left to try",
             )
         })?;
-        if let Some(addr) = peer.address().as_inet() {
-            ctx.tried.push(*addr);
-        }
         ctx.origin_start = Some(Instant::now());
         Ok(Box::new(peer))
     }
@@ -574,11 +571,15 @@ impl ProxyHttp for EdgeProxy {
         let Some(pool) = ctx.pool() else {
             return e;
         };
-        if let Some(addr) = peer.address().as_inet() {
+        let addr = peer.address().as_inet().copied();
+        if let Some(addr) = &addr {
             pool.connect_failed(addr);
         }
-        // Nothing reached the server: an idempotent request can go to another one.
         let retries = pool.origin().retries as usize;
+        // Only a failed connect rules a server out for this request: Pingora's own retry of a
+        // reused keepalive connection that the server had closed may go to the same server.
+        ctx.tried.extend(addr);
+        // Nothing reached the server: an idempotent request can go to another one.
         if session.req_header().method.is_idempotent() && ctx.tried.len() <= retries {
             self.state.metrics.origin_retries.inc();
             e.set_retry(true);
