@@ -17,10 +17,11 @@ impl Scope {
     pub fn allows_host(&self, host: &str) -> bool {
         match self {
             Scope::All => true,
-            Scope::Hosts(patterns) => patterns.iter().any(|p| match p.strip_prefix('.') {
-                Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(p.as_str()),
-                None => p == host,
-            }),
+            // A suffix is stored with its dot, and a normalised host never starts with one, so
+            // `ends_with` alone means "a name below the suffix".
+            Scope::Hosts(patterns) => patterns
+                .iter()
+                .any(|p| p == host || (p.starts_with('.') && host.ends_with(p.as_str()))),
         }
     }
 }

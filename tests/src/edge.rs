@@ -186,6 +186,18 @@ impl Edge {
         }
     }
 
+    /// An edge `node_id` whose one origin pool, `origin`, has these keys (flow YAML without
+    /// braces: `servers: ["…"], read_timeout: 1s`) and a catch-all site with these rules.
+    pub fn start_pool(node_id: &str, origin: &str, rules: &str) -> Edge {
+        Self::start_config(node_id, |port, admin| {
+            format!(
+                "{}origins:\n  origin: {{ {origin} }}\nsites:\n{}",
+                node_yaml(node_id, port, admin),
+                site(rules)
+            )
+        })
+    }
+
     /// The configuration file the process runs on.
     pub fn config_path(&self) -> PathBuf {
         self.scratch.0.join("edge.yaml")

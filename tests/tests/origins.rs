@@ -16,13 +16,11 @@ fn named(name: &'static str) -> Origin {
 }
 
 fn pool_edge(servers: &str, pool: &str) -> Edge {
-    Edge::start_config("edge-test", |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [{servers}], connect_timeout: 1s, read_timeout: 5s{pool} }}\nsites:\n{}",
-            node_yaml("edge-test", port, admin),
-            site("")
-        )
-    })
+    Edge::start_pool(
+        "edge-test",
+        &format!("servers: [{servers}], connect_timeout: 1s, read_timeout: 5s{pool}"),
+        "",
+    )
 }
 
 #[test]
@@ -166,14 +164,7 @@ fn an_origin_shield_shows_both_caches_in_cache_status() {
             &[("cache-control", "max-age=60")],
         )
     });
-    let shield = Edge::start_config("shield-1", |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"{}\"] }}\nsites:\n{}",
-            node_yaml("shield-1", port, admin),
-            origin.addr,
-            site("")
-        )
-    });
+    let shield = Edge::start_pool("shield-1", &format!("servers: [\"{}\"]", origin.addr), "");
     let child = |id: &'static str| {
         let shield_addr = shield.addr;
         Edge::start_config(id, move |port, admin| {

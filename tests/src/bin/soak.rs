@@ -151,6 +151,10 @@ fn proc_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
+fn mib(bytes: f64) -> f64 {
+    bytes / 1_048_576.0
+}
+
 fn tier_bytes(edge: &Edge, tier: &str) -> f64 {
     edge.metric(&format!("edge_cache_tier_bytes{{tier=\"{tier}\"}}"))
 }
@@ -291,16 +295,16 @@ fn main() {
             s.at.as_secs_f64(),
             s.ok,
             (s.ok - samples.last().map_or(0, |p: &Sample| p.ok)) / interval.as_secs().max(1),
-            s.rss[0] as f64 / 1024.0,
-            s.rss[1] as f64 / 1024.0,
-            s.rss[2] as f64 / 1024.0,
+            mib(s.rss[0] as f64 * 1024.0),
+            mib(s.rss[1] as f64 * 1024.0),
+            mib(s.rss[2] as f64 * 1024.0),
             s.fds[0],
             s.fds[1],
             s.fds[2],
-            s.memory[0] / 1048576.0,
-            s.memory[1] / 1048576.0,
-            s.disk[0] / 1048576.0,
-            s.disk[1] / 1048576.0,
+            mib(s.memory[0]),
+            mib(s.memory[1]),
+            mib(s.disk[0]),
+            mib(s.disk[1]),
         );
         samples.push(s);
     }
@@ -323,7 +327,8 @@ fn main() {
             "{errors} request errors, {purge_errors} purge errors"
         ));
     }
-    for (i, name) in ["edge-1", "edge-2", "purge-api"].iter().enumerate() {
+    let names = ["edge-1", "edge-2", "purge-api"];
+    for (i, name) in names.iter().enumerate() {
         // Allocator noise on a few MiB is not growth; a leak over minutes is more than this.
         let rss_limit = warm.rss[i] + warm.rss[i] / 5 + 8 * 1024;
         if last.rss[i] > rss_limit {
@@ -355,21 +360,20 @@ fn main() {
         counts.bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
         counts.purges.load(Ordering::Relaxed),
     );
-    println!(
-        "after warm-up -> end: RSS MiB edge-1 {:.1} -> {:.1}, edge-2 {:.1} -> {:.1}, purge-api {:.1} -> {:.1}; fds {} -> {}, {} -> {}, {} -> {}",
-        warm.rss[0] as f64 / 1024.0,
-        last.rss[0] as f64 / 1024.0,
-        warm.rss[1] as f64 / 1024.0,
-        last.rss[1] as f64 / 1024.0,
-        warm.rss[2] as f64 / 1024.0,
-        last.rss[2] as f64 / 1024.0,
-        warm.fds[0],
-        last.fds[0],
-        warm.fds[1],
-        last.fds[1],
-        warm.fds[2],
-        last.fds[2],
-    );
+    let growth: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            format!(
+                "{name} RSS {:.1} -> {:.1} MiB, fds {} -> {}",
+                mib(warm.rss[i] as f64 * 1024.0),
+                mib(last.rss[i] as f64 * 1024.0),
+                warm.fds[i],
+                last.fds[i]
+            )
+        })
+        .collect();
+    println!("from half-way to the end: {}", growth.join("; "));
     if failures.is_empty() {
         println!("soak: PASS");
     } else {
