@@ -19,13 +19,13 @@ fn hash(n: u64) -> Hash {
 }
 
 fn object(n: u64, body: &Bytes) -> Arc<StoredObject> {
-    Arc::new(StoredObject {
-        combined: hash(n),
-        primary: hash(n),
-        key: Bytes::new(),
-        meta: (vec![0; 64], vec![0; 256]),
-        body: body.clone(),
-    })
+    Arc::new(StoredObject::new(
+        hash(n),
+        hash(n),
+        Bytes::new(),
+        (vec![0; 64], vec![0; 256]),
+        body.clone(),
+    ))
 }
 
 fn memory(c: &mut Criterion) {

@@ -1,27 +1,38 @@
 //! The access log: one JSON line per request, to stdout, stderr or a file.
 //!
-//! A request only serialises its line and hands it to a channel; a background thread writes
-//! the lines in batches. Under overload lines are dropped rather than slowing requests. A file
-//! is reopened on SIGHUP, so log rotation needs no copy-and-truncate.
+//! A request formats its line into a per-thread buffer and appends it to one shared buffer; a
+//! background thread writes that buffer out every 100 ms, or sooner once 64 KiB are waiting.
+//! Handing each line to a channel and writing each batch as it came cost a write syscall and
+//! a thread wake-up for most requests, about a tenth of a 1 KiB hit's CPU (perf). Under
+//! overload (8 MiB waiting) lines are dropped rather than slowing requests. A file is reopened
+//! on SIGHUP, so log rotation needs no copy-and-truncate.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edge_config::edge::AccessOutput;
-use serde::Serialize;
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use parking_lot::{Condvar, Mutex};
+
+/// Waiting bytes that wake the writer before its period is up.
+const FLUSH_AT: usize = 64 << 10;
+/// Waiting bytes past which lines are dropped.
+const MAX_PENDING: usize = 8 << 20;
+/// How long a line may wait for the writer.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// One request, as logged.
-#[derive(Serialize)]
 pub struct Entry<'a> {
-    /// When the request started (RFC 3339, UTC, milliseconds).
-    pub time: String,
+    /// When the request started (written as RFC 3339, UTC, milliseconds).
+    pub time: SystemTime,
     /// Client address.
-    pub client: String,
+    pub client: Option<SocketAddr>,
     /// Request method.
     pub method: &'a str,
     /// Normalised host.
@@ -42,58 +53,204 @@ pub struct Entry<'a> {
     pub origin_ms: Option<f64>,
     /// Time from the request to the last byte.
     pub total_ms: f64,
-    /// What went wrong, if anything.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What went wrong, if anything (the field is left out when nothing did).
     pub error: Option<String>,
+}
+
+impl Entry<'_> {
+    /// The entry as one JSON object (no newline).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"time\":\"");
+        write_rfc3339(out, self.time);
+        out.extend_from_slice(b"\",\"client\":");
+        match self.client {
+            // An address has nothing to escape.
+            Some(a) => {
+                let _ = write!(out, "\"{a}\"");
+            }
+            None => out.extend_from_slice(b"\"\""),
+        }
+        for (name, value) in [
+            ("method", self.method),
+            ("host", self.host),
+            ("path", self.path),
+            ("proto", self.proto),
+        ] {
+            field(out, name);
+            json_str(out, value);
+        }
+        let _ = write!(out, ",\"status\":{},\"bytes\":{}", self.status, self.bytes);
+        field(out, "cache");
+        json_str(out, self.cache);
+        field(out, "cache_status");
+        json_str(out, self.cache_status);
+        field(out, "origin_ms");
+        match self.origin_ms {
+            Some(ms) => {
+                let _ = write!(out, "{ms:.3}");
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        let _ = write!(out, ",\"total_ms\":{:.3}", self.total_ms);
+        if let Some(e) = &self.error {
+            field(out, "error");
+            json_str(out, e);
+        }
+        out.push(b'}');
+    }
+}
+
+fn field(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&s.as_bytes()[plain..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.extend_from_slice(escape);
+        }
+        plain = i + 1;
+    }
+    out.extend_from_slice(&s.as_bytes()[plain..]);
+    out.push(b'"');
+}
+
+struct Shared {
+    pending: Mutex<Vec<u8>>,
+    wake: Condvar,
+    closed: AtomicBool,
+    dropped: AtomicU64,
 }
 
 /// The access-log writer.
 pub struct AccessLog {
-    writer: NonBlocking,
+    shared: Arc<Shared>,
     reopen: Arc<AtomicBool>,
-    _guard: WorkerGuard,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl AccessLog {
-    /// Opens `output` (a file is created if missing and appended to).
+    /// Opens `output` (a file is created if missing and appended to) and starts the writer.
     pub fn open(output: &AccessOutput) -> io::Result<AccessLog> {
         let reopen = Arc::new(AtomicBool::new(false));
         let sink: Box<dyn Write + Send> = match output {
-            AccessOutput::Stdout => Box::new(BufWriter::with_capacity(64 << 10, io::stdout())),
-            AccessOutput::Stderr => Box::new(BufWriter::with_capacity(64 << 10, io::stderr())),
+            AccessOutput::Stdout => Box::new(io::stdout()),
+            AccessOutput::Stderr => Box::new(io::stderr()),
             AccessOutput::File(path) => Box::new(ReopeningFile::open(path, reopen.clone())?),
         };
-        let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(true)
-            .thread_name("access-log")
-            .finish(sink);
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Vec::with_capacity(FLUSH_AT * 2)),
+            wake: Condvar::new(),
+            closed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        });
+        let writer = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn({
+                let shared = shared.clone();
+                move || write_out(&shared, sink)
+            })?;
         Ok(AccessLog {
-            writer,
+            shared,
             reopen,
-            _guard: guard,
+            writer: Some(writer),
         })
     }
 
-    /// Writes one line.
+    /// Logs one request.
     pub fn write(&self, entry: &Entry<'_>) {
-        let Ok(mut line) = serde_json::to_vec(entry) else {
-            return;
-        };
-        line.push(b'\n');
-        // One write is one message to the writer thread: lines never interleave.
-        let _ = self.writer.clone().write_all(&line);
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+        }
+        LINE.with(|line| {
+            let Ok(mut line) = line.try_borrow_mut() else {
+                return;
+            };
+            line.clear();
+            entry.write_json(&mut line);
+            line.push(b'\n');
+            let mut pending = self.shared.pending.lock();
+            let before = pending.len();
+            if before + line.len() > MAX_PENDING {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            pending.extend_from_slice(&line);
+            if before < FLUSH_AT && pending.len() >= FLUSH_AT {
+                self.shared.wake.notify_one();
+            }
+        });
     }
 
-    /// Reopens a file output before its next line (after log rotation).
+    /// Lines dropped because the output could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Reopens a file output before its next write (after log rotation).
     pub fn reopen(&self) {
         self.reopen.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The writer thread: swaps the shared buffer for an empty one and writes it, until closed
+/// and drained.
+fn write_out(shared: &Shared, mut sink: Box<dyn Write + Send>) {
+    let mut batch = Vec::with_capacity(FLUSH_AT * 2);
+    loop {
+        let closed = shared.closed.load(Ordering::Acquire);
+        {
+            let mut pending = shared.pending.lock();
+            if pending.len() < FLUSH_AT && !closed {
+                shared.wake.wait_for(&mut pending, FLUSH_EVERY);
+            }
+            std::mem::swap(&mut *pending, &mut batch);
+        }
+        if !batch.is_empty() {
+            // Nowhere to report a failed write to but the log itself.
+            let _ = sink.write_all(&batch).and_then(|()| sink.flush());
+            batch.clear();
+            if batch.capacity() > MAX_PENDING {
+                batch.shrink_to(FLUSH_AT * 2);
+            }
+        }
+        if closed && shared.pending.lock().is_empty() {
+            return;
+        }
     }
 }
 
 /// An append-only file that reopens its path when asked.
 struct ReopeningFile {
     path: PathBuf,
-    file: BufWriter<File>,
+    file: File,
     reopen: Arc<AtomicBool>,
 }
 
@@ -101,7 +258,7 @@ impl ReopeningFile {
     fn open(path: &Path, reopen: Arc<AtomicBool>) -> io::Result<Self> {
         Ok(ReopeningFile {
             path: path.to_owned(),
-            file: BufWriter::with_capacity(64 << 10, append(path)?),
+            file: append(path)?,
             reopen,
         })
     }
@@ -114,9 +271,8 @@ fn append(path: &Path) -> io::Result<File> {
 impl Write for ReopeningFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.reopen.swap(false, Ordering::AcqRel) {
-            self.file.flush()?;
             match append(&self.path) {
-                Ok(f) => self.file = BufWriter::with_capacity(64 << 10, f),
+                Ok(f) => self.file = f,
                 // Keep writing to the old file rather than lose lines.
                 Err(e) => eprintln!("access log: cannot reopen {}: {e}", self.path.display()),
             }
@@ -129,10 +285,32 @@ impl Write for ReopeningFile {
     }
 }
 
+/// Writes `t` as RFC 3339 in UTC with milliseconds. The date and time of day are formatted
+/// once per second per thread.
+fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    SECOND.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != d.as_secs() {
+            *c = (d.as_secs(), civil(d.as_secs()));
+        }
+        out.extend_from_slice(c.1.as_bytes());
+    });
+    let _ = write!(out, ".{:03}Z", d.subsec_millis());
+}
+
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-22T18:06:56.123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339(&mut out, t);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time in seconds.
+fn civil(secs: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -145,11 +323,10 @@ pub fn rfc3339(t: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        d.subsec_millis()
     )
 }
 
@@ -165,5 +342,47 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-22T18:06:56.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn lines_are_json_with_every_field() {
+        let entry = Entry {
+            time: UNIX_EPOCH + Duration::from_millis(1_795_370_816_123),
+            client: Some("127.0.0.1:4000".parse().unwrap()),
+            method: "GET",
+            host: "example.com",
+            path: "/a \"quoted\" \\ path\u{1}\n",
+            proto: "HTTP/1.1",
+            status: 200,
+            bytes: 1024,
+            cache: "hit",
+            cache_status: "edge-1; hit; ttl=5",
+            origin_ms: None,
+            total_ms: 0.25,
+            error: Some("it \"broke\"".into()),
+        };
+        let mut out = Vec::new();
+        entry.write_json(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["time"], "2026-11-22T18:06:56.123Z");
+        assert_eq!(v["client"], "127.0.0.1:4000");
+        assert_eq!(v["path"], "/a \"quoted\" \\ path\u{1}\n");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["bytes"], 1024);
+        assert!(v["origin_ms"].is_null());
+        assert_eq!(v["total_ms"], 0.25);
+        assert_eq!(v["error"], "it \"broke\"");
+        let quiet = Entry {
+            error: None,
+            client: None,
+            origin_ms: Some(1.5),
+            ..entry
+        };
+        out.clear();
+        quiet.write_json(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("error").is_none());
+        assert_eq!(v["client"], "");
+        assert_eq!(v["origin_ms"], 1.5);
     }
 }

@@ -37,6 +37,8 @@ use crate::origin::OriginPool;
 use crate::purge::{self, Bans};
 use crate::router::{normalize_host, select_rule};
 
+mod fast_hit;
+
 /// Header naming the cache in RFC 9211.
 const CACHE_STATUS: &str = "cache-status";
 /// RFC 8586: the caches a request went through, to stop forwarding loops between nodes.
@@ -98,6 +100,8 @@ pub struct RequestCtx {
     /// An unsafe method: a success invalidates the URL's stored responses.
     invalidates: bool,
     primary: Option<Hash>,
+    /// The cache key, when the fast path computed it and handed the request on.
+    key: Option<CacheKey>,
     hit_detail: Option<&'static str>,
     origin_start: Option<Instant>,
     origin_time: Option<Duration>,
@@ -280,6 +284,7 @@ impl ProxyHttp for EdgeProxy {
             fwd: None,
             invalidates: false,
             primary: None,
+            key: None,
             hit_detail: None,
             origin_start: None,
             origin_time: None,
@@ -393,6 +398,9 @@ impl ProxyHttp for EdgeProxy {
         if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
             ctx.scheme = "https";
         }
+        if ctx.fwd.is_none() && fast_hit::eligible(session.req_header()) {
+            return self.fresh_memory_hit(session, ctx).await;
+        }
         Ok(false)
     }
 
@@ -424,7 +432,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        let key = self.key(session, ctx);
+        let key = ctx.key.take().unwrap_or_else(|| self.key(session, ctx));
         ctx.primary = Some(key.primary_bin());
         Ok(key)
     }
@@ -459,43 +467,7 @@ impl ProxyHttp for EdgeProxy {
         _ctx: &mut RequestCtx,
         req: &RequestHeader,
     ) -> Option<pingora::cache::key::HashBinary> {
-        let mut names: Vec<String> = Vec::new();
-        for v in meta.headers().get_all(VARY) {
-            let Ok(v) = v.to_str() else { continue };
-            names.extend(
-                v.split(',')
-                    .map(|n| n.trim().to_ascii_lowercase())
-                    .filter(|n| !n.is_empty()),
-            );
-        }
-        if names.is_empty() {
-            return None;
-        }
-        names.sort();
-        names.dedup();
-        let mut builder = VarianceBuilder::new();
-        for name in names {
-            if name == "accept-encoding" {
-                // Keyed on the normalised value, which is also what the origin was asked with.
-                let ae = encoding::normalize(
-                    req.headers
-                        .get_all(ACCEPT_ENCODING)
-                        .iter()
-                        .map(|v| v.as_bytes()),
-                );
-                builder.add_owned_name_value(name, ae.as_bytes().to_vec());
-                continue;
-            }
-            let mut value = Vec::new();
-            for (i, v) in req.headers.get_all(name.as_str()).iter().enumerate() {
-                if i > 0 {
-                    value.push(b',');
-                }
-                value.extend_from_slice(v.as_bytes());
-            }
-            builder.add_owned_name_value(name, value);
-        }
-        builder.finalize()
+        variance(meta.headers(), req)
     }
 
     fn response_cache_filter(
@@ -715,11 +687,7 @@ impl ProxyHttp for EdgeProxy {
         };
         resp.insert_header(CACHE_STATUS, &field)?;
         ctx.status_field = Some(field);
-        // Fields addressed to this cache are not for clients (RFC 9213 §2.1).
-        resp.remove_header(&CDN_CACHE_CONTROL);
-        resp.remove_header(&SURROGATE_CONTROL);
-        tags::strip(resp);
-        stamp::strip(resp);
+        strip_internal(resp);
         if ctx.invalidates && (200..400).contains(&resp.status.as_u16()) {
             if let Some(primary) = ctx.primary {
                 let n = self.state.storage.invalidate_primary(&primary);
@@ -818,11 +786,8 @@ impl ProxyHttp for EdgeProxy {
         if let Some(log) = &self.state.access_log {
             let req = session.req_header();
             log.write(&access_log::Entry {
-                time: access_log::rfc3339(ctx.started_at),
-                client: session
-                    .client_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
+                time: ctx.started_at,
+                client: session.client_addr().and_then(|a| a.as_inet()).copied(),
                 method: req.method.as_str(),
                 host: &ctx.host,
                 path: req.uri.path(),
@@ -841,6 +806,60 @@ impl ProxyHttp for EdgeProxy {
             });
         }
     }
+}
+
+/// The variance of a request against a stored response's `Vary`: the request's values of the
+/// named fields, hashed (`None` when the response names none).
+fn variance(
+    stored: &http::HeaderMap,
+    req: &RequestHeader,
+) -> Option<pingora::cache::key::HashBinary> {
+    let mut names: Vec<String> = Vec::new();
+    for v in stored.get_all(VARY) {
+        let Ok(v) = v.to_str() else { continue };
+        names.extend(
+            v.split(',')
+                .map(|n| n.trim().to_ascii_lowercase())
+                .filter(|n| !n.is_empty()),
+        );
+    }
+    if names.is_empty() {
+        return None;
+    }
+    names.sort();
+    names.dedup();
+    let mut builder = VarianceBuilder::new();
+    for name in names {
+        if name == "accept-encoding" {
+            // Keyed on the normalised value, which is also what the origin was asked with.
+            let ae = encoding::normalize(
+                req.headers
+                    .get_all(ACCEPT_ENCODING)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            );
+            builder.add_owned_name_value(name, ae.as_bytes().to_vec());
+            continue;
+        }
+        let mut value = Vec::new();
+        for (i, v) in req.headers.get_all(name.as_str()).iter().enumerate() {
+            if i > 0 {
+                value.push(b',');
+            }
+            value.extend_from_slice(v.as_bytes());
+        }
+        builder.add_owned_name_value(name, value);
+    }
+    builder.finalize()
+}
+
+/// Removes what is addressed to this cache or kept for it from a response on its way out:
+/// `CDN-Cache-Control` and `Surrogate-Control` (RFC 9213 §2.1), tags and the storage stamp.
+fn strip_internal(resp: &mut ResponseHeader) {
+    resp.remove_header(&CDN_CACHE_CONTROL);
+    resp.remove_header(&SURROGATE_CONTROL);
+    tags::strip(resp);
+    stamp::strip(resp);
 }
 
 /// Whether this node's id is among the hops of the request's `CDN-Loop`.

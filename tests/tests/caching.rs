@@ -538,3 +538,79 @@ fn cache_tags_are_kept_from_clients() {
         assert!(r.header("cache-tag").is_none(), "{:?}", r.headers);
     }
 }
+
+/// A plain GET or HEAD of a fresh memory object is answered before Pingora's cache machinery
+/// (the fast path); a request with a validator or a range takes the full path. Both must give
+/// the same response, for every variant of a `Vary` object.
+#[test]
+fn fast_and_full_path_hits_answer_alike() {
+    let origin = Origin::start(|r| {
+        let lang = r.header("accept-language").unwrap_or("none").to_string();
+        Reply::ok(
+            format!("{} in {lang}", r.target),
+            &[
+                ("cache-control", "public, max-age=60"),
+                ("vary", "Accept-Language"),
+                ("etag", "\"v1\""),
+                ("surrogate-key", "page"),
+            ],
+        )
+    });
+    let edge = Edge::start(origin.addr, "");
+    for lang in ["en", "fr", "de"] {
+        let miss = edge.get("/page", &[("accept-language", lang)]);
+        assert_eq!(miss.cache_status(), "edge-test; fwd=miss; stored");
+    }
+    // Not a validator the stored `ETag` matches: the full path answers 200 from the cache.
+    let full_only = ("if-none-match", "\"other\"");
+    for lang in ["en", "fr", "de"] {
+        let fast = edge.get("/page", &[("accept-language", lang)]);
+        let full = edge.get("/page", &[("accept-language", lang), full_only]);
+        for r in [&fast, &full] {
+            assert_eq!(r.status, 200);
+            assert_eq!(r.text(), format!("/page in {lang}"));
+            r.assert_cache_status("hit");
+            r.assert_cache_status("detail=memory");
+            assert!(r.header("age").is_some(), "{:?}", r.headers);
+            assert!(r.header("surrogate-key").is_none(), "tags stay inside");
+            assert!(
+                r.header("x-edge-stored-at").is_none(),
+                "the stamp stays inside"
+            );
+        }
+        let names = |r: &client::Response| {
+            let mut n: Vec<String> = r.headers.iter().map(|(k, _)| k.clone()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&fast), names(&full));
+        for (k, v) in &fast.headers {
+            if !matches!(k.as_str(), "age" | "cache-status" | "date") {
+                assert_eq!(full.header(k), Some(v.as_str()), "{k}");
+            }
+        }
+    }
+    let head = client::request(
+        edge.addr,
+        "HEAD",
+        "example.com",
+        "/page",
+        &[("accept-language", "fr")],
+        b"",
+    );
+    assert_eq!(head.status, 200);
+    head.assert_cache_status("hit");
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("content-length"), Some("11"));
+    // A variant never asked for is a miss, not another variant's body.
+    let it = edge.get("/page", &[("accept-language", "it")]);
+    assert_eq!(it.text(), "/page in it");
+    assert_eq!(it.cache_status(), "edge-test; fwd=miss; stored");
+    assert_eq!(origin.count("/page"), 4);
+    // A validator that matches gets 304 from the full path.
+    let not_modified = edge.get(
+        "/page",
+        &[("accept-language", "en"), ("if-none-match", "\"v1\"")],
+    );
+    assert_eq!(not_modified.status, 304);
+}

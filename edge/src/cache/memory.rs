@@ -125,13 +125,13 @@ impl MemoryTier {
             return false;
         };
         self.put_if(
-            Arc::new(StoredObject {
-                combined: old.combined,
-                primary: old.primary,
-                key: old.key.clone(),
+            Arc::new(StoredObject::new(
+                old.combined,
+                old.primary,
+                old.key.clone(),
                 meta,
-                body: old.body.clone(),
-            }),
+                old.body.clone(),
+            )),
             admit,
         )
     }
@@ -195,30 +195,17 @@ mod tests {
     use bytes::Bytes;
 
     fn obj(n: u8, variant: u8, size: usize) -> Arc<StoredObject> {
-        Arc::new(StoredObject {
-            combined: [
-                n ^ variant.wrapping_mul(31),
-                variant,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                n,
-            ],
-            primary: [n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n],
-            key: Bytes::new(),
-            meta: (vec![0; 8], vec![0; 8]),
-            body: Bytes::from(vec![n; size]),
-        })
+        let mut combined = [0; 16];
+        (combined[0], combined[1], combined[15]) = (n ^ variant.wrapping_mul(31), variant, n);
+        let mut primary = [0; 16];
+        (primary[0], primary[15]) = (n, n);
+        Arc::new(StoredObject::new(
+            combined,
+            primary,
+            Bytes::new(),
+            (vec![0; 8], vec![0; 8]),
+            Bytes::from(vec![n; size]),
+        ))
     }
 
     #[test]

@@ -133,13 +133,13 @@ impl TieredStorage {
                 // Bodies read whole only because they fit one block are not memory's to take.
                 if entry.body_len <= self.memory.max_object_size() {
                     self.memory.put_if(
-                        Arc::new(StoredObject {
+                        Arc::new(StoredObject::new(
                             combined,
-                            primary: entry.primary,
-                            key: record.key.into(),
-                            meta: record.meta,
-                            body: body.clone(),
-                        }),
+                            entry.primary,
+                            record.key.into(),
+                            record.meta,
+                            body.clone(),
+                        )),
                         |o| self.admits(&o.primary, &o.key, &o.meta),
                     );
                 }
@@ -150,6 +150,22 @@ impl TieredStorage {
             }
         };
         Some((meta, hit))
+    }
+
+    /// The memory tier's object under `combined` when no fill is writing that key (a fill's
+    /// newer response takes precedence): what the proxy may answer a fresh hit from without
+    /// Pingora's cache machinery. Call [`count_memory_hit`](Self::count_memory_hit) if it is
+    /// served.
+    pub fn memory_object(&self, combined: &Hash) -> Option<Arc<StoredObject>> {
+        if self.fills.lock().contains_key(combined) {
+            return None;
+        }
+        self.memory.get(combined)
+    }
+
+    /// Counts a hit served from [`memory_object`](Self::memory_object).
+    pub fn count_memory_hit(&self) {
+        TierStats::bump(&self.memory.stats().hits);
     }
 
     fn latest_fill(&self, combined: &Hash) -> Option<Arc<Fill>> {
@@ -187,7 +203,7 @@ impl Storage for TieredStorage {
             return hit_from_fill(fill);
         }
         if let Some(obj) = self.memory.get(&combined) {
-            let meta = CacheMeta::deserialize(&obj.meta.0, &obj.meta.1)?;
+            let meta = obj.cache_meta()?;
             TierStats::bump(&self.memory.stats().hits);
             return Ok(Some((
                 meta,
@@ -454,13 +470,13 @@ impl HandleMiss for TieredMiss {
             if let Some(body) = self.fill.concat() {
                 let storage = self.storage;
                 storage.memory.put_if(
-                    Arc::new(StoredObject {
-                        combined: self.combined,
-                        primary: self.primary,
-                        key: Bytes::copy_from_slice(&self.key),
-                        meta: self.fill.meta.clone(),
+                    Arc::new(StoredObject::new(
+                        self.combined,
+                        self.primary,
+                        Bytes::copy_from_slice(&self.key),
+                        self.fill.meta.clone(),
                         body,
-                    }),
+                    )),
                     |o| storage.admits(&o.primary, &o.key, &o.meta),
                 );
             }

@@ -331,12 +331,22 @@ pub fn subject<'a>(
     path: &'a str,
     meta: &'a CacheMeta,
 ) -> Subject<'a> {
+    subject_of(primary, host, path, meta.headers())
+}
+
+/// [`subject`] from a stored header's fields.
+pub fn subject_of<'a>(
+    primary: &'a Hash,
+    host: &'a str,
+    path: &'a str,
+    headers: &'a http::HeaderMap,
+) -> Subject<'a> {
     Subject {
         primary,
         host,
         path,
-        tags: tags::stored(meta.headers()),
-        stored_at: stamp::of(meta.headers()),
+        tags: tags::stored(headers),
+        stored_at: stamp::of(headers),
     }
 }
 

@@ -1,0 +1,132 @@
+//! The per-request pure functions of the hot path: rule matching, cache-key building and header
+//! parsing (the response's caching fields, `Accept-Encoding`, and the stored meta a hit reads).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use edge::cache::key::cache_key;
+use edge::cache::StoredObject;
+use edge::http::{encoding, freshness};
+use edge::router::select_rule;
+use edge_config::edge::{CacheKeySpec, EdgeConfig};
+use pingora::cache::CacheMeta;
+use pingora::http::{RequestHeader, ResponseHeader};
+
+/// The reference configuration: its first site's rules (a prefix, a regex, a bypass).
+fn config() -> EdgeConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/edge.yaml");
+    EdgeConfig::load(&path).unwrap()
+}
+
+fn request(target: &str) -> RequestHeader {
+    let mut req = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+    req.insert_header("host", "www.example.com").unwrap();
+    req.insert_header("accept-encoding", "gzip, deflate, br, zstd")
+        .unwrap();
+    req.insert_header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) bench")
+        .unwrap();
+    req
+}
+
+fn origin_response() -> ResponseHeader {
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    for (n, v) in [
+        ("content-type", "text/css; charset=utf-8"),
+        ("content-length", "1024"),
+        (
+            "cache-control",
+            "public, max-age=3600, stale-while-revalidate=60",
+        ),
+        ("etag", "\"6b035d76-400\""),
+        ("last-modified", "Sun, 22 Nov 2026 21:24:06 GMT"),
+        ("date", "Sun, 22 Nov 2026 21:24:06 GMT"),
+        ("vary", "Accept-Encoding"),
+        ("surrogate-key", "css site-v42 page-home"),
+        ("server", "nginx/1.22.1"),
+    ] {
+        resp.insert_header(n, v).unwrap();
+    }
+    resp
+}
+
+fn rules(c: &mut Criterion) {
+    let config = config();
+    let rules = &config.sites[0].rules;
+    let mut g = c.benchmark_group("rules");
+    for (name, path) in [
+        ("prefix_rule", "/assets/app.3f9a.js"),
+        ("regex_rule", "/css/site.css"),
+        ("no_rule", "/blog/2026/11/a-long-article-name"),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| select_rule(black_box(rules), "GET", black_box(path)))
+        });
+    }
+    g.finish();
+}
+
+fn keys(c: &mut Criterion) {
+    let config = config();
+    let rules = &config.sites[0].rules;
+    let mut g = c.benchmark_group("cache_key");
+    for (name, target) in [
+        ("no_query", "/css/site.css"),
+        (
+            "query_sorted",
+            "/search?q=shoes&page=2&sort=price&utm_source=x",
+        ),
+        ("query_ignored", "/assets/app.3f9a.js?v=42"),
+    ] {
+        let req = request(target);
+        let spec = select_rule(rules, "GET", req.uri.path())
+            .map_or_else(CacheKeySpec::default, |(_, r)| r.cache_key.clone());
+        g.bench_function(name, |b| {
+            b.iter(|| cache_key("https", "www.example.com", black_box(&req), &spec))
+        });
+    }
+    g.finish();
+}
+
+fn headers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("headers");
+    let resp = origin_response();
+    let now = SystemTime::now();
+    g.bench_function("cache_control_decide", |b| {
+        b.iter(|| freshness::decide(black_box(&resp), false, None, now).is_ok())
+    });
+    let req = request("/");
+    g.bench_function("accept_encoding_normalize", |b| {
+        b.iter(|| {
+            encoding::normalize(
+                black_box(&req)
+                    .headers
+                    .get_all("accept-encoding")
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            )
+        })
+    });
+    let created = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let meta = CacheMeta::new(created + Duration::from_secs(3600), created, 60, 0, resp)
+        .serialize()
+        .unwrap();
+    // What every memory hit did before the decoded copy: zstd and HTTP/1 parsing.
+    g.bench_function("stored_meta_deserialize", |b| {
+        b.iter(|| CacheMeta::deserialize(black_box(&meta.0), black_box(&meta.1)).unwrap())
+    });
+    let object = StoredObject::new([1; 16], [1; 16], Bytes::new(), meta, Bytes::new());
+    // What a hit on the full path does now; the fast path only clones the header.
+    g.bench_function("stored_meta_from_decoded", |b| {
+        b.iter(|| black_box(&object).cache_meta().unwrap())
+    });
+    g.bench_function("stored_header_clone", |b| {
+        b.iter(|| black_box(&object).decoded().unwrap().header.clone())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, rules, keys, headers);
+criterion_main!(benches);
