@@ -86,7 +86,8 @@ fn main() {
     let meta_bytes = (meta.0.len() + meta.1.len()) as u64;
     let key_len = "v1/https/example.com/assets/1000000.js".len() as u64;
     let before = rss_bytes();
-    let tier = MemoryTier::new(1 << 40, 1 << 20);
+    // Sized as a node sizes it: TinyLFU's estimator expects one object per 8 KiB of the bound.
+    let tier = MemoryTier::new(objects * 8192, 1 << 20);
     for i in 0..objects {
         let h = hash(i);
         let key = Bytes::from(format!("v1/https/example.com/assets/{i}.js"));
@@ -104,6 +105,13 @@ fn main() {
         .objects
         .load(std::sync::atomic::Ordering::Relaxed);
     let payload = meta_bytes + key_len;
+    let decoded = StoredObject::new([0; 16], [0; 16], Bytes::new(), meta.clone(), Bytes::new());
+    let before_headers = rss_bytes();
+    let headers: Vec<ResponseHeader> = (0..objects)
+        .map(|_| decoded.decoded().unwrap().header.clone())
+        .collect();
+    let header_bytes = rss_bytes().saturating_sub(before_headers) / objects;
+    drop(headers);
     println!(
         "memory tier: {held} objects, RSS +{} MiB, {} bytes per object, of which {payload} are \
          the serialized meta and key, {} the bookkeeping (TinyUFO, variant map, record, decoded \
@@ -112,4 +120,5 @@ fn main() {
         grown / held.max(1),
         (grown / held.max(1)).saturating_sub(payload)
     );
+    println!("one decoded header alone: {header_bytes} bytes");
 }

@@ -106,7 +106,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     let live = Live::build(config, None)?;
     let conf = ServerConf {
         threads: config.runtime.threads,
-        work_stealing: std::env::var_os("EDGE_STEAL").is_some(),
+        work_stealing: config.runtime.work_stealing,
         grace_period_seconds: Some(config.runtime.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.runtime.shutdown_timeout.as_secs()),
         // Per node, so several nodes can share a machine (tests, the local demo).

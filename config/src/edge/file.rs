@@ -203,6 +203,7 @@ pub enum QueryFile {
 #[serde(deny_unknown_fields)]
 pub struct RuntimeFile {
     pub threads: Option<Spanned<usize>>,
+    pub work_stealing: Option<bool>,
     pub grace_period: Option<Spanned<HumanDuration>>,
     pub shutdown_timeout: Option<Spanned<HumanDuration>>,
 }

@@ -267,6 +267,9 @@ pub enum QueryKey {
 pub struct Runtime {
     /// Worker threads of the proxy service.
     pub threads: usize,
+    /// Whether idle worker threads take tasks from busy ones (one shared Tokio runtime), or
+    /// each thread keeps the connections it was given (a runtime per thread).
+    pub work_stealing: bool,
     /// How long a stopping node keeps accepting before draining.
     pub grace_period: Duration,
     /// How long draining may take before connections are cut.

@@ -538,6 +538,7 @@ fn runtime(p: &mut Problems, f: &file::RuntimeFile) -> Runtime {
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
             |t| t.value,
         ),
+        work_stealing: f.work_stealing.unwrap_or(false),
         grace_period: dur(&f.grace_period).unwrap_or(Duration::ZERO),
         shutdown_timeout: dur(&f.shutdown_timeout).unwrap_or(Duration::from_secs(10)),
     }

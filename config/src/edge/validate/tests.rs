@@ -488,3 +488,13 @@ fn request_limits_are_within_the_parsers() {
     );
     rejects(&format!("{BASE}limits: {{ max_body: 1 }}\n"), 19, "");
 }
+
+#[test]
+fn work_stealing_is_off_unless_asked_and_must_be_a_bool() {
+    assert!(!EdgeConfig::from_yaml(BASE).unwrap().runtime.work_stealing);
+    let on = format!("{BASE}runtime: {{ work_stealing: true }}\n");
+    assert!(EdgeConfig::from_yaml(&on).unwrap().runtime.work_stealing);
+    let bad = format!("{BASE}runtime: {{ work_stealing: often }}\n");
+    let problems = EdgeConfig::from_yaml(&bad).unwrap_err();
+    assert!(problems.iter().any(|p| p.line == 21), "{problems:?}");
+}
