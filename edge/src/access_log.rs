@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -136,7 +136,7 @@ struct Shared {
     pending: Mutex<Vec<u8>>,
     wake: Condvar,
     closed: AtomicBool,
-    dropped: AtomicU64,
+    dropped: prometheus::IntCounter,
 }
 
 /// The access-log writer.
@@ -148,7 +148,8 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Opens `output` (a file is created if missing and appended to) and starts the writer.
-    pub fn open(output: &AccessOutput) -> io::Result<AccessLog> {
+    /// `dropped` counts lines lost to overload.
+    pub fn open(output: &AccessOutput, dropped: prometheus::IntCounter) -> io::Result<AccessLog> {
         let reopen = Arc::new(AtomicBool::new(false));
         let sink: Box<dyn Write + Send> = match output {
             AccessOutput::Stdout => Box::new(io::stdout()),
@@ -159,7 +160,7 @@ impl AccessLog {
             pending: Mutex::new(Vec::with_capacity(FLUSH_AT * 2)),
             wake: Condvar::new(),
             closed: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
+            dropped,
         });
         let writer = std::thread::Builder::new()
             .name("access-log".into())
@@ -189,7 +190,7 @@ impl AccessLog {
             let mut pending = self.shared.pending.lock();
             let before = pending.len();
             if before + line.len() > MAX_PENDING {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                self.shared.dropped.inc();
                 return;
             }
             pending.extend_from_slice(&line);
@@ -197,11 +198,6 @@ impl AccessLog {
                 self.shared.wake.notify_one();
             }
         });
-    }
-
-    /// Lines dropped because the output could not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Reopens a file output before its next write (after log rotation).

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `edge_config_generation`: 1 at start, one more per applied reload.
     pub config_generation: IntGauge,
+    /// `edge_access_log_dropped_total`: lines dropped because the output could not keep up.
+    pub access_log_dropped: IntCounter,
     /// `edge_cache_tier_bytes{tier}`.
     tier_bytes: IntGaugeVec,
     /// `edge_cache_tier_objects{tier}`.
@@ -101,6 +103,10 @@ impl Metrics {
             config_generation: register_int_gauge!(
                 "edge_config_generation",
                 "Generation of the configuration in force: 1 at start, one more per applied reload."
+            )?,
+            access_log_dropped: register_int_counter!(
+                "edge_access_log_dropped_total",
+                "Access-log lines dropped because the output could not keep up (8 MiB waiting)."
             )?,
             tier_bytes: register_int_gauge_vec!(
                 "edge_cache_tier_bytes",

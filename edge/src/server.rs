@@ -153,11 +153,14 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     let predictor: &'static Predictor<16> =
         Box::leak(Box::new(Predictor::new(1024, Some(skip_prediction))));
 
+    let metrics = Arc::new(Metrics::register()?);
     let access_log = match &config.log.access {
-        Some(output) => Some(AccessLog::open(output).map_err(BuildError::AccessLog)?),
+        Some(output) => Some(
+            AccessLog::open(output, metrics.access_log_dropped.clone())
+                .map_err(BuildError::AccessLog)?,
+        ),
         None => None,
     };
-    let metrics = Arc::new(Metrics::register()?);
     metrics.config_generation.set(live.generation as i64);
     let state = Arc::new(EdgeState {
         node_id: config.node_id.clone(),
