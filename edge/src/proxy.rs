@@ -7,14 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use edge_config::edge::{CacheKeySpec, Rule};
-use http::header::{ACCEPT_ENCODING, AUTHORIZATION, HOST, VARY};
+use http::header::{ACCEPT_ENCODING, AUTHORIZATION, HOST};
 use http::Method;
 use pingora::cache::key::CacheHashKey;
 use pingora::cache::lock::CacheKeyLockImpl;
 use pingora::cache::predictor::Predictor;
 use pingora::cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable,
-    VarianceBuilder,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::compression::{ResponseCompression, ResponseCompressionBuilder};
@@ -30,7 +29,7 @@ use crate::http::cache_status::{
     CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ORIGIN_ERROR, STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
-use crate::http::{encoding, hygiene, stamp, tags};
+use crate::http::{encoding, hygiene, stamp, tags, vary};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::origin::OriginPool;
@@ -467,7 +466,7 @@ impl ProxyHttp for EdgeProxy {
         _ctx: &mut RequestCtx,
         req: &RequestHeader,
     ) -> Option<pingora::cache::key::HashBinary> {
-        variance(meta.headers(), req)
+        vary::variance(&vary::names(meta.headers()), req)
     }
 
     fn response_cache_filter(
@@ -806,51 +805,6 @@ impl ProxyHttp for EdgeProxy {
             });
         }
     }
-}
-
-/// The variance of a request against a stored response's `Vary`: the request's values of the
-/// named fields, hashed (`None` when the response names none).
-fn variance(
-    stored: &http::HeaderMap,
-    req: &RequestHeader,
-) -> Option<pingora::cache::key::HashBinary> {
-    let mut names: Vec<String> = Vec::new();
-    for v in stored.get_all(VARY) {
-        let Ok(v) = v.to_str() else { continue };
-        names.extend(
-            v.split(',')
-                .map(|n| n.trim().to_ascii_lowercase())
-                .filter(|n| !n.is_empty()),
-        );
-    }
-    if names.is_empty() {
-        return None;
-    }
-    names.sort();
-    names.dedup();
-    let mut builder = VarianceBuilder::new();
-    for name in names {
-        if name == "accept-encoding" {
-            // Keyed on the normalised value, which is also what the origin was asked with.
-            let ae = encoding::normalize(
-                req.headers
-                    .get_all(ACCEPT_ENCODING)
-                    .iter()
-                    .map(|v| v.as_bytes()),
-            );
-            builder.add_owned_name_value(name, ae.as_bytes().to_vec());
-            continue;
-        }
-        let mut value = Vec::new();
-        for (i, v) in req.headers.get_all(name.as_str()).iter().enumerate() {
-            if i > 0 {
-                value.push(b',');
-            }
-            value.extend_from_slice(v.as_bytes());
-        }
-        builder.add_owned_name_value(name, value);
-    }
-    builder.finalize()
 }
 
 /// Removes what is addressed to this cache or kept for it from a response on its way out:

@@ -40,6 +40,8 @@ pub struct Decoded {
     pub epoch: SystemTime,
     /// The variance hash when stored as one variant of several (`Vary`).
     pub variance: Option<pingora::cache::key::HashBinary>,
+    /// The fields its `Vary` names, normalised ([`crate::http::vary::names`]).
+    pub vary: Vec<String>,
     /// Roughly what the decoded header costs in memory (header maps, field storage).
     bytes: u64,
 }
@@ -63,6 +65,7 @@ impl StoredObject {
                 .map(|(n, v)| 2 * (n.as_str().len() + v.len()) + 160)
                 .sum();
             Decoded {
+                vary: crate::http::vary::names(&header.headers),
                 fresh_until: m.fresh_until(),
                 epoch: m.epoch(),
                 variance: m.variance(),
@@ -95,6 +98,7 @@ impl StoredObject {
     /// (it is a few msgpack fields), the header cloned from the decoded copy.
     pub fn cache_meta(&self) -> pingora::Result<CacheMeta> {
         let Some(decoded) = self.decoded() else {
+            // Undecodable when made: this repeats the failure with Pingora's own error.
             return CacheMeta::deserialize(&self.meta.0, &self.meta.1);
         };
         let mut meta = CacheMeta::deserialize(&self.meta.0, empty_header())?;

@@ -9,3 +9,4 @@ pub mod freshness;
 pub mod hygiene;
 pub mod stamp;
 pub mod tags;
+pub mod vary;

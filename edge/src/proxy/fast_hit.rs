@@ -27,10 +27,9 @@ const NEEDS_FULL_PATH: [http::HeaderName; 6] = [
     IF_RANGE,
 ];
 
-/// Whether a cacheable request could be a fast hit at all.
+/// Whether a cacheable request (GET or HEAD) could be a fast hit at all.
 pub(super) fn eligible(req: &RequestHeader) -> bool {
-    (req.method == Method::GET || req.method == Method::HEAD)
-        && !NEEDS_FULL_PATH.iter().any(|h| req.headers.contains_key(h))
+    !NEEDS_FULL_PATH.iter().any(|h| req.headers.contains_key(h))
 }
 
 impl EdgeProxy {
@@ -52,7 +51,7 @@ impl EdgeProxy {
         let mut object = s.storage.memory_object(&primary);
         if let Some(stored) = object.as_ref().and_then(|o| o.decoded()) {
             if let Some(stored_variance) = stored.variance {
-                let wanted = variance(&stored.header.headers, session.req_header());
+                let wanted = vary::variance(&stored.vary, session.req_header());
                 object = match wanted {
                     Some(v) if v == stored_variance => object,
                     Some(v) => {

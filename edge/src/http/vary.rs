@@ -1,0 +1,110 @@
+//! `Vary`: which request fields tell a stored response's variants apart, and a request's
+//! variance against them.
+
+use http::header::{ACCEPT_ENCODING, VARY};
+use pingora::cache::key::HashBinary;
+use pingora::cache::VarianceBuilder;
+use pingora::http::RequestHeader;
+
+use super::encoding;
+
+/// The field names a stored response varies on: lower-cased, sorted, without duplicates
+/// (empty when it has no `Vary`). A stored object keeps them, so a hit does not parse `Vary`.
+pub fn names(stored: &http::HeaderMap) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for v in stored.get_all(VARY) {
+        let Ok(v) = v.to_str() else { continue };
+        names.extend(
+            v.split(',')
+                .map(|n| n.trim().to_ascii_lowercase())
+                .filter(|n| !n.is_empty()),
+        );
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The variance of a request against the `names` of [`names`]: the request's values of those
+/// fields, hashed (`None` when there are none).
+pub fn variance(names: &[String], req: &RequestHeader) -> Option<HashBinary> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut builder = VarianceBuilder::new();
+    for name in names {
+        if name == "accept-encoding" {
+            // Keyed on the normalised value, which is also what the origin was asked with.
+            let ae = encoding::normalize(
+                req.headers
+                    .get_all(ACCEPT_ENCODING)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            );
+            builder.add_value(name, ae.as_bytes());
+            continue;
+        }
+        let mut values = req.headers.get_all(name.as_str()).iter();
+        match (values.next(), values.next()) {
+            (None, _) => builder.add_value(name, b""),
+            (Some(one), None) => builder.add_value(name, one.as_bytes()),
+            (Some(first), Some(second)) => {
+                let mut value = first.as_bytes().to_vec();
+                for v in std::iter::once(second).chain(values) {
+                    value.push(b',');
+                    value.extend_from_slice(v.as_bytes());
+                }
+                builder.add_owned_value(name, value);
+            }
+        }
+    }
+    builder.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(fields: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (n, v) in fields {
+            r.append_header(n.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn names_are_normalised_and_variance_follows_the_values() {
+        let mut stored = http::HeaderMap::new();
+        stored.append(VARY, "Accept-Language, accept-encoding".parse().unwrap());
+        stored.append(VARY, "ACCEPT-LANGUAGE".parse().unwrap());
+        let names = names(&stored);
+        assert_eq!(names, ["accept-encoding", "accept-language"]);
+        assert!(variance(&[], &req(&[])).is_none());
+        let en = variance(&names, &req(&[("accept-language", "en")]));
+        assert_ne!(en, variance(&names, &req(&[("accept-language", "fr")])));
+        // Accept-Encoding is keyed on its normalised form.
+        assert_eq!(
+            variance(
+                &names,
+                &req(&[("accept-language", "en"), ("accept-encoding", "gzip, br")])
+            ),
+            variance(
+                &names,
+                &req(&[
+                    ("accept-language", "en"),
+                    ("accept-encoding", "br;q=1, gzip")
+                ])
+            )
+        );
+        // Repeated fields count as their comma-joined value.
+        assert_eq!(
+            variance(
+                &names,
+                &req(&[("accept-language", "en"), ("accept-language", "fr")])
+            ),
+            variance(&names, &req(&[("accept-language", "en,fr")]))
+        );
+        assert_ne!(en, variance(&names, &req(&[])));
+    }
+}
