@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, clippy with -D warnings, and all tests (unit tests and the
-# integration tests that start real edge processes and a real origin on loopback).
+# Runs every check CI runs: formatting, clippy with -D warnings, all tests (unit tests and the
+# integration tests that start real edge processes, a real origin and a real PostgreSQL on
+# loopback), and the validation of deploy/ (manifests, compose, Prometheus, systemd, dashboard).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -9,6 +10,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The integration tests start the real `edge` binary: build it (cargo test alone builds only the
 # test harness of a binary), then run everything.
 cargo build --workspace --bins --locked
+deploy/check.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -202,31 +202,21 @@ async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -
     if let Err(why) = in_scope(shared.tokens.scope(caller), &targets) {
         return error(StatusCode::FORBIDDEN, why);
     }
-    let store_shared = shared.clone();
-    let appended = tokio::task::spawn_blocking(move || {
-        let seq = store_shared.store.append(&purge)?;
-        // Compacting here keeps the log at `retain` entries without a timer; a failure only
-        // leaves it longer for now.
-        if let Err(e) = store_shared
-            .store
-            .retain(store_shared.config.delivery.retain)
-        {
-            tracing::error!(error = %e, "purge log compaction failed");
-        }
-        Ok::<_, crate::store::StoreError>(seq)
-    })
-    .await;
-    let seq = match appended {
-        Ok(Ok(seq)) => seq,
-        Ok(Err(e)) => {
+    let seq = match shared.store.append(&purge).await {
+        Ok(seq) => seq,
+        Err(e) => {
             tracing::error!(error = %e, "purge not logged");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("purge not logged: {e}"),
             );
         }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
+    // Compacting here keeps the log at `retain` entries without a timer; a failure only leaves
+    // it longer for now.
+    if let Err(e) = shared.store.retain(shared.config.delivery.retain).await {
+        tracing::error!(error = %e, "purge log compaction failed");
+    }
     // Durable: from here on the purge is delivered whatever happens to this process.
     shared.head.send_replace(seq);
     shared.metrics.head.set(seq as i64);
@@ -340,6 +330,7 @@ fn nodes(shared: &SharedRef) -> Reply {
                 "ready": v.ready,
                 "up": v.up,
                 "last_error": v.last_error,
+                "delivered_by": v.holder,
             })
         })
         .collect();
@@ -348,6 +339,7 @@ fn nodes(shared: &SharedRef) -> Reply {
         &json!({
             "head": head,
             "compacted_through": shared.store.compacted_through(),
+            "replica": shared.replicas.as_ref().map(|r| r.id.as_str()),
             "nodes": nodes,
         }),
     )

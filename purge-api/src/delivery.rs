@@ -89,6 +89,13 @@ pub async fn run(shared: SharedRef, node: Arc<NodeHandle>) {
         checked: Instant::now(),
     };
     loop {
+        if !s.shared.delivers_to(&s.node.url) {
+            // Another replica delivers to this node; ask the node afresh on taking it over.
+            s.applied = None;
+            s.ready = false;
+            tokio::time::sleep(s.shared.replicas.as_ref().map_or(d.poll, |r| r.poll)).await;
+            continue;
+        }
         match s.step().await {
             Ok(Step::Progress) => backoff.failures = 0,
             Ok(Step::Idle) => {
@@ -146,7 +153,7 @@ impl Delivery {
                 ));
             }
             let state: NodeState = serde_json::from_slice(&body)?;
-            self.learn(&state);
+            self.learn(&state).await;
             self.checked = Instant::now();
         }
         let applied = self.applied.unwrap_or(0);
@@ -172,7 +179,7 @@ impl Delivery {
             }
         } else {
             let next = applied + 1;
-            let entry = match store.get(next) {
+            let entry = match store.get(next).await {
                 Ok(Some(p)) => p,
                 Ok(None) => return Err(StepError::Store(format!("entry {next} is missing"))),
                 Err(e) => return Err(StepError::Store(e.to_string())),
@@ -204,7 +211,7 @@ impl Delivery {
                 m.delivery_duration.observe(start.elapsed().as_secs_f64());
                 m.deliveries.with_label_values(&["ok"]).inc();
                 let state: NodeState = serde_json::from_slice(&answer)?;
-                self.learn(&state);
+                self.learn(&state).await;
                 // A node that stays unready after the news waits for the next purge or poll.
                 Ok(if sync { Step::Idle } else { Step::Progress })
             }
@@ -221,7 +228,7 @@ impl Delivery {
         }
     }
 
-    fn learn(&mut self, state: &NodeState) {
+    async fn learn(&mut self, state: &NodeState) {
         let log = self.shared.store.log_id();
         // A node on another log (or none yet) starts this one from the beginning.
         let applied = if state.log.as_deref() == Some(log) {
@@ -241,18 +248,34 @@ impl Delivery {
             .set(head.saturating_sub(applied) as i64);
         m.node_up.with_label_values(&[url]).set(1);
         let was_down = !self.node.view().up;
+        let holder = self.shared.replicas.as_ref().map(|r| r.id.clone());
         self.node.update(|v| {
             v.node = state.node.clone();
             v.applied_seq = Some(applied);
             v.ready = state.ready;
             v.up = true;
             v.last_error = None;
+            v.holder = holder;
         });
         if was_down {
             tracing::info!(node = %url, id = %state.node, applied, head, "node reachable");
         }
         if moved {
             self.shared.progressed();
+            self.report(&state.node, applied, state.ready).await;
+        }
+    }
+
+    /// Tells the other replicas (through the shared log) where the node is.
+    async fn report(&self, node_id: &str, applied: u64, ready: bool) {
+        let (Some(r), Some(pg)) = (&self.shared.replicas, self.shared.store.postgres()) else {
+            return;
+        };
+        if let Err(e) = pg
+            .report(&self.node.url, &r.id, node_id, applied, ready)
+            .await
+        {
+            tracing::debug!(node = %self.node.url, error = %e, "node position not shared");
         }
     }
 }

@@ -47,6 +47,10 @@ pub async fn run(shared: SharedRef) {
         for url in &removed {
             shared.metrics.remove_node(url);
         }
+        if shared.replicas.is_none() {
+            // The only process on an embedded log delivers to every node.
+            shared.metrics.leases.set(urls.len() as i64);
+        }
         if !added.is_empty() || !removed.is_empty() {
             tracing::info!(?added, ?removed, nodes = urls.len(), "node set changed");
             shared.progressed();

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod limit;
 pub mod metrics;
 pub mod registry;
+pub mod replicas;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub node_lag: IntGaugeVec,
     /// `purge_api_node_up{node}`: 1 if the last exchange worked.
     pub node_up: IntGaugeVec,
+    /// `purge_api_node_leases_held`: nodes this process delivers to (all of them on an
+    /// embedded log; those it holds the lease of on PostgreSQL).
+    pub leases: IntGauge,
     /// `purge_api_deliveries_total{result}`: deliveries to nodes (ok, error, gap).
     pub deliveries: IntCounterVec,
     /// `purge_api_delivery_duration_seconds`: one purge to one node, request to answer.
@@ -53,6 +56,10 @@ impl Metrics {
                 "purge_api_node_up",
                 "1 if the last exchange with a node worked, else 0.",
                 &["node"]
+            )?,
+            leases: register_int_gauge!(
+                "purge_api_node_leases_held",
+                "Nodes this process delivers to: all on an embedded log, those it holds the lease of on PostgreSQL."
             )?,
             deliveries: register_int_counter_vec!(
                 "purge_api_deliveries_total",

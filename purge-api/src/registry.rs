@@ -22,6 +22,8 @@ pub struct NodeView {
     pub up: bool,
     /// The last failure, if the last exchange failed.
     pub last_error: Option<String>,
+    /// The replica delivering to it, when replicas share a PostgreSQL log.
+    pub holder: Option<String>,
 }
 
 /// One node and its delivery task.

@@ -1,10 +1,10 @@
 //! Builds the service from its configuration and runs it: the API listener, node discovery
-//! (which starts a delivery task per node) and log compaction.
+//! (which starts a delivery task per node) and, for a PostgreSQL log, the replica's leases.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_config::purge_api::PurgeApiConfig;
+use edge_config::purge_api::{PurgeApiConfig, Store as StoreConfig};
 use edge_config::token::Tokens;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::replicas::Replicas;
 use crate::service::{Shared, SharedRef};
 use crate::store::{Store, StoreError};
 use crate::{api, discovery};
@@ -61,7 +62,11 @@ pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), S
             field: "nodes.token_file",
             message,
         })?;
-    let store = Store::open(&config.store)?;
+    let store = Store::open(&config.store).await?;
+    let replicas = match &config.store {
+        StoreConfig::Postgres(pg) => Some(Replicas::new(pg.lease, pg.poll)),
+        StoreConfig::Embedded(_) => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -80,6 +85,7 @@ pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), S
         tokens,
         node_token,
         registry: Registry::default(),
+        replicas,
         limiter,
         metrics: Metrics::register()?,
         head: watch::Sender::new(head),
@@ -100,8 +106,10 @@ pub async fn run(shared: SharedRef, listener: TcpListener) {
         listen = %shared.config.listen,
         head = shared.store.head(),
         log = shared.store.log_id(),
+        replica = shared.replicas.as_ref().map(|r| r.id.as_str()),
         "purge-api serving"
     );
+    tokio::spawn(crate::replicas::run(shared.clone()));
     tokio::spawn(discovery::run(shared.clone()));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::replicas::Replicas;
 use crate::store::Store;
 
 /// The purge service's shared state.
@@ -23,6 +24,8 @@ pub struct Shared {
     pub node_token: String,
     /// The nodes.
     pub registry: Registry,
+    /// Leases and shared positions, when replicas share a PostgreSQL log.
+    pub replicas: Option<Replicas>,
     /// Per-token rate limits.
     pub limiter: RateLimiter,
     /// Metric families.
@@ -37,6 +40,11 @@ impl Shared {
     /// Wakes everything that waits on node positions.
     pub fn progressed(&self) {
         self.progress.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Whether this process delivers to `url` (always, unless replicas share the log).
+    pub fn delivers_to(&self, url: &str) -> bool {
+        self.replicas.as_ref().is_none_or(|r| r.holds(url))
     }
 
     /// The public id of a logged purge.

@@ -8,6 +8,7 @@ pub mod edge;
 pub mod netcut;
 pub mod origin;
 pub mod pki;
+pub mod postgres;
 pub mod purge_api;
 
 use std::time::{Duration, Instant};

@@ -41,6 +41,22 @@ impl PurgeApi {
     /// As [`PurgeApi::start`] with the `nodes:` keys other than `token_file` given as YAML
     /// (indented by two spaces after the first line).
     pub fn start_nodes(nodes: &str, delivery: &str, extra: &str) -> PurgeApi {
+        Self::launch(nodes, delivery, extra, None)
+    }
+
+    /// A replica keeping its log in PostgreSQL (`postgres:` keys as flow YAML, `url: ...`),
+    /// delivering to these admin listeners.
+    pub fn start_replica(nodes: &[SocketAddr], postgres: &str) -> PurgeApi {
+        let static_nodes: Vec<String> = nodes.iter().map(|a| format!("\"http://{a}\"")).collect();
+        Self::launch(
+            &format!("static: [{}]", static_nodes.join(", ")),
+            "",
+            "",
+            Some(&format!("postgres: {{ {postgres} }}")),
+        )
+    }
+
+    fn launch(nodes: &str, delivery: &str, extra: &str, store: Option<&str>) -> PurgeApi {
         let scratch = Scratch::new("purge-api");
         let port = free_port();
         let tokens = scratch.0.join("tokens");
@@ -52,13 +68,16 @@ impl PurgeApi {
         let yaml = format!(
             "listen: \"127.0.0.1:{port}\"\n\
              tokens_file: \"{}\"\n\
-             store: \"{}\"\n\
+             {store}\n\
              nodes:\n  {nodes}\n  token_file: \"{}\"\n\
              delivery: {{ retry_min: 20ms, retry_max: 500ms, poll: 1s, timeout: 2s{delivery} }}\n\
              {extra}",
             tokens.display(),
-            scratch.0.join("purges.db").display(),
             admin_token_file().display(),
+            store = store.map_or_else(
+                || format!("store: \"{}\"", scratch.0.join("purges.db").display()),
+                str::to_string
+            ),
             delivery = if delivery.is_empty() {
                 String::new()
             } else {

@@ -12,12 +12,28 @@ use crate::units::{ByteSize, HumanDuration};
 pub struct PurgeApiFile {
     pub listen: Spanned<String>,
     pub tokens_file: Spanned<String>,
-    pub store: Spanned<String>,
+    /// The embedded log's file; absent when `postgres` holds the log.
+    pub store: Option<Spanned<String>>,
+    /// The log in PostgreSQL, shared by several replicas.
+    pub postgres: Option<Spanned<PostgresFile>>,
     pub nodes: Spanned<NodesFile>,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
     pub delivery: DeliveryFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresFile {
+    /// Connection string (`postgres://user@host/db` or `host=... user=...`).
+    pub url: Option<Spanned<String>>,
+    /// A file holding the connection string (it carries the password).
+    pub url_file: Option<Spanned<String>>,
+    /// How long a replica's claim on delivering to one node lasts without renewal.
+    pub lease: Option<Spanned<HumanDuration>>,
+    /// How often a replica reads the log head, the leases and the nodes' positions.
+    pub poll: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,14 +18,43 @@ pub struct PurgeApiConfig {
     pub listen: SocketAddr,
     /// Bearer tokens accepted from callers, one per line.
     pub tokens_file: PathBuf,
-    /// The durable purge log (a redb file).
-    pub store: PathBuf,
+    /// Where the durable purge log lives.
+    pub store: Store,
     /// The edge nodes to deliver to.
     pub nodes: Nodes,
     /// Request limits.
     pub limits: Limits,
     /// Delivery tuning.
     pub delivery: Delivery,
+}
+
+/// Where the durable purge log lives.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// An embedded redb file: one purge-api process (the default).
+    Embedded(PathBuf),
+    /// PostgreSQL, shared by several purge-api replicas.
+    Postgres(Postgres),
+}
+
+/// The purge log in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    /// Where the connection string comes from.
+    pub url: PostgresUrl,
+    /// How long a replica's claim on delivering to one node lasts without renewal.
+    pub lease: Duration,
+    /// How often a replica reads the log head, the leases and the nodes' positions.
+    pub poll: Duration,
+}
+
+/// A PostgreSQL connection string, inline or read from a file at start.
+#[derive(Debug, Clone)]
+pub enum PostgresUrl {
+    /// Given in the YAML.
+    Inline(String),
+    /// Read from this file (first non-empty line).
+    File(PathBuf),
 }
 
 /// Where the nodes are.

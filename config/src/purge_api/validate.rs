@@ -16,11 +16,10 @@ fn dur(d: &Option<serde_saphyr::Spanned<crate::units::HumanDuration>>) -> Option
 pub fn validate(f: PurgeApiFile) -> Result<PurgeApiConfig, Vec<Problem>> {
     let mut p = Problems::default();
     let listen = socket_addr(&mut p, &f.listen, "listen");
-    for (field, v) in [("tokens_file", &f.tokens_file), ("store", &f.store)] {
-        if v.value.is_empty() {
-            p.at(v, field, "must be a file path");
-        }
+    if f.tokens_file.value.is_empty() {
+        p.at(&f.tokens_file, "tokens_file", "must be a file path");
     }
+    let store = store(&mut p, &f);
     let nodes = nodes(&mut p, &f.nodes);
     let limits = limits(&mut p, &f.limits);
     let delivery = delivery(&mut p, &f.delivery);
@@ -28,11 +27,92 @@ pub fn validate(f: PurgeApiFile) -> Result<PurgeApiConfig, Vec<Problem>> {
         Some(PurgeApiConfig {
             listen: listen?,
             tokens_file: PathBuf::from(&f.tokens_file.value),
-            store: PathBuf::from(&f.store.value),
+            store: store?,
             nodes,
             limits,
             delivery,
         })
+    })
+}
+
+fn store(p: &mut Problems, f: &PurgeApiFile) -> Option<Store> {
+    match (&f.store, &f.postgres) {
+        (Some(s), None) => {
+            if s.value.is_empty() {
+                p.at(s, "store", "must be a file path");
+            }
+            Some(Store::Embedded(PathBuf::from(&s.value)))
+        }
+        (None, Some(pg)) => postgres(p, pg).map(Store::Postgres),
+        (Some(s), Some(_)) => {
+            p.at(
+                s,
+                "store",
+                "give either `store` (the embedded log) or `postgres`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.at(
+                &f.listen,
+                "store",
+                "is missing: give the embedded log's file path, or a `postgres` block",
+            );
+            None
+        }
+    }
+}
+
+fn postgres(p: &mut Problems, f: &serde_saphyr::Spanned<file::PostgresFile>) -> Option<Postgres> {
+    let pg = &f.value;
+    let url = match (&pg.url, &pg.url_file) {
+        (Some(u), None) if u.value.trim().is_empty() => {
+            p.at(u, "postgres.url", "must be a connection string");
+            None
+        }
+        (Some(u), None) => Some(PostgresUrl::Inline(u.value.trim().to_string())),
+        (None, Some(u)) if u.value.is_empty() => {
+            p.at(u, "postgres.url_file", "must be a file path");
+            None
+        }
+        (None, Some(u)) => Some(PostgresUrl::File(PathBuf::from(&u.value))),
+        (Some(u), Some(_)) => {
+            p.at(u, "postgres.url", "give `url` or `url_file`, not both");
+            None
+        }
+        (None, None) => {
+            p.at(
+                f,
+                "postgres",
+                "needs `url` or `url_file` (a connection string such as postgres://purge@db/purges)",
+            );
+            None
+        }
+    };
+    let lease = dur(&pg.lease).unwrap_or(Duration::from_secs(10));
+    let poll = dur(&pg.poll).unwrap_or(Duration::from_millis(250));
+    if let Some(l) = &pg.lease {
+        if l.value.0 < Duration::from_secs(1) {
+            p.at(l, "postgres.lease", "must be at least 1s");
+        }
+    }
+    if let Some(v) = &pg.poll {
+        if v.value.0.is_zero() {
+            p.at(v, "postgres.poll", "must be longer than 0s");
+        } else if v.value.0.saturating_mul(4) > lease {
+            // A lease is renewed on a poll tick once half of it has run: four ticks per lease
+            // leave room for one slow round trip before it runs out.
+            p.at(
+                v,
+                "postgres.poll",
+                "must be at most a quarter of postgres.lease",
+            );
+        }
+    }
+    Some(Postgres {
+        url: url?,
+        lease,
+        poll,
     })
 }
 
@@ -268,6 +348,71 @@ nodes:
             &BASE.replace("nodes:\n", "nodes:\n  refresh: 10ms\n"),
             5,
             "nodes.refresh",
+        );
+    }
+
+    const PG: &str = "postgres: { url: \"postgres://purge@db/purges\" }\n";
+
+    fn pg(block: &str) -> String {
+        BASE.replace("store: /var/lib/purge-api/purges.db\n", block)
+    }
+
+    #[test]
+    fn postgres_replaces_the_embedded_store() {
+        let c = parse(&pg(PG)).unwrap();
+        let Store::Postgres(p) = c.store else {
+            panic!("not postgres: {:?}", c.store)
+        };
+        assert!(matches!(p.url, PostgresUrl::Inline(ref u) if u == "postgres://purge@db/purges"));
+        assert_eq!(
+            (p.lease, p.poll),
+            (Duration::from_secs(10), Duration::from_millis(250))
+        );
+        let c = parse(&pg(
+            "postgres:\n  url_file: /etc/purge-api/pg\n  lease: 4s\n  poll: 1s\n",
+        ))
+        .unwrap();
+        assert!(matches!(
+            c.store,
+            Store::Postgres(Postgres {
+                url: PostgresUrl::File(_),
+                ..
+            })
+        ));
+        assert!(matches!(parse(BASE).unwrap().store, Store::Embedded(_)));
+    }
+
+    #[test]
+    fn each_store_rule_rejects() {
+        rejects(&format!("{BASE}{PG}"), 3, "store");
+        rejects(&pg(""), 1, "store");
+        rejects(
+            &BASE.replace("/var/lib/purge-api/purges.db", "\"\""),
+            3,
+            "store",
+        );
+        rejects(&pg("postgres: { lease: 5s }\n"), 3, "postgres");
+        rejects(&pg("postgres: { url: \" \" }\n"), 3, "postgres.url");
+        rejects(
+            &pg("postgres: { url_file: \"\" }\n"),
+            3,
+            "postgres.url_file",
+        );
+        rejects(
+            &pg("postgres: { url: a, url_file: /b }\n"),
+            3,
+            "postgres.url",
+        );
+        rejects(
+            &pg("postgres:\n  url: a\n  lease: 500ms\n"),
+            5,
+            "postgres.lease",
+        );
+        rejects(&pg("postgres:\n  url: a\n  poll: 0s\n"), 5, "postgres.poll");
+        rejects(
+            &pg("postgres:\n  url: a\n  lease: 4s\n  poll: 2s\n"),
+            6,
+            "postgres.poll",
         );
     }
 

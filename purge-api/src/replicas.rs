@@ -1,0 +1,163 @@
+//! Replicas sharing a PostgreSQL log: per-node delivery leases, the shared head, and the
+//! positions the other replicas heard from their nodes.
+//!
+//! Each node is delivered to by the one replica holding its lease. A lease runs for
+//! `postgres.lease` on the database's clock and is renewed once half of it has gone; a replica
+//! that dies stops renewing, and another takes the node over when the lease runs out, starting
+//! from the node's own durable position. Order and at-least-once come from that position, not
+//! from the lease: a node applies only the purge after the last one it applied, so even two
+//! replicas delivering at once (one stalled past its lease) cannot reorder or skip a purge.
+//! The lease only keeps replicas from doing the work twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::registry::NodeHandle;
+use crate::service::SharedRef;
+use crate::store::postgres::{NodeRow, Pg};
+use crate::store::{random_u64, StoreError};
+
+/// This replica's part in a group sharing one log.
+pub struct Replicas {
+    /// This replica's name in the lease table: host name and a random suffix.
+    pub id: String,
+    lease: Duration,
+    /// How often the head, leases and positions are read.
+    pub poll: Duration,
+    /// Leases held, by node URL, with when they run out on this process's clock.
+    held: Mutex<HashMap<String, Instant>>,
+}
+
+impl Replicas {
+    /// A replica named after this host.
+    pub fn new(lease: Duration, poll: Duration) -> Replicas {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "purge-api".to_string());
+        Replicas {
+            id: format!("{host}-{:08x}", random_u64() as u32),
+            lease,
+            poll,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether this replica delivers to `url` now.
+    pub fn holds(&self, url: &str) -> bool {
+        self.held
+            .lock()
+            .get(url)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    fn held_count(&self) -> usize {
+        let now = Instant::now();
+        self.held.lock().values().filter(|u| **u > now).count()
+    }
+}
+
+/// Keeps leases, the head and other replicas' node positions current; runs for the life of
+/// the process when the log is in PostgreSQL.
+pub async fn run(shared: SharedRef) {
+    let (Some(r), Some(pg)) = (&shared.replicas, shared.store.postgres()) else {
+        return;
+    };
+    let mut failing = false;
+    loop {
+        match tick(&shared, r, pg).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("PostgreSQL reachable again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot reach the purge log in PostgreSQL; delivery pauses as leases run out");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(r.poll).await;
+    }
+}
+
+async fn tick(shared: &SharedRef, r: &Replicas, pg: &Pg) -> Result<(), StoreError> {
+    if shared.store.refresh().await? {
+        let head = shared.store.head();
+        shared.head.send_replace(head);
+        shared.metrics.head.set(head as i64);
+    }
+    let rows: HashMap<String, NodeRow> = pg
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|row| (row.url.clone(), row))
+        .collect();
+    let nodes = shared.registry.all();
+    for node in &nodes {
+        let url = node.url.as_str();
+        let row = rows.get(url);
+        let mine = r.held.lock().get(url).copied();
+        let claim = match mine {
+            Some(until) => until.saturating_duration_since(Instant::now()) < r.lease / 2,
+            None => row.is_none_or(|row| !row.live || row.holder == r.id),
+        };
+        if claim {
+            // The database starts the lease no earlier than this, so it runs out here first.
+            let sent = Instant::now();
+            if pg.claim(url, &r.id, r.lease).await? {
+                if r.held
+                    .lock()
+                    .insert(url.to_string(), sent + r.lease)
+                    .is_none()
+                {
+                    tracing::info!(node = %url, replica = %r.id, "delivering to this node");
+                }
+            } else if r.held.lock().remove(url).is_some() {
+                tracing::warn!(node = %url, "another replica took this node over");
+            }
+        }
+        if !r.holds(url) {
+            if let Some(row) = row {
+                observe(shared, node, row);
+            }
+        }
+    }
+    r.held
+        .lock()
+        .retain(|url, _| nodes.iter().any(|n| n.url == *url));
+    shared.metrics.leases.set(r.held_count() as i64);
+    Ok(())
+}
+
+/// Takes in what the replica delivering to `node` last heard from it.
+fn observe(shared: &SharedRef, node: &Arc<NodeHandle>, row: &NodeRow) {
+    let before = node.view();
+    let applied = row.applied_seq.or(before.applied_seq);
+    node.update(|v| {
+        v.holder = Some(row.holder.clone());
+        v.applied_seq = applied;
+        v.ready = row.ready;
+        v.up = row.live;
+        if let Some(id) = &row.node_id {
+            v.node = id.clone();
+        }
+        v.last_error = None;
+    });
+    if let Some(applied) = applied {
+        let m = &shared.metrics;
+        m.node_applied
+            .with_label_values(&[&node.url])
+            .set(applied as i64);
+        m.node_lag
+            .with_label_values(&[&node.url])
+            .set(shared.store.head().saturating_sub(applied) as i64);
+    }
+    if before.applied_seq != applied || before.ready != row.ready {
+        shared.progressed();
+    }
+}

@@ -1,0 +1,282 @@
+//! The purge log in PostgreSQL, shared by several purge-api replicas.
+//!
+//! Sequence numbers come from the database: an append bumps the one row of `purge_meta` and
+//! inserts the entry in the same statement, so the row lock orders appends, a sequence is never
+//! skipped (a failed append rolls its bump back) and entries commit in sequence order. A
+//! replica that reads a head therefore finds every entry up to it.
+//!
+//! `purge_nodes` holds one row per edge node: which replica delivers to it (a lease, timed by
+//! the database's clock so replicas' clocks do not matter) and the position that replica last
+//! heard from the node, so any replica can say which nodes applied a purge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_config::purge_api::PostgresUrl;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::{random_u64, Position, StoreError};
+
+/// Serialises schema creation between replicas starting together.
+const SCHEMA_LOCK: i64 = 0x7075_7267_655f_6c67;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS purge_meta (
+    id integer PRIMARY KEY CHECK (id = 1),
+    log_id text NOT NULL,
+    head bigint NOT NULL,
+    compacted bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS purge_log (
+    seq bigint PRIMARY KEY,
+    purge jsonb NOT NULL,
+    created timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS purge_nodes (
+    url text PRIMARY KEY,
+    holder text NOT NULL,
+    lease_until timestamptz NOT NULL,
+    node_id text,
+    applied_seq bigint,
+    ready boolean NOT NULL DEFAULT false,
+    reported timestamptz
+);";
+
+/// One node's row: who delivers to it and where it was.
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    /// The node's admin URL.
+    pub url: String,
+    /// The replica holding (or last holding) the lease.
+    pub holder: String,
+    /// Whether the lease is still running.
+    pub live: bool,
+    /// The node's id, as the holder last heard it.
+    pub node_id: Option<String>,
+    /// The node's applied sequence, as the holder last heard it.
+    pub applied_seq: Option<u64>,
+    /// Whether the node said it had caught up.
+    pub ready: bool,
+}
+
+/// A connection to the database, made again when it breaks.
+pub struct Pg {
+    config: Config,
+    client: Mutex<Option<Arc<Client>>>,
+}
+
+fn seq(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Pg {
+    /// Connects, creates the tables if they are missing, and reads the log's identity and
+    /// position.
+    pub async fn open(url: &PostgresUrl) -> Result<(Pg, String, Position), StoreError> {
+        let text = match url {
+            PostgresUrl::Inline(u) => u.clone(),
+            PostgresUrl::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| StoreError::Url(format!("{}: {e}", path.display())))?
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .ok_or_else(|| {
+                    StoreError::Url(format!("{}: no connection string", path.display()))
+                })?
+                .to_string(),
+        };
+        let mut config: Config = text.parse()?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.application_name("purge-api");
+        let pg = Pg {
+            config,
+            client: Mutex::new(None),
+        };
+        let client = pg.client().await?;
+        client
+            .batch_execute(&format!(
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock({SCHEMA_LOCK});
+                 {SCHEMA}
+                 INSERT INTO purge_meta (id, log_id, head, compacted)
+                     VALUES (1, '{:016x}', 0, 0) ON CONFLICT (id) DO NOTHING;
+                 COMMIT;",
+                random_u64()
+            ))
+            .await?;
+        let row = client
+            .query_one(
+                "SELECT log_id, head, compacted FROM purge_meta WHERE id = 1",
+                &[],
+            )
+            .await?;
+        let at = Position {
+            head: seq(row.try_get(1)?),
+            compacted: seq(row.try_get(2)?),
+        };
+        let log_id: String = row.try_get(0)?;
+        Ok((pg, log_id, at))
+    }
+
+    /// The open connection, or a new one if it broke (a database restart or failover).
+    async fn client(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection lost; reconnecting on next use");
+            }
+        });
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Appends an entry (JSON) and returns its sequence once committed.
+    pub async fn append(&self, purge: &str) -> Result<u64, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "WITH s AS (UPDATE purge_meta SET head = head + 1 WHERE id = 1 RETURNING head)
+                 INSERT INTO purge_log (seq, purge) SELECT head, $1::text::jsonb FROM s
+                 RETURNING seq",
+                &[&purge],
+            )
+            .await?;
+        Ok(seq(row.try_get(0)?))
+    }
+
+    /// The entry at `seq` (JSON), if the log holds it.
+    pub async fn read(&self, at: u64) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT purge::text FROM purge_log WHERE seq = $1",
+                &[&int(at)],
+            )
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// The log's head and compaction point.
+    pub async fn position(&self) -> Result<Position, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT head, compacted FROM purge_meta WHERE id = 1", &[])
+            .await?;
+        Ok(Position {
+            head: seq(row.try_get(0)?),
+            compacted: seq(row.try_get(1)?),
+        })
+    }
+
+    /// Keeps the newest `retain` entries; returns how many went and the new position.
+    pub async fn compact(&self, retain: u64) -> Result<(usize, Position), StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "WITH c AS (UPDATE purge_meta SET compacted = GREATEST(compacted, head - $1)
+                            WHERE id = 1 RETURNING head, compacted),
+                      d AS (DELETE FROM purge_log WHERE seq <= (SELECT compacted FROM c)
+                            RETURNING 1)
+                 SELECT (SELECT head FROM c), (SELECT compacted FROM c), (SELECT count(*) FROM d)",
+                &[&int(retain)],
+            )
+            .await?;
+        let dropped: i64 = row.try_get(2)?;
+        Ok((
+            usize::try_from(dropped).unwrap_or(0),
+            Position {
+                head: seq(row.try_get(0)?),
+                compacted: seq(row.try_get(1)?),
+            },
+        ))
+    }
+
+    /// Takes or renews `holder`'s lease on delivering to `url` for `lease`; false if another
+    /// replica holds a running one.
+    pub async fn claim(
+        &self,
+        url: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let ms = lease.as_secs_f64() * 1000.0;
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "INSERT INTO purge_nodes (url, holder, lease_until)
+                     VALUES ($1, $2, now() + $3::float8 * interval '1 millisecond')
+                 ON CONFLICT (url) DO UPDATE
+                     SET holder = EXCLUDED.holder, lease_until = EXCLUDED.lease_until
+                     WHERE purge_nodes.holder = EXCLUDED.holder OR purge_nodes.lease_until < now()
+                 RETURNING holder",
+                &[&url, &holder, &ms],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Every node's row.
+    pub async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT url, holder, lease_until > now(), node_id, applied_seq, ready
+                 FROM purge_nodes",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeRow {
+                    url: r.try_get(0)?,
+                    holder: r.try_get(1)?,
+                    live: r.try_get(2)?,
+                    node_id: r.try_get(3)?,
+                    applied_seq: r.try_get::<_, Option<i64>>(4)?.map(seq),
+                    ready: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records what the lease holder heard from its node.
+    pub async fn report(
+        &self,
+        url: &str,
+        holder: &str,
+        node_id: &str,
+        applied: u64,
+        ready: bool,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE purge_nodes SET node_id = $3, applied_seq = $4, ready = $5, reported = now()
+                 WHERE url = $1 AND holder = $2",
+                &[&url, &holder, &node_id, &int(applied), &ready],
+            )
+            .await?;
+        Ok(())
+    }
+}

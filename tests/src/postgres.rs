@@ -1,0 +1,182 @@
+//! A real PostgreSQL server on a loopback ephemeral port, in a scratch data directory, stopped
+//! on drop. It is Debian's `postgresql` package, which `scripts/setup.sh` installs; the server
+//! refuses to run as root, so as root it runs as the package's `postgres` user.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::edge::Scratch;
+use crate::{eventually, free_port};
+
+/// A running server; `url()` connects as a superuser with trust authentication.
+pub struct Postgres {
+    /// Its TCP port on 127.0.0.1.
+    pub port: u16,
+    bin: PathBuf,
+    child: Child,
+    scratch: Scratch,
+}
+
+/// The newest installed server's binaries (`PG_BIN` overrides).
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, b)| b)
+        .expect("no PostgreSQL server under /usr/lib/postgresql: run scripts/setup.sh")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// `program args...`, as the `postgres` user when this process is root.
+fn command(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Postgres {
+    /// Creates a cluster and starts it.
+    pub fn start() -> Postgres {
+        let bin = bin_dir();
+        let scratch = Scratch::new("postgres");
+        let data = scratch.0.join("data");
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&scratch.0)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "cannot hand the scratch directory to the postgres user");
+        }
+        let out = command(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "edge", "--no-sync", "-E", "UTF8"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = std::fs::File::create(scratch.0.join("postgres.log")).unwrap();
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(scratch.0.join("postgres.log"))
+                .status();
+        }
+        let child = command(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(&scratch.0)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=100",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut pg = Postgres {
+            port,
+            bin,
+            child,
+            scratch,
+        };
+        eventually(
+            Duration::from_secs(60),
+            "PostgreSQL to accept connections",
+            || {
+                if let Ok(Some(status)) = pg.child.try_wait() {
+                    panic!("postgres exited with {status}:\n{}", pg.log());
+                }
+                Command::new(pg.bin.join("pg_isready"))
+                    .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success())
+                    .then_some(())
+            },
+        );
+        pg
+    }
+
+    /// A connection string for the `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://edge@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs one SQL statement with `psql` and returns its unaligned output.
+    pub fn sql(&self, statement: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(),
+                "-c",
+            ])
+            .arg(statement)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.scratch.0.join("postgres.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT is the postmaster's fast shutdown; as root the child is `runuser`, so the
+        // postmaster's own pid comes from its pid file.
+        let pid = std::fs::read_to_string(self.scratch.0.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_string))
+            .unwrap_or_else(|| self.child.id().to_string());
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,235 @@
+//! Several purge-api replicas sharing the purge log in a real PostgreSQL server: sequence
+//! numbers from the database, one replica delivering to each node (a lease), and a replica
+//! killed mid fan-out whose nodes another replica takes over.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use edge_tests::client;
+use edge_tests::edge::{Edge, ADMIN_TOKEN};
+use edge_tests::eventually;
+use edge_tests::netcut::NetCut;
+use edge_tests::origin::{Origin, Reply};
+use edge_tests::postgres::Postgres;
+use edge_tests::purge_api::PurgeApi;
+use serde_json::Value;
+
+const CACHEABLE: &[(&str, &str)] = &[("cache-control", "max-age=3600")];
+/// Short leases so a dead replica's nodes move within the test's patience.
+const PG_TUNING: &str = "lease: 2s, poll: 100ms";
+
+fn json(r: &client::Response) -> Value {
+    serde_json::from_str(&r.text()).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
+}
+
+fn purge(api: &PurgeApi, path: &str) -> u64 {
+    let r = api.purge(&format!(r#"{{"urls": ["http://example.com{path}"]}}"#), "");
+    assert_eq!(r.status, 202, "{}", r.text());
+    json(&r)["seq"].as_u64().unwrap()
+}
+
+/// The node's own durable position: the last purge it applied.
+fn applied(edge_admin: SocketAddr) -> u64 {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let r = client::get(edge_admin, "x", "/purge/state", &[("Authorization", &auth)]);
+    json(&r)["applied_seq"].as_u64().unwrap_or(0)
+}
+
+/// Which replica delivers to each node, as `api` sees it (`None` until leases settle).
+fn holders(api: &PurgeApi) -> Option<Vec<(String, String)>> {
+    let nodes = json(&api.get("/v1/nodes"));
+    nodes["nodes"]
+        .as_array()?
+        .iter()
+        .map(|n| {
+            Some((
+                n["url"].as_str()?.to_string(),
+                n["delivered_by"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn replica_id(api: &PurgeApi) -> String {
+    json(&api.get("/v1/nodes"))["replica"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn cached(edge: &Edge, path: &str) -> bool {
+    edge.get(path, &[]).cache_status().contains("hit")
+}
+
+#[test]
+fn replicas_share_one_log_with_database_sequences_and_one_deliverer_per_node() {
+    let pg = Postgres::start();
+    let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
+    let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
+    let admins = [edges[0].admin, edges[1].admin];
+    let tuning = format!("url: \"{}\", {PG_TUNING}", pg.url());
+    let apis = [
+        PurgeApi::start_replica(&admins, &tuning),
+        PurgeApi::start_replica(&admins, &tuning),
+    ];
+    for e in &edges {
+        for p in ["/a", "/b", "/c"] {
+            e.get(p, &[]);
+            assert!(cached(e, p));
+        }
+    }
+    // Sequences interleave across replicas without a gap or a repeat.
+    let seqs = [
+        purge(&apis[0], "/a"),
+        purge(&apis[1], "/b"),
+        purge(&apis[0], "/c"),
+    ];
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(pg.sql("SELECT head FROM purge_meta"), "3");
+    assert_eq!(pg.sql("SELECT count(*) FROM purge_log"), "3");
+    eventually(
+        Duration::from_secs(20),
+        "every node to apply all three",
+        || admins.iter().all(|a| applied(*a) == 3).then_some(()),
+    );
+    for e in &edges {
+        for p in ["/a", "/b", "/c"] {
+            assert!(!cached(e, p), "{p} still cached");
+        }
+    }
+    // Both replicas agree on who delivers to each node, and each node has exactly one.
+    let agreed = eventually(Duration::from_secs(10), "the replicas to agree", || {
+        let (a, b) = (holders(&apis[0])?, holders(&apis[1])?);
+        (a == b).then_some(a)
+    });
+    let ids = [replica_id(&apis[0]), replica_id(&apis[1])];
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(agreed.len(), 2);
+    assert!(agreed.iter().all(|(_, h)| ids.contains(h)), "{agreed:?}");
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM purge_nodes WHERE lease_until > now()"),
+        "2"
+    );
+    // A purge logged by one replica reports complete from the other.
+    let id = json(&apis[1].purge(r#"{"urls": ["http://example.com/a"]}"#, ""))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the other replica to see it done",
+        || {
+            json(&apis[0].get(&format!("/v1/purge/{id}")))["complete"]
+                .as_bool()
+                .filter(|c| *c)
+        },
+    );
+}
+
+#[test]
+fn a_replica_killed_mid_fan_out_hands_its_nodes_to_another_in_order() {
+    let pg = Postgres::start();
+    let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
+    let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
+    let cut = NetCut::start(edges[1].admin);
+    let nodes = [edges[0].admin, cut.addr];
+    let tuning = format!("url: \"{}\", {PG_TUNING}", pg.url());
+    let mut apis = [
+        PurgeApi::start_replica(&nodes, &tuning),
+        PurgeApi::start_replica(&nodes, &tuning),
+    ];
+    let cut_url = format!("http://{}", cut.addr);
+    let holder = eventually(
+        Duration::from_secs(10),
+        "a replica to take the cut node",
+        || {
+            holders(&apis[0])?
+                .into_iter()
+                .find(|(url, _)| *url == cut_url)
+                .map(|(_, h)| h)
+        },
+    );
+    let (dying, survivor) = if replica_id(&apis[0]) == holder {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let paths = ["/p1", "/p2", "/p3"];
+    for e in &edges {
+        for p in paths {
+            e.get(p, &[]);
+            assert!(cached(e, p));
+        }
+    }
+    cut.set_cut(true);
+    // Logged through both replicas while the replica delivering to the cut node retries it.
+    let last = [
+        purge(&apis[dying], paths[0]),
+        purge(&apis[survivor], paths[1]),
+        purge(&apis[dying], paths[2]),
+    ][2];
+    assert_eq!(last, 3);
+    eventually(
+        Duration::from_secs(10),
+        "the reachable node to apply all",
+        || (applied(edges[0].admin) == 3).then_some(()),
+    );
+    assert!(
+        paths.iter().all(|p| cached(&edges[1], p)),
+        "the cut node was reached"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the dying replica to be retrying the cut node",
+        || apis[dying].log().contains("node unreachable").then_some(()),
+    );
+
+    apis[dying].kill9();
+    cut.set_cut(false);
+    eventually(
+        Duration::from_secs(20),
+        "the survivor to deliver to the cut node",
+        || (applied(edges[1].admin) == 3).then_some(()),
+    );
+    for p in paths {
+        assert!(!cached(&edges[1], p), "{p} still cached on the cut node");
+    }
+    let survivor_id = replica_id(&apis[survivor]);
+    let now = holders(&apis[survivor]).unwrap();
+    assert!(now.iter().all(|(_, h)| *h == survivor_id), "{now:?}");
+    assert!(
+        apis[survivor].log().contains("delivering to this node"),
+        "{}",
+        apis[survivor].log()
+    );
+    // The survivor goes on alone.
+    edges[0].get("/p1", &[]);
+    edges[1].get("/p1", &[]);
+    let seq = purge(&apis[survivor], "/p1");
+    assert_eq!(seq, 4);
+    eventually(
+        Duration::from_secs(10),
+        "both nodes to apply the next purge",
+        || (applied(edges[0].admin) == 4 && applied(edges[1].admin) == 4).then_some(()),
+    );
+}
+
+#[test]
+fn a_replica_cannot_start_without_its_database() {
+    let port = edge_tests::free_port();
+    let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
+    let edge = Edge::start(origin.addr, "");
+    let result = std::panic::catch_unwind(|| {
+        PurgeApi::start_replica(
+            &[edge.admin],
+            &format!("url: \"postgres://edge@127.0.0.1:{port}/postgres\""),
+        )
+    });
+    let message = result
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .expect("purge-api started without its database");
+    assert!(message.contains("purge-api exited"), "{message}");
+    assert!(message.contains("PostgreSQL"), "{message}");
+}
