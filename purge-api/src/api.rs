@@ -102,6 +102,10 @@ async fn route(shared: &SharedRef, req: Request<Incoming>) -> Reply {
                 (_, "/v1/purge") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
                 (m, "/v1/nodes") if m == Method::GET => nodes(shared),
                 (m, id) if m == Method::GET && id.starts_with("/v1/purge/") => {
+                    // Another replica may have logged it since this one last read the head.
+                    if let Err(e) = shared.store.refresh().await {
+                        tracing::debug!(error = %e, "purge log head not refreshed");
+                    }
                     purge_status(shared, &id["/v1/purge/".len()..])
                 }
                 _ => error(StatusCode::NOT_FOUND, "no such endpoint"),

@@ -126,6 +126,7 @@ pub async fn run(shared: SharedRef, node: Arc<NodeHandle>) {
                 });
                 if first {
                     tracing::warn!(node = %s.node.url, error = %e, "node unreachable; retrying with backoff");
+                    s.report_down(&e.to_string()).await;
                 }
                 tokio::time::sleep(backoff.next()).await;
             }
@@ -263,6 +264,16 @@ impl Delivery {
         if moved {
             self.shared.progressed();
             self.report(&state.node, applied, state.ready).await;
+        }
+    }
+
+    /// Tells the other replicas (through the shared log) that the node cannot be reached.
+    async fn report_down(&self, error: &str) {
+        let (Some(r), Some(pg)) = (&self.shared.replicas, self.shared.store.postgres()) else {
+            return;
+        };
+        if let Err(e) = pg.report_down(&self.node.url, &r.id, error).await {
+            tracing::debug!(node = %self.node.url, error = %e, "node state not shared");
         }
     }
 

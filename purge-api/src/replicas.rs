@@ -142,12 +142,22 @@ fn observe(shared: &SharedRef, node: &Arc<NodeHandle>, row: &NodeRow) {
         v.holder = Some(row.holder.clone());
         v.applied_seq = applied;
         v.ready = row.ready;
-        v.up = row.live;
+        // No live lease: no replica is delivering to it, whatever was last heard.
+        v.up = row.live && row.up;
         if let Some(id) = &row.node_id {
             v.node = id.clone();
         }
-        v.last_error = None;
+        v.last_error = if row.live {
+            row.last_error.clone()
+        } else {
+            Some(format!("no replica holds its lease (last: {})", row.holder))
+        };
     });
+    shared
+        .metrics
+        .node_up
+        .with_label_values(&[&node.url])
+        .set(i64::from(row.live && row.up));
     if let Some(applied) = applied {
         let m = &shared.metrics;
         m.node_applied

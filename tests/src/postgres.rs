@@ -15,6 +15,7 @@ pub struct Postgres {
     pub port: u16,
     bin: PathBuf,
     child: Child,
+    running: bool,
     scratch: Scratch,
 }
 
@@ -85,20 +86,38 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let log = std::fs::File::create(scratch.0.join("postgres.log")).unwrap();
+        let child = Self::spawn(&bin, &scratch.0, port);
+        let mut pg = Postgres {
+            port,
+            bin,
+            child,
+            running: true,
+            scratch,
+        };
+        pg.wait_ready();
+        pg
+    }
+
+    fn spawn(bin: &Path, dir: &Path, port: u16) -> Child {
+        let log_path = dir.join("postgres.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         if is_root() {
             let _ = Command::new("chown")
                 .args(["postgres:postgres"])
-                .arg(scratch.0.join("postgres.log"))
+                .arg(&log_path)
                 .status();
         }
-        let child = command(&bin.join("postgres"))
+        command(&bin.join("postgres"))
             .arg("-D")
-            .arg(&data)
+            .arg(dir.join("data"))
             .arg("-p")
             .arg(port.to_string())
             .arg("-k")
-            .arg(&scratch.0)
+            .arg(dir)
             .args([
                 "-c",
                 "listen_addresses=127.0.0.1",
@@ -109,28 +128,47 @@ impl Postgres {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap();
-        let mut pg = Postgres {
-            port,
-            bin,
-            child,
-            scratch,
-        };
+            .unwrap()
+    }
+
+    /// Stops the server (a fast shutdown: open connections are cut).
+    pub fn stop(&mut self) {
+        if !std::mem::replace(&mut self.running, false) {
+            return;
+        }
+        // SIGINT is the postmaster's fast shutdown; as root the child is `runuser`, so the
+        // postmaster's own pid comes from its pid file.
+        let pid = std::fs::read_to_string(self.scratch.0.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_string))
+            .unwrap_or_else(|| self.child.id().to_string());
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same data and port.
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(&self.bin, &self.scratch.0, self.port);
+        self.running = true;
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let port = self.port;
         eventually(
             Duration::from_secs(60),
             "PostgreSQL to accept connections",
             || {
-                if let Ok(Some(status)) = pg.child.try_wait() {
-                    panic!("postgres exited with {status}:\n{}", pg.log());
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("postgres exited with {status}:\n{}", self.log());
                 }
-                Command::new(pg.bin.join("pg_isready"))
+                Command::new(self.bin.join("pg_isready"))
                     .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
                     .status()
                     .is_ok_and(|s| s.success())
                     .then_some(())
             },
         );
-        pg
     }
 
     /// A connection string for the `postgres` database.
@@ -170,13 +208,6 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGINT is the postmaster's fast shutdown; as root the child is `runuser`, so the
-        // postmaster's own pid comes from its pid file.
-        let pid = std::fs::read_to_string(self.scratch.0.join("data/postmaster.pid"))
-            .ok()
-            .and_then(|s| s.lines().next().map(str::to_string))
-            .unwrap_or_else(|| self.child.id().to_string());
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

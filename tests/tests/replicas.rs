@@ -111,6 +111,30 @@ fn replicas_share_one_log_with_database_sequences_and_one_deliverer_per_node() {
         pg.sql("SELECT count(*) FROM purge_nodes WHERE lease_until > now()"),
         "2"
     );
+    // Concurrent purges through both replicas: every sequence handed out once, none skipped.
+    let mut seqs: Vec<u64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let api = &apis[w % 2];
+                s.spawn(move || {
+                    (0..10)
+                        .map(|i| purge(api, &format!("/w{w}-{i}")))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    seqs.sort_unstable();
+    assert_eq!(seqs, (4..=43).collect::<Vec<u64>>());
+    eventually(
+        Duration::from_secs(20),
+        "every node to apply all 43",
+        || admins.iter().all(|a| applied(*a) == 43).then_some(()),
+    );
     // A purge logged by one replica reports complete from the other.
     let id = json(&apis[1].purge(r#"{"urls": ["http://example.com/a"]}"#, ""))["id"]
         .as_str()
@@ -184,6 +208,20 @@ fn a_replica_killed_mid_fan_out_hands_its_nodes_to_another_in_order() {
         "the dying replica to be retrying the cut node",
         || apis[dying].log().contains("node unreachable").then_some(()),
     );
+    // The other replica learns of it through the database.
+    eventually(
+        Duration::from_secs(10),
+        "the survivor to see the cut node down",
+        || {
+            let nodes = json(&apis[survivor].get("/v1/nodes"));
+            let cut_node = nodes["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["url"] == cut_url.as_str())?
+                .clone();
+            (cut_node["up"] == false && cut_node["last_error"].is_string()).then_some(())
+        },
+    );
 
     apis[dying].kill9();
     cut.set_cut(false);
@@ -213,6 +251,31 @@ fn a_replica_killed_mid_fan_out_hands_its_nodes_to_another_in_order() {
         "both nodes to apply the next purge",
         || (applied(edges[0].admin) == 4 && applied(edges[1].admin) == 4).then_some(()),
     );
+}
+
+#[test]
+fn a_database_outage_refuses_purges_and_loses_none_acknowledged() {
+    let mut pg = Postgres::start();
+    let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
+    let edge = Edge::start(origin.addr, "");
+    let tuning = format!("url: \"{}\", {PG_TUNING}", pg.url());
+    let api = PurgeApi::start_replica(&[edge.admin], &tuning);
+    assert_eq!(purge(&api, "/before"), 1);
+    pg.stop();
+    let refused = api.purge(r#"{"urls": ["http://example.com/during"]}"#, "");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.text().contains("not logged"), "{}", refused.text());
+    pg.start_again();
+    // The replica reconnects on its own; the refused purge was never logged.
+    let seq = eventually(Duration::from_secs(20), "purges to be taken again", || {
+        let r = api.purge(r#"{"urls": ["http://example.com/after"]}"#, "");
+        (r.status == 202).then(|| json(&r)["seq"].as_u64().unwrap())
+    });
+    assert_eq!(seq, 2);
+    assert_eq!(pg.sql("SELECT count(*) FROM purge_log"), "2");
+    eventually(Duration::from_secs(20), "the node to apply both", || {
+        (applied(edge.admin) == 2).then_some(())
+    });
 }
 
 #[test]

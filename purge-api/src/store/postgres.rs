@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS purge_nodes (
     node_id text,
     applied_seq bigint,
     ready boolean NOT NULL DEFAULT false,
+    up boolean NOT NULL DEFAULT false,
+    last_error text,
     reported timestamptz
 );";
 
@@ -58,6 +60,10 @@ pub struct NodeRow {
     pub applied_seq: Option<u64>,
     /// Whether the node said it had caught up.
     pub ready: bool,
+    /// Whether the holder's last exchange with the node worked.
+    pub up: bool,
+    /// The holder's last failure to reach the node.
+    pub last_error: Option<String>,
 }
 
 /// A connection to the database, made again when it breaks.
@@ -241,7 +247,8 @@ impl Pg {
             .client()
             .await?
             .query(
-                "SELECT url, holder, lease_until > now(), node_id, applied_seq, ready
+                "SELECT url, holder, lease_until > now(), node_id, applied_seq, ready, up,
+                        last_error
                  FROM purge_nodes",
                 &[],
             )
@@ -255,6 +262,8 @@ impl Pg {
                     node_id: r.try_get(3)?,
                     applied_seq: r.try_get::<_, Option<i64>>(4)?.map(seq),
                     ready: r.try_get(5)?,
+                    up: r.try_get(6)?,
+                    last_error: r.try_get(7)?,
                 })
             })
             .collect()
@@ -272,9 +281,28 @@ impl Pg {
         self.client()
             .await?
             .execute(
-                "UPDATE purge_nodes SET node_id = $3, applied_seq = $4, ready = $5, reported = now()
+                "UPDATE purge_nodes SET node_id = $3, applied_seq = $4, ready = $5, up = true,
+                        last_error = NULL, reported = now()
                  WHERE url = $1 AND holder = $2",
                 &[&url, &holder, &node_id, &int(applied), &ready],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records that the lease holder cannot reach its node.
+    pub async fn report_down(
+        &self,
+        url: &str,
+        holder: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE purge_nodes SET up = false, last_error = $3, reported = now()
+                 WHERE url = $1 AND holder = $2",
+                &[&url, &holder, &error],
             )
             .await?;
         Ok(())
