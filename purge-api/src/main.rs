@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use edge_config::purge_api::PurgeApiConfig;
+use purge_api::server::StartError;
+use purge_api::store::StoreError;
 
 /// sysexits(3) EX_USAGE: the configuration is unusable.
 const EXIT_BAD_CONFIG: u8 = 64;
@@ -83,6 +85,11 @@ fn main() -> ExitCode {
             Ok((shared, listener)) => {
                 purge_api::server::run(shared, listener).await;
                 ExitCode::SUCCESS
+            }
+            // An unreachable database is not a bad configuration: a supervisor retries it.
+            Err(e @ StartError::Store(StoreError::Postgres(_))) => {
+                tracing::error!("cannot start: {e}");
+                ExitCode::FAILURE
             }
             Err(e) => {
                 tracing::error!("cannot start: {e}");

@@ -2,11 +2,13 @@
 //! on drop. It is Debian's `postgresql` package, which `scripts/setup.sh` installs; the server
 //! refuses to run as root, so as root it runs as the package's `postgres` user.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::edge::Scratch;
+use crate::pki::CertFiles;
 use crate::{eventually, free_port};
 
 /// A running server; `url()` connects as a superuser with trust authentication.
@@ -16,6 +18,8 @@ pub struct Postgres {
     bin: PathBuf,
     child: Child,
     running: bool,
+    /// Settings beyond the defaults (`-c name=value`), kept for restarts.
+    settings: Vec<String>,
     scratch: Scratch,
 }
 
@@ -62,6 +66,15 @@ fn command(program: &Path) -> Command {
 impl Postgres {
     /// Creates a cluster and starts it.
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// As [`Postgres::start`], offering TLS with this certificate (and accepting plaintext).
+    pub fn start_tls(cert: &CertFiles) -> Postgres {
+        Self::start_with(Some(cert))
+    }
+
+    fn start_with(cert: Option<&CertFiles>) -> Postgres {
         let bin = bin_dir();
         let scratch = Scratch::new("postgres");
         let data = scratch.0.join("data");
@@ -85,20 +98,37 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut settings = Vec::new();
+        if let Some(cert) = cert {
+            // The server insists on owning its key, readable by nobody else.
+            for (from, to) in [(&cert.cert, "server.crt"), (&cert.key, "server.key")] {
+                let dest = data.join(to);
+                std::fs::copy(from, &dest).unwrap();
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if is_root() {
+                    let _ = Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&dest)
+                        .status();
+                }
+            }
+            settings.push("ssl=on".to_string());
+        }
         let port = free_port();
-        let child = Self::spawn(&bin, &scratch.0, port);
+        let child = Self::spawn(&bin, &scratch.0, port, &settings);
         let mut pg = Postgres {
             port,
             bin,
             child,
             running: true,
+            settings,
             scratch,
         };
         pg.wait_ready();
         pg
     }
 
-    fn spawn(bin: &Path, dir: &Path, port: u16) -> Child {
+    fn spawn(bin: &Path, dir: &Path, port: u16, settings: &[String]) -> Child {
         let log_path = dir.join("postgres.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -124,6 +154,7 @@ impl Postgres {
                 "-c",
                 "max_connections=100",
             ])
+            .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -148,7 +179,7 @@ impl Postgres {
 
     /// Starts it again on the same data and port.
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(&self.bin, &self.scratch.0, self.port);
+        self.child = Self::spawn(&self.bin, &self.scratch.0, self.port, &self.settings);
         self.running = true;
         self.wait_ready();
     }

@@ -11,6 +11,7 @@ use edge_tests::edge::{Edge, ADMIN_TOKEN};
 use edge_tests::eventually;
 use edge_tests::netcut::NetCut;
 use edge_tests::origin::{Origin, Reply};
+use edge_tests::pki::Ca;
 use edge_tests::postgres::Postgres;
 use edge_tests::purge_api::PurgeApi;
 use serde_json::Value;
@@ -279,6 +280,53 @@ fn a_database_outage_refuses_purges_and_loses_none_acknowledged() {
 }
 
 #[test]
+fn a_replica_speaks_tls_to_the_database_and_verifies_its_certificate() {
+    let certs = edge_tests::edge::Scratch::new("pg-ca");
+    let ca = Ca::new(&certs.0, "pg-ca");
+    let pg = Postgres::start_tls(&ca.leaf("localhost", "pg"));
+    let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
+    let edge = Edge::start(origin.addr, "");
+    let url = format!(
+        "postgres://edge@localhost:{}/postgres?sslmode=require",
+        pg.port
+    );
+    let tuning = format!(
+        "url: \"{url}\", ca_file: \"{}\", {PG_TUNING}",
+        ca.files.cert.display()
+    );
+    let api = PurgeApi::start_replica(&[edge.admin], &tuning);
+    assert_eq!(purge(&api, "/tls"), 1);
+    // The server saw an encrypted session from purge-api.
+    assert_eq!(
+        pg.sql(
+            "SELECT count(*) > 0 FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+                WHERE ssl AND application_name = 'purge-api'"
+        ),
+        "t"
+    );
+    eventually(Duration::from_secs(10), "the node to apply it", || {
+        (applied(edge.admin) == 1).then_some(())
+    });
+    // A certificate from a CA the replica was not given is refused: no plaintext fallback.
+    let other = Ca::new(&certs.0, "other-ca");
+    let refused = std::panic::catch_unwind(|| {
+        PurgeApi::start_replica(
+            &[edge.admin],
+            &format!(
+                "url: \"{url}\", ca_file: \"{}\"",
+                other.files.cert.display()
+            ),
+        )
+    });
+    let message = refused
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .expect("purge-api trusted a certificate from an unknown CA");
+    assert!(message.contains("purge-api exited"), "{message}");
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+}
+
+#[test]
 fn a_replica_cannot_start_without_its_database() {
     let port = edge_tests::free_port();
     let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
@@ -293,6 +341,11 @@ fn a_replica_cannot_start_without_its_database() {
         .err()
         .and_then(|e| e.downcast_ref::<String>().cloned())
         .expect("purge-api started without its database");
-    assert!(message.contains("purge-api exited"), "{message}");
+    // Not exit 64 (a bad configuration): a supervisor should retry an unreachable database.
+    assert!(
+        message.contains("purge-api exited with exit status: 1:"),
+        "{message}"
+    );
     assert!(message.contains("PostgreSQL"), "{message}");
+    assert!(message.contains("refused"), "{message}");
 }

@@ -30,6 +30,8 @@ pub struct PostgresFile {
     pub url: Option<Spanned<String>>,
     /// A file holding the connection string (it carries the password).
     pub url_file: Option<Spanned<String>>,
+    /// PEM CA certificates that verify the server's TLS certificate (default: the system's).
+    pub ca_file: Option<Spanned<String>>,
     /// How long a replica's claim on delivering to one node lasts without renewal.
     pub lease: Option<Spanned<HumanDuration>>,
     /// How often a replica reads the log head, the leases and the nodes' positions.

@@ -42,6 +42,8 @@ pub enum Store {
 pub struct Postgres {
     /// Where the connection string comes from.
     pub url: PostgresUrl,
+    /// CA certificates for the server's TLS certificate; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
     /// How long a replica's claim on delivering to one node lasts without renewal.
     pub lease: Duration,
     /// How often a replica reads the log head, the leases and the nodes' positions.

@@ -109,8 +109,14 @@ fn postgres(p: &mut Problems, f: &serde_saphyr::Spanned<file::PostgresFile>) -> 
             );
         }
     }
+    if let Some(ca) = &pg.ca_file {
+        if ca.value.is_empty() {
+            p.at(ca, "postgres.ca_file", "must be a file path");
+        }
+    }
     Some(Postgres {
         url: url?,
+        ca_file: pg.ca_file.as_ref().map(|c| PathBuf::from(&c.value)),
         lease,
         poll,
     })
@@ -409,6 +415,11 @@ nodes:
             "postgres.lease",
         );
         rejects(&pg("postgres:\n  url: a\n  poll: 0s\n"), 5, "postgres.poll");
+        rejects(
+            &pg("postgres:\n  url: a\n  ca_file: \"\"\n"),
+            5,
+            "postgres.ca_file",
+        );
         rejects(
             &pg("postgres:\n  url: a\n  lease: 4s\n  poll: 2s\n"),
             6,

@@ -26,17 +26,35 @@ pub enum StoreError {
     #[error("purge log: {0}")]
     Db(#[from] redb::Error),
     /// PostgreSQL failed or could not be reached.
-    #[error("purge log in PostgreSQL: {0}")]
+    #[error("purge log in PostgreSQL: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The PostgreSQL connection string could not be read.
     #[error("postgres.url_file: {0}")]
     Url(String),
+    /// The CA certificates for PostgreSQL's TLS could not be loaded.
+    #[error("postgres TLS: {0}")]
+    Tls(String),
     /// An entry could not be encoded or decoded.
     #[error("purge log entry: {0}")]
     Encoding(#[from] serde_json::Error),
     /// A blocking call on the embedded log did not finish.
     #[error("purge log task: {0}")]
     Task(String),
+}
+
+/// An error and what caused it: the PostgreSQL client's own message ("error performing TLS
+/// handshake") leaves the reason (an unknown certificate, a refused connection) to its sources.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// How far the log goes.
@@ -86,7 +104,7 @@ impl Store {
                 (Backend::Embedded(Arc::new(db)), id, at)
             }
             StoreConfig::Postgres(pg) => {
-                let (db, id, at) = Pg::open(&pg.url).await?;
+                let (db, id, at) = Pg::open(pg).await?;
                 (Backend::Postgres(Box::new(db)), id, at)
             }
         };

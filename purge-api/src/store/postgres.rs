@@ -12,9 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_config::purge_api::PostgresUrl;
+use edge_config::purge_api::{Postgres, PostgresUrl};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{random_u64, Position, StoreError};
 
@@ -69,7 +72,47 @@ pub struct NodeRow {
 /// A connection to the database, made again when it breaks.
 pub struct Pg {
     config: Config,
+    /// TLS as the connection string's `sslmode` asks (`prefer` by default, `require`,
+    /// `disable`); a certificate is always verified, host name included.
+    tls: MakeRustlsConnect,
     client: Mutex<Option<Arc<Client>>>,
+}
+
+/// Roots that verify the server: `ca_file`, or the system's.
+fn tls(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| StoreError::Tls(format!("{}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(StoreError::Tls(format!(
+                    "{}: no certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| StoreError::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            // A system root that does not parse is skipped, as curl and libpq skip it.
+            for cert in rustls_native_certs::load_native_certs().unwrap_or_default() {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 fn seq(v: i64) -> u64 {
@@ -83,8 +126,8 @@ fn int(v: u64) -> i64 {
 impl Pg {
     /// Connects, creates the tables if they are missing, and reads the log's identity and
     /// position.
-    pub async fn open(url: &PostgresUrl) -> Result<(Pg, String, Position), StoreError> {
-        let text = match url {
+    pub async fn open(settings: &Postgres) -> Result<(Pg, String, Position), StoreError> {
+        let text = match &settings.url {
             PostgresUrl::Inline(u) => u.clone(),
             PostgresUrl::File(path) => std::fs::read_to_string(path)
                 .map_err(|e| StoreError::Url(format!("{}: {e}", path.display())))?
@@ -103,6 +146,7 @@ impl Pg {
         config.application_name("purge-api");
         let pg = Pg {
             config,
+            tls: tls(settings.ca_file.as_deref())?,
             client: Mutex::new(None),
         };
         let client = pg.client().await?;
@@ -137,7 +181,7 @@ impl Pg {
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let (client, connection) = self.config.connect(NoTls).await?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "PostgreSQL connection lost; reconnecting on next use");
