@@ -52,6 +52,18 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
+/// As root, hands `path` (and what is under it) to the `postgres` user the server runs as.
+fn give_to_postgres(path: &Path) {
+    if is_root() {
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot hand {} to the postgres user", path.display());
+    }
+}
+
 /// `program args...`, as the `postgres` user when this process is root.
 fn command(program: &Path) -> Command {
     if is_root() {
@@ -78,15 +90,7 @@ impl Postgres {
         let bin = bin_dir();
         let scratch = Scratch::new("postgres");
         let data = scratch.0.join("data");
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&scratch.0)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "cannot hand the scratch directory to the postgres user");
-        }
+        give_to_postgres(&scratch.0);
         let out = command(&bin.join("initdb"))
             .arg("-D")
             .arg(&data)
@@ -105,12 +109,7 @@ impl Postgres {
                 let dest = data.join(to);
                 std::fs::copy(from, &dest).unwrap();
                 std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
-                if is_root() {
-                    let _ = Command::new("chown")
-                        .arg("postgres:postgres")
-                        .arg(&dest)
-                        .status();
-                }
+                give_to_postgres(&dest);
             }
             settings.push("ssl=on".to_string());
         }
@@ -135,12 +134,7 @@ impl Postgres {
             .append(true)
             .open(&log_path)
             .unwrap();
-        if is_root() {
-            let _ = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(&log_path)
-                .status();
-        }
+        give_to_postgres(&log_path);
         command(&bin.join("postgres"))
             .arg("-D")
             .arg(dir.join("data"))
