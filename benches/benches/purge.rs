@@ -1,6 +1,8 @@
 //! Purge benchmarks against real processes (release build):
 //! - propagation: from `POST /v1/purge?wait=` to "applied on every node", for 20 edges on
-//!   loopback, memory-only and with disk tiers (each node then makes its position durable);
+//!   loopback, memory-only and with disk tiers (each node then makes its position durable), with
+//!   the embedded log and with two replicas on PostgreSQL (purges sent to the replica delivering
+//!   to the nodes, and to the other one);
 //! - a tag purge on 100k cached objects: how long the call takes, and how long the background
 //!   sweep takes to remove them from both tiers.
 //!
@@ -13,6 +15,7 @@ use edge_tests::client;
 use edge_tests::edge::{disk_cache, Edge, Scratch};
 use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply};
+use edge_tests::postgres::Postgres;
 use edge_tests::purge_api::PurgeApi;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -34,7 +37,20 @@ fn origin() -> Origin {
     })
 }
 
-fn propagation(label: &str, disk: bool, nodes: usize, purges: usize) {
+/// Where purge-api keeps its log, and which replica the purges go through.
+#[derive(Clone, Copy)]
+enum Log {
+    Embedded,
+    /// Two replicas on PostgreSQL; purges sent to the one delivering to the nodes, or not.
+    Postgres {
+        through_deliverer: bool,
+    },
+}
+
+/// Big enough that the bench measures delivery, not the per-token rate limit.
+const NO_LIMIT: &str = "limits: { rate_per_second: 100000, burst: 100000 }\n";
+
+fn propagation(label: &str, disk: bool, log: Log, nodes: usize, purges: usize) {
     let origin = origin();
     let dirs: Vec<Scratch> = (0..nodes).map(|_| Scratch::new("bench-purge")).collect();
     let edges: Vec<Edge> = dirs
@@ -48,18 +64,44 @@ fn propagation(label: &str, disk: bool, nodes: usize, purges: usize) {
         })
         .collect();
     let admins: Vec<_> = edges.iter().map(|e| e.admin).collect();
-    // A deploy pipeline sends far fewer; the limit would only measure itself here.
-    let api = PurgeApi::start(
-        &admins,
-        "",
-        "limits: { rate_per_second: 100000, burst: 100000 }\n",
-    );
+    let pg = matches!(log, Log::Postgres { .. }).then(Postgres::start);
+    let apis: Vec<PurgeApi> = match &pg {
+        None => vec![PurgeApi::start(&admins, "", NO_LIMIT)],
+        Some(pg) => {
+            let settings = format!("url: \"{}\"", pg.url());
+            (0..2)
+                .map(|_| PurgeApi::start_replica_with(&admins, &settings, NO_LIMIT))
+                .collect()
+        }
+    };
+    let view = |api: &PurgeApi| -> Option<serde_json::Value> {
+        serde_json::from_slice(&api.get("/v1/nodes").body).ok()
+    };
     eventually(Duration::from_secs(30), "every node up", || {
-        let r = api.get("/v1/nodes");
-        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        let v = view(&apis[0])?;
         let n = v["nodes"].as_array()?;
         (n.len() == nodes && n.iter().all(|n| n["up"] == true)).then_some(())
     });
+    // With replicas, the one holding most nodes' leases is "the deliverer".
+    let api = match log {
+        Log::Embedded => &apis[0],
+        Log::Postgres { through_deliverer } => {
+            let first = view(&apis[0]).unwrap();
+            let id = first["replica"].as_str().unwrap().to_string();
+            let mine = first["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["delivered_by"] == id.as_str())
+                .count();
+            let deliverer = usize::from(mine * 2 < nodes);
+            &apis[if through_deliverer {
+                deliverer
+            } else {
+                1 - deliverer
+            }]
+        }
+    };
     let mut times = Vec::with_capacity(purges);
     for i in 0..purges + 20 {
         let body = format!(r#"{{"tags": ["tag-{i}"]}}"#);
@@ -126,10 +168,36 @@ fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let run = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     if run("propagation") {
-        println!("| nodes' storage | nodes | purges | p50 ms | p99 ms | max ms |");
-        println!("|---|---|---|---|---|---|");
-        propagation("memory only", false, 20, 500);
-        propagation("memory + disk (durable position)", true, 20, 500);
+        println!("| nodes' storage | purge log | nodes | purges | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|---|---|");
+        propagation("memory only | embedded", false, Log::Embedded, 20, 500);
+        propagation(
+            "memory + disk (durable position) | embedded",
+            true,
+            Log::Embedded,
+            20,
+            500,
+        );
+        let through = Log::Postgres {
+            through_deliverer: true,
+        };
+        propagation(
+            "memory only | PostgreSQL, via the delivering replica",
+            false,
+            through,
+            20,
+            500,
+        );
+        let other = Log::Postgres {
+            through_deliverer: false,
+        };
+        propagation(
+            "memory only | PostgreSQL, via the other replica",
+            false,
+            other,
+            20,
+            500,
+        );
     }
     if run("tag") {
         println!();

@@ -89,12 +89,18 @@ pub async fn run(shared: SharedRef, node: Arc<NodeHandle>) {
         checked: Instant::now(),
     };
     loop {
-        if !s.shared.delivers_to(&s.node.url) {
-            // Another replica delivers to this node; ask the node afresh on taking it over.
-            s.applied = None;
-            s.ready = false;
-            tokio::time::sleep(s.shared.replicas.as_ref().map_or(d.poll, |r| r.poll)).await;
-            continue;
+        if let Some(r) = s.shared.replicas.as_ref() {
+            let mut taken = r.taken.subscribe();
+            if !r.holds(&s.node.url) {
+                // Another replica delivers to this node; ask the node afresh on taking it over.
+                s.applied = None;
+                s.ready = false;
+                tokio::select! {
+                    _ = taken.changed() => {}
+                    _ = tokio::time::sleep(r.poll) => {}
+                }
+                continue;
+            }
         }
         match s.step().await {
             Ok(Step::Progress) => backoff.failures = 0,

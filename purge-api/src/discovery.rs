@@ -54,6 +54,10 @@ pub async fn run(shared: SharedRef) {
         if !added.is_empty() || !removed.is_empty() {
             tracing::info!(?added, ?removed, nodes = urls.len(), "node set changed");
             shared.progressed();
+            if let Some(r) = &shared.replicas {
+                // New nodes need a lease before anything is delivered to them.
+                r.news.notify_one();
+            }
         }
         if shared.config.nodes.dns.is_empty() {
             return;

@@ -14,11 +14,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 
 use crate::registry::NodeHandle;
 use crate::service::SharedRef;
 use crate::store::postgres::{NodeRow, Pg};
 use crate::store::{random_u64, StoreError};
+
+/// Shortest time between two reads of the shared state when news keeps coming.
+const MIN_TICK: Duration = Duration::from_millis(5);
 
 /// This replica's part in a group sharing one log.
 pub struct Replicas {
@@ -29,6 +34,10 @@ pub struct Replicas {
     pub poll: Duration,
     /// Leases held, by node URL, with when they run out on this process's clock.
     held: Mutex<HashMap<String, Instant>>,
+    /// Something changed (another replica's news, this node set): read the shared state now.
+    pub news: Arc<Notify>,
+    /// Bumped when this replica takes a node: its delivery task starts at once.
+    pub taken: watch::Sender<u64>,
 }
 
 impl Replicas {
@@ -44,6 +53,8 @@ impl Replicas {
             lease,
             poll,
             held: Mutex::new(HashMap::new()),
+            news: Arc::new(Notify::new()),
+            taken: watch::Sender::new(0),
         }
     }
 
@@ -67,8 +78,19 @@ pub async fn run(shared: SharedRef) {
     let (Some(r), Some(pg)) = (&shared.replicas, shared.store.postgres()) else {
         return;
     };
+    let mut listener: Option<JoinHandle<()>> = None;
     let mut failing = false;
     loop {
+        if listener.as_ref().is_none_or(JoinHandle::is_finished) {
+            // Without it, news waits for the next poll; with it, for the next notification.
+            listener = match pg.listen(r.news.clone()).await {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    tracing::debug!(error = %e, "not listening for replicas' news");
+                    None
+                }
+            };
+        }
         match tick(&shared, r, pg).await {
             Ok(()) if failing => {
                 failing = false;
@@ -81,7 +103,14 @@ pub async fn run(shared: SharedRef) {
             }
             Err(_) => {}
         }
-        tokio::time::sleep(r.poll).await;
+        tokio::select! {
+            _ = tokio::time::sleep(r.poll) => {}
+            _ = r.news.notified() => {
+                // A burst of news (a purge, then every node's position) is read in a few
+                // ticks, not one each.
+                tokio::time::sleep(MIN_TICK).await;
+            }
+        }
     }
 }
 
@@ -116,6 +145,7 @@ async fn tick(shared: &SharedRef, r: &Replicas, pg: &Pg) -> Result<(), StoreErro
                     .is_none()
                 {
                     tracing::info!(node = %url, replica = %r.id, "delivering to this node");
+                    r.taken.send_modify(|n| *n = n.wrapping_add(1));
                 }
             } else if r.held.lock().remove(url).is_some() {
                 tracing::warn!(node = %url, "another replica took this node over");

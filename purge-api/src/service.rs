@@ -42,11 +42,6 @@ impl Shared {
         self.progress.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Whether this process delivers to `url` (always, unless replicas share the log).
-    pub fn delivers_to(&self, url: &str) -> bool {
-        self.replicas.as_ref().is_none_or(|r| r.holds(url))
-    }
-
     /// The public id of a logged purge.
     pub fn purge_id(&self, seq: u64) -> String {
         format!("{}-{seq}", self.store.log_id())

@@ -47,11 +47,16 @@ impl PurgeApi {
     /// A replica keeping its log in PostgreSQL (`postgres:` keys as flow YAML, `url: ...`),
     /// delivering to these admin listeners.
     pub fn start_replica(nodes: &[SocketAddr], postgres: &str) -> PurgeApi {
+        Self::start_replica_with(nodes, postgres, "")
+    }
+
+    /// As [`PurgeApi::start_replica`], with extra top-level YAML.
+    pub fn start_replica_with(nodes: &[SocketAddr], postgres: &str, extra: &str) -> PurgeApi {
         let static_nodes: Vec<String> = nodes.iter().map(|a| format!("\"http://{a}\"")).collect();
         Self::launch(
             &format!("static: [{}]", static_nodes.join(", ")),
             "",
-            "",
+            extra,
             Some(&format!("postgres: {{ {postgres} }}")),
         )
     }

@@ -255,6 +255,42 @@ fn a_replica_killed_mid_fan_out_hands_its_nodes_to_another_in_order() {
 }
 
 #[test]
+fn news_between_replicas_travels_by_notification_not_by_poll() {
+    let pg = Postgres::start();
+    let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
+    let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
+    let admins = [edges[0].admin, edges[1].admin];
+    // A poll far longer than the deadlines below: only notifications can meet them.
+    let tuning = format!("url: \"{}\", lease: 60s, poll: 15s", pg.url());
+    let apis = [
+        PurgeApi::start_replica(&admins, &tuning),
+        PurgeApi::start_replica(&admins, &tuning),
+    ];
+    let settled = eventually(
+        Duration::from_secs(5),
+        "both nodes to have a deliverer",
+        || {
+            let h = holders(&apis[0])?;
+            (h.len() == 2).then_some(h)
+        },
+    );
+    let ids = [replica_id(&apis[0]), replica_id(&apis[1])];
+    let held_by = |i: usize| settled.iter().filter(|(_, h)| *h == ids[i]).count();
+    // Logged through the replica delivering to fewer nodes (usually none): the one delivering
+    // learns of the purge, and it of the nodes' progress, only through the database.
+    let quiet = if held_by(0) <= held_by(1) { 0 } else { 1 };
+    for e in &edges {
+        e.get("/n", &[]);
+    }
+    let r = apis[quiet].purge(r#"{"urls": ["http://example.com/n"]}"#, "wait=5s");
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(json(&r)["complete"], true, "{}", r.text());
+    for e in &edges {
+        e.get("/n", &[]).assert_cache_status("fwd=miss");
+    }
+}
+
+#[test]
 fn a_database_outage_refuses_purges_and_loses_none_acknowledged() {
     let mut pg = Postgres::start();
     let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));

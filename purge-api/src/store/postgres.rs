@@ -8,6 +8,9 @@
 //! `purge_nodes` holds one row per edge node: which replica delivers to it (a lease, timed by
 //! the database's clock so replicas' clocks do not matter) and the position that replica last
 //! heard from the node, so any replica can say which nodes applied a purge.
+//!
+//! Both kinds of news are announced on the `purge_api` channel (`NOTIFY`, sent at commit), so
+//! the other replicas read them at once instead of at their next poll.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +18,15 @@ use std::time::Duration;
 use edge_config::purge_api::{Postgres, PostgresUrl};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, Config};
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{random_u64, Position, StoreError};
+
+/// The channel replicas announce news on: a purge logged, a node's position.
+const CHANNEL: &str = "purge_api";
 
 /// Serialises schema creation between replicas starting together.
 const SCHEMA_LOCK: i64 = 0x7075_7267_655f_6c67;
@@ -76,6 +83,10 @@ pub struct Pg {
     /// `disable`); a certificate is always verified, host name included.
     tls: MakeRustlsConnect,
     client: Mutex<Option<Arc<Client>>>,
+    /// A second connection for node positions, committed without waiting for the disk:
+    /// they are advisory (each node's own cursor is the truth), and one fsync per node per
+    /// purge, queued on the log's connection, would delay the next delivery behind them.
+    reports: Mutex<Option<Arc<Client>>>,
 }
 
 /// Roots that verify the server: `ca_file`, or the system's.
@@ -148,6 +159,7 @@ impl Pg {
             config,
             tls: tls(settings.ca_file.as_deref())?,
             client: Mutex::new(None),
+            reports: Mutex::new(None),
         };
         let client = pg.client().await?;
         client
@@ -177,7 +189,20 @@ impl Pg {
 
     /// The open connection, or a new one if it broke (a database restart or failover).
     async fn client(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
-        let mut slot = self.client.lock().await;
+        self.connection(&self.client, false).await
+    }
+
+    /// The connection for node positions, committed without waiting for the disk.
+    async fn reports(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
+        self.connection(&self.reports, true).await
+    }
+
+    async fn connection(
+        &self,
+        slot: &Mutex<Option<Arc<Client>>>,
+        relaxed: bool,
+    ) -> Result<Arc<Client>, tokio_postgres::Error> {
+        let mut slot = slot.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
@@ -187,9 +212,34 @@ impl Pg {
                 tracing::warn!(error = %e, "PostgreSQL connection lost; reconnecting on next use");
             }
         });
+        if relaxed {
+            client.batch_execute("SET synchronous_commit = off").await?;
+        }
         let client = Arc::new(client);
         *slot = Some(client.clone());
         Ok(client)
+    }
+
+    /// Listens on a connection of its own for news from the replicas: `wake` is notified for
+    /// each. The task ends when that connection does.
+    pub async fn listen(&self, wake: Arc<Notify>) -> Result<JoinHandle<()>, StoreError> {
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
+        // Notifications arrive through the connection itself, so this task drives it.
+        let driver = tokio::spawn(async move {
+            while let Some(Ok(message)) =
+                std::future::poll_fn(|cx| connection.poll_message(cx)).await
+            {
+                if matches!(message, AsyncMessage::Notification(_)) {
+                    wake.notify_one();
+                }
+            }
+        });
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        Ok(tokio::spawn(async move {
+            // The client lives as long as the connection it listens on.
+            let _client = client;
+            let _ = driver.await;
+        }))
     }
 
     /// Appends an entry (JSON) and returns its sequence once committed.
@@ -198,9 +248,10 @@ impl Pg {
             .client()
             .await?
             .query_one(
-                "WITH s AS (UPDATE purge_meta SET head = head + 1 WHERE id = 1 RETURNING head)
-                 INSERT INTO purge_log (seq, purge) SELECT head, $1::text::jsonb FROM s
-                 RETURNING seq",
+                "WITH s AS (UPDATE purge_meta SET head = head + 1 WHERE id = 1 RETURNING head),
+                      i AS (INSERT INTO purge_log (seq, purge)
+                            SELECT head, $1::text::jsonb FROM s RETURNING seq)
+                 SELECT seq, pg_notify('purge_api', 'log') FROM i",
                 &[&purge],
             )
             .await?;
@@ -322,12 +373,13 @@ impl Pg {
         applied: u64,
         ready: bool,
     ) -> Result<(), StoreError> {
-        self.client()
+        self.reports()
             .await?
-            .execute(
-                "UPDATE purge_nodes SET node_id = $3, applied_seq = $4, ready = $5, up = true,
-                        last_error = NULL, reported = now()
-                 WHERE url = $1 AND holder = $2",
+            .query(
+                "WITH u AS (UPDATE purge_nodes SET node_id = $3, applied_seq = $4, ready = $5,
+                                   up = true, last_error = NULL, reported = now()
+                            WHERE url = $1 AND holder = $2 RETURNING url)
+                 SELECT pg_notify('purge_api', 'node') FROM u",
                 &[&url, &holder, &node_id, &int(applied), &ready],
             )
             .await?;
@@ -341,11 +393,12 @@ impl Pg {
         holder: &str,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.client()
+        self.reports()
             .await?
-            .execute(
-                "UPDATE purge_nodes SET up = false, last_error = $3, reported = now()
-                 WHERE url = $1 AND holder = $2",
+            .query(
+                "WITH u AS (UPDATE purge_nodes SET up = false, last_error = $3, reported = now()
+                            WHERE url = $1 AND holder = $2 RETURNING url)
+                 SELECT pg_notify('purge_api', 'node') FROM u",
                 &[&url, &holder, &error],
             )
             .await?;
