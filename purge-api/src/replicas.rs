@@ -139,11 +139,10 @@ async fn tick(shared: &SharedRef, r: &Replicas, pg: &Pg) -> Result<(), StoreErro
             // The database starts the lease no earlier than this, so it runs out here first.
             let sent = Instant::now();
             if pg.claim(url, &r.id, r.lease).await? {
-                if r.held
-                    .lock()
-                    .insert(url.to_string(), sent + r.lease)
-                    .is_none()
-                {
+                // A lease that ran out here (the database was out of reach) counts as new.
+                let had = r.holds(url);
+                r.held.lock().insert(url.to_string(), sent + r.lease);
+                if !had {
                     tracing::info!(node = %url, replica = %r.id, "delivering to this node");
                     r.taken.send_modify(|n| *n = n.wrapping_add(1));
                 }
