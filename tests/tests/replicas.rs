@@ -63,18 +63,54 @@ fn cached(edge: &Edge, path: &str) -> bool {
     edge.get(path, &[]).cache_status().contains("hit")
 }
 
+/// Two edges in front of one origin, on one PostgreSQL server.
+struct Fleet {
+    pg: Postgres,
+    _origin: Origin,
+    edges: [Edge; 2],
+}
+
+impl Fleet {
+    fn start() -> Fleet {
+        let pg = Postgres::start();
+        let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
+        let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
+        Fleet {
+            pg,
+            _origin: origin,
+            edges,
+        }
+    }
+
+    /// Two replicas delivering to `nodes`, with these `postgres:` keys beside `url`.
+    fn replicas(&self, nodes: &[SocketAddr], tuning: &str) -> [PurgeApi; 2] {
+        let settings = format!("url: \"{}\", {tuning}", self.pg.url());
+        [
+            PurgeApi::start_replica(nodes, &settings),
+            PurgeApi::start_replica(nodes, &settings),
+        ]
+    }
+
+    fn admins(&self) -> [SocketAddr; 2] {
+        [self.edges[0].admin, self.edges[1].admin]
+    }
+}
+
+/// Starts a replica that must refuse to start; returns what the harness saw (exit status and
+/// log).
+fn start_failure(nodes: &[SocketAddr], postgres: &str) -> String {
+    std::panic::catch_unwind(|| PurgeApi::start_replica(nodes, postgres))
+        .err()
+        .and_then(|e| e.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| panic!("purge-api started with `{postgres}`"))
+}
+
 #[test]
 fn replicas_share_one_log_with_database_sequences_and_one_deliverer_per_node() {
-    let pg = Postgres::start();
-    let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
-    let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
-    let admins = [edges[0].admin, edges[1].admin];
-    let tuning = format!("url: \"{}\", {PG_TUNING}", pg.url());
-    let apis = [
-        PurgeApi::start_replica(&admins, &tuning),
-        PurgeApi::start_replica(&admins, &tuning),
-    ];
-    for e in &edges {
+    let fleet = Fleet::start();
+    let (pg, edges, admins) = (&fleet.pg, &fleet.edges, fleet.admins());
+    let apis = fleet.replicas(&admins, PG_TUNING);
+    for e in edges {
         for p in ["/a", "/b", "/c"] {
             e.get(p, &[]);
             assert!(cached(e, p));
@@ -94,7 +130,7 @@ fn replicas_share_one_log_with_database_sequences_and_one_deliverer_per_node() {
         "every node to apply all three",
         || admins.iter().all(|a| applied(*a) == 3).then_some(()),
     );
-    for e in &edges {
+    for e in edges {
         for p in ["/a", "/b", "/c"] {
             assert!(!cached(e, p), "{p} still cached");
         }
@@ -154,16 +190,11 @@ fn replicas_share_one_log_with_database_sequences_and_one_deliverer_per_node() {
 
 #[test]
 fn a_replica_killed_mid_fan_out_hands_its_nodes_to_another_in_order() {
-    let pg = Postgres::start();
-    let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
-    let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
+    let fleet = Fleet::start();
+    let edges = &fleet.edges;
     let cut = NetCut::start(edges[1].admin);
     let nodes = [edges[0].admin, cut.addr];
-    let tuning = format!("url: \"{}\", {PG_TUNING}", pg.url());
-    let mut apis = [
-        PurgeApi::start_replica(&nodes, &tuning),
-        PurgeApi::start_replica(&nodes, &tuning),
-    ];
+    let mut apis = fleet.replicas(&nodes, PG_TUNING);
     let cut_url = format!("http://{}", cut.addr);
     let holder = eventually(
         Duration::from_secs(10),
@@ -181,7 +212,7 @@ fn a_replica_killed_mid_fan_out_hands_its_nodes_to_another_in_order() {
         (1, 0)
     };
     let paths = ["/p1", "/p2", "/p3"];
-    for e in &edges {
+    for e in edges {
         for p in paths {
             e.get(p, &[]);
             assert!(cached(e, p));
@@ -256,16 +287,10 @@ fn a_replica_killed_mid_fan_out_hands_its_nodes_to_another_in_order() {
 
 #[test]
 fn news_between_replicas_travels_by_notification_not_by_poll() {
-    let pg = Postgres::start();
-    let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
-    let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
-    let admins = [edges[0].admin, edges[1].admin];
+    let fleet = Fleet::start();
+    let edges = &fleet.edges;
     // A poll far longer than the deadlines below: only notifications can meet them.
-    let tuning = format!("url: \"{}\", lease: 60s, poll: 15s", pg.url());
-    let apis = [
-        PurgeApi::start_replica(&admins, &tuning),
-        PurgeApi::start_replica(&admins, &tuning),
-    ];
+    let apis = fleet.replicas(&fleet.admins(), "lease: 60s, poll: 15s");
     let settled = eventually(
         Duration::from_secs(5),
         "both nodes to have a deliverer",
@@ -279,13 +304,13 @@ fn news_between_replicas_travels_by_notification_not_by_poll() {
     // Logged through the replica delivering to fewer nodes (usually none): the one delivering
     // learns of the purge, and it of the nodes' progress, only through the database.
     let quiet = if held_by(0) <= held_by(1) { 0 } else { 1 };
-    for e in &edges {
+    for e in edges {
         e.get("/n", &[]);
     }
     let r = apis[quiet].purge(r#"{"urls": ["http://example.com/n"]}"#, "wait=5s");
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(json(&r)["complete"], true, "{}", r.text());
-    for e in &edges {
+    for e in edges {
         e.get("/n", &[]).assert_cache_status("fwd=miss");
     }
 }
@@ -345,19 +370,13 @@ fn a_replica_speaks_tls_to_the_database_and_verifies_its_certificate() {
     });
     // A certificate from a CA the replica was not given is refused: no plaintext fallback.
     let other = Ca::new(&certs.0, "other-ca");
-    let refused = std::panic::catch_unwind(|| {
-        PurgeApi::start_replica(
-            &[edge.admin],
-            &format!(
-                "url: \"{url}\", ca_file: \"{}\"",
-                other.files.cert.display()
-            ),
-        )
-    });
-    let message = refused
-        .err()
-        .and_then(|e| e.downcast_ref::<String>().cloned())
-        .expect("purge-api trusted a certificate from an unknown CA");
+    let message = start_failure(
+        &[edge.admin],
+        &format!(
+            "url: \"{url}\", ca_file: \"{}\"",
+            other.files.cert.display()
+        ),
+    );
     assert!(message.contains("purge-api exited"), "{message}");
     assert!(message.to_lowercase().contains("certificate"), "{message}");
 }
@@ -367,16 +386,10 @@ fn a_replica_cannot_start_without_its_database() {
     let port = edge_tests::free_port();
     let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
     let edge = Edge::start(origin.addr, "");
-    let result = std::panic::catch_unwind(|| {
-        PurgeApi::start_replica(
-            &[edge.admin],
-            &format!("url: \"postgres://edge@127.0.0.1:{port}/postgres\""),
-        )
-    });
-    let message = result
-        .err()
-        .and_then(|e| e.downcast_ref::<String>().cloned())
-        .expect("purge-api started without its database");
+    let message = start_failure(
+        &[edge.admin],
+        &format!("url: \"postgres://edge@127.0.0.1:{port}/postgres\""),
+    );
     // Not exit 64 (a bad configuration): a supervisor should retry an unreachable database.
     assert!(
         message.contains("purge-api exited with exit status: 1:"),
@@ -384,4 +397,11 @@ fn a_replica_cannot_start_without_its_database() {
     );
     assert!(message.contains("PostgreSQL"), "{message}");
     assert!(message.contains("refused"), "{message}");
+    // A connection string that does not parse is a bad configuration: 64, naming it.
+    let message = start_failure(&[edge.admin], "url: \"postgres://edge@[::1/x\"");
+    assert!(
+        message.contains("purge-api exited with exit status: 64:"),
+        "{message}"
+    );
+    assert!(message.contains("postgres.url"), "{message}");
 }

@@ -28,8 +28,8 @@ pub enum StoreError {
     /// PostgreSQL failed or could not be reached.
     #[error("purge log in PostgreSQL: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
-    /// The PostgreSQL connection string could not be read.
-    #[error("postgres.url_file: {0}")]
+    /// The PostgreSQL connection string could not be read or does not parse.
+    #[error("postgres.url: {0}")]
     Url(String),
     /// The CA certificates for PostgreSQL's TLS could not be loaded.
     #[error("postgres TLS: {0}")]
@@ -142,8 +142,8 @@ impl Store {
 
     fn learn(&self, at: Position) {
         self.head.fetch_max(at.head, Ordering::AcqRel);
-        self.compacted.fetch_max(at.compacted, Ordering::AcqRel);
-        if at.compacted > 0 {
+        // Every poll passes through here: the cache is pruned only when compaction moved.
+        if self.compacted.fetch_max(at.compacted, Ordering::AcqRel) < at.compacted {
             self.recent.write().retain(|s, _| *s > at.compacted);
         }
     }

@@ -150,7 +150,9 @@ impl Pg {
                 })?
                 .to_string(),
         };
-        let mut config: Config = text.parse()?;
+        let mut config: Config = text
+            .parse()
+            .map_err(|e| StoreError::Url(format!("not a connection string: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
