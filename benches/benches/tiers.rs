@@ -63,9 +63,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 /// Writes one body through the tier's whole write path: temp file, checksums, fsync, rename,
 /// index, durable catalog commit.
 fn put(tier: &DiskTier, rt: &tokio::runtime::Runtime, n: u64, body: &[u8]) {
-    let mut pending = tier.begin().unwrap();
-    pending.writer.write(body).unwrap();
-    let gen = tier.publish(pending, &hash(n)).unwrap();
+    let gen = tier.write_whole(&hash(n), body).unwrap();
     let record = Record {
         meta: (vec![0; 64], vec![0; 256]),
         key: format!("v1/example.com/{n}").into_bytes(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use edge_tests::client::{self, Response};
 use edge_tests::edge::{edge_bin, Edge, Scratch};
 use edge_tests::origin::{pattern, pattern_byte, Origin, Reply};
-use edge_tests::{eventually, files_under, free_port};
+use edge_tests::{eventually, files_under, free_port, parts_under};
 
 const CACHEABLE: &[(&str, &str)] = &[("Cache-Control", "max-age=3600")];
 
@@ -100,11 +100,17 @@ fn kill_9_mid_fill_leaves_committed_objects_and_no_partial_body() {
     let reader = std::thread::spawn(move || {
         client::get_checked(addr, "example.com", "/big", pattern_byte).ok()
     });
-    let tmp = dir.0.join("tmp");
+    let objects = dir.0.join("objects");
+    let part_bytes = |dir: &Path| -> u64 {
+        parts_under(dir)
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum()
+    };
     eventually(
         Duration::from_secs(20),
         "the fill to reach the disk",
-        || (bytes_under(&tmp) > 0).then_some(()),
+        || (part_bytes(&objects) > 0).then_some(()),
     );
     edge.signal_and_wait("KILL");
     let partial = reader.join().unwrap();
@@ -114,10 +120,9 @@ fn kill_9_mid_fill_leaves_committed_objects_and_no_partial_body() {
     );
 
     let edge = Edge::start_cache(origin.addr, "", &cfg);
-    assert!(
-        files_under(&tmp).is_empty(),
-        "temp files survived the restart"
-    );
+    eventually(Duration::from_secs(20), "the sweep of temp files", || {
+        parts_under(&objects).is_empty().then_some(())
+    });
     let done = edge.get("/done", &[]);
     done.assert_cache_status("detail=disk");
     assert_eq!(done.body, pattern(0..100_000));
@@ -232,11 +237,8 @@ fn eviction_keeps_the_disk_within_its_bound() {
     eventually(Duration::from_secs(20), "evictions to settle", || {
         let on_disk = bytes_under(&objects);
         let reported = edge.metric("edge_cache_tier_bytes{tier=\"disk\"}") as u64;
-        (on_disk <= bound
-            && reported <= bound
-            && reported > 0
-            && files_under(&dir.0.join("tmp")).is_empty())
-        .then_some(())
+        (on_disk <= bound && reported <= bound && reported > 0 && parts_under(&objects).is_empty())
+            .then_some(())
     });
     let objects_now = edge.metric("edge_cache_tier_objects{tier=\"disk\"}");
     assert!((5.0..30.0).contains(&objects_now), "{objects_now} objects");
@@ -275,10 +277,12 @@ fn a_disk_that_cannot_be_written_still_serves_from_the_origin() {
     let dir = Scratch::new("disk-fail");
     let cfg = cache(&dir.0, "1KiB", "64MiB");
     let edge = Edge::start_cache(origin.addr, "", &cfg);
-    // Every new body file fails to be created from now on.
-    let tmp = dir.0.join("tmp");
-    std::fs::remove_dir_all(&tmp).unwrap();
-    std::fs::write(&tmp, b"not a directory").unwrap();
+    // Every new body file fails to be created from now on: its folder is not a directory.
+    for d in std::fs::read_dir(dir.0.join("objects")).unwrap() {
+        let d = d.unwrap().path();
+        std::fs::remove_dir_all(&d).unwrap();
+        std::fs::write(&d, b"not a directory").unwrap();
+    }
     for _ in 0..2 {
         let r = edge.get("/w", &[]);
         assert_eq!(r.status, 200);
@@ -459,18 +463,25 @@ fn leftovers_of_a_crash_are_swept_at_start() {
     edge.signal_and_wait("KILL");
 
     // What a crash can leave: a temp file, a published file never committed, and a committed
-    // entry whose file is gone.
-    let temp = dir.0.join("tmp").join("123456");
+    // entry whose file is gone; and the temp folder of releases before temp files moved beside
+    // their objects.
+    let temp = objects
+        .join("00")
+        .join(format!("{}-2.18a2b3c4d5e6f.part", "0".repeat(32)));
     std::fs::write(&temp, b"partial").unwrap();
+    let legacy = dir.0.join("tmp");
+    std::fs::create_dir_all(&legacy).unwrap();
+    std::fs::write(legacy.join("123456"), b"partial").unwrap();
     let orphan = objects.join("00").join(format!("{}-1", "0".repeat(32)));
     std::fs::write(&orphan, b"never committed").unwrap();
     std::fs::remove_file(&lost_file).unwrap();
 
     let edge = Edge::start_cache(origin.addr, "", &cfg);
-    assert!(!temp.exists(), "the temp file survived the start");
+    assert!(!legacy.exists(), "the old temp folder survived the start");
     eventually(Duration::from_secs(20), "the sweep", || {
-        let swept =
-            !orphan.exists() && edge.metric("edge_cache_tier_objects{tier=\"disk\"}") == 1.0;
+        let swept = !orphan.exists()
+            && !temp.exists()
+            && edge.metric("edge_cache_tier_objects{tier=\"disk\"}") == 1.0;
         swept.then_some(())
     });
     assert!(kept_file.exists());

@@ -1,11 +1,13 @@
 //! The disk tier: one body file per object under `objects/<xx>/`, a redb catalog, and an
 //! in-memory index with an LRU weighted in bytes.
 //!
-//! A write goes to `tmp/<gen>`, is fsynced and renamed into place, and only then is it entered
-//! in the index and the catalog; so the catalog never names a file that is not complete. What an
-//! interrupted run leaves behind (temp files, published files never committed, entries whose
-//! file is gone) is cleared at the next start: temp files at once, the rest by [`DiskTier::sweep`]
-//! in the background, while the node already serves.
+//! A write goes to `objects/<xx>/<hash>-<gen>.<run>.part`, is fsynced and renamed to
+//! `<hash>-<gen>` in the same folder, and only then is it entered in the index and the catalog; so
+//! the catalog never names a file that is not complete. The temp file sits beside its final name
+//! because file creation and rename lock their directory: one shared temp folder serialized every
+//! miss on one lock (and a rename across folders takes two). What an interrupted run leaves
+//! behind (temp files, published files never committed, entries whose file is gone) is cleared
+//! at the next start by [`DiskTier::sweep`], in the background, while the node already serves.
 //!
 //! Every method that touches the file system blocks: the storage calls them off the async workers.
 
@@ -72,7 +74,6 @@ pub enum DiskBody {
 /// The disk tier.
 pub struct DiskTier {
     objects: PathBuf,
-    tmp: PathBuf,
     order_file: PathBuf,
     catalog: Catalog,
     index: Index,
@@ -80,6 +81,9 @@ pub struct DiskTier {
     next_gen: AtomicU64,
     /// Generations below this were written by an earlier run: the sweep may judge their files.
     first_gen: u64,
+    /// Ends the names of this run's temp files (`.<run>.part`): generations restart after the
+    /// last committed one, so only this tells an earlier run's temp file from one being written.
+    part_suffix: String,
     /// Serializes index changes with their file deletions and catalog ops, so the catalog sees
     /// changes to one key in the order the index made them.
     write: Mutex<()>,
@@ -89,6 +93,8 @@ pub struct DiskTier {
 }
 
 const ORDER_FILE: &str = "lru.order";
+/// Suffix of a body file still being written.
+const PART: &str = ".part";
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -109,13 +115,11 @@ impl DiskTier {
     /// Fails if the directory cannot be used or another process has it open.
     pub fn open(root: &Path, max_size: u64, max_object_size: u64) -> Result<DiskTier, DiskError> {
         let objects = root.join("objects");
-        let tmp = root.join("tmp");
         for dir in 0..=255u8 {
             fs::create_dir_all(objects.join(format!("{dir:02x}")))?;
         }
-        // Temp files are fills an earlier run never finished.
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp)?;
+        // Releases before temp files moved beside their objects kept them here.
+        let _ = fs::remove_dir_all(root.join("tmp"));
         let (catalog, entries) = Catalog::open(&root.join("catalog.redb"))?;
         let purge_records = catalog.purge_records()?;
         let order_file = root.join(ORDER_FILE);
@@ -143,13 +147,18 @@ impl DiskTier {
         }
         let tier = DiskTier {
             objects,
-            tmp,
             order_file,
             catalog,
             index,
             max_object_size,
             next_gen: AtomicU64::new(next_gen),
             first_gen: next_gen,
+            part_suffix: format!(
+                ".{:x}{PART}",
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ),
             write: Mutex::new(()),
             stats: TierStats::default(),
             purge_records: Mutex::new(Some(purge_records)),
@@ -185,6 +194,12 @@ impl DiskTier {
     fn path_of(&self, hash: &Hash, gen: u64) -> PathBuf {
         let name = hex(hash);
         self.objects.join(&name[..2]).join(format!("{name}-{gen}"))
+    }
+
+    fn part_of(&self, hash: &Hash, gen: u64) -> PathBuf {
+        let mut path = self.path_of(hash, gen).into_os_string();
+        path.push(&self.part_suffix);
+        path.into()
     }
 
     /// The committed entry for `hash`, marked recently used.
@@ -251,12 +266,23 @@ impl DiskTier {
         TierStats::bump(&self.stats.hits);
     }
 
-    /// Starts writing a body. Blocking.
-    pub fn begin(&self) -> Result<PendingWrite, DiskError> {
+    /// Starts writing the body of `hash`. Blocking.
+    pub fn begin(&self, hash: &Hash) -> Result<PendingWrite, DiskError> {
         let gen = self.next_gen.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp.join(gen.to_string());
+        let tmp = self.part_of(hash, gen);
         let writer = BodyWriter::create(&tmp)?;
         Ok(PendingWrite { gen, writer, tmp })
+    }
+
+    /// Writes and publishes a whole body at once: [`begin`](Self::begin), one write and
+    /// [`publish`](Self::publish). Blocking; returns the generation to commit.
+    pub fn write_whole(&self, hash: &Hash, body: &[u8]) -> Result<u64, DiskError> {
+        let mut pending = self.begin(hash)?;
+        if let Err(e) = pending.writer.write(body) {
+            self.abandon(pending);
+            return Err(e.into());
+        }
+        self.publish(pending, hash)
     }
 
     /// Drops a write that will not be committed. Blocking.
@@ -434,8 +460,8 @@ impl DiskTier {
         self.await_commit(self.catalog.submit(ops)).await
     }
 
-    /// Clears what an earlier run left behind: body files no entry names (published but never
-    /// committed, or evicted before a crash), and entries whose file is gone. Files of this run
+    /// Clears what an earlier run left behind: temp files, body files no entry names (published
+    /// but never committed, or evicted before a crash), and entries whose file is gone. Files of this run
     /// are not judged: a write may be between its rename and its commit. Blocking; returns the
     /// number of files and entries removed.
     pub fn sweep(&self) -> io::Result<(usize, usize)> {
@@ -445,8 +471,15 @@ impl DiskTier {
             let dir = dir?.path();
             for file in fs::read_dir(&dir)? {
                 let path = file?.path();
-                let parsed = path.file_name().and_then(|n| n.to_str()).and_then(|n| {
-                    let (h, g) = n.split_once('-')?;
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                if name.ends_with(&self.part_suffix) {
+                    continue;
+                }
+                let parsed = name.split_once('-').and_then(|(h, g)| {
+                    // An earlier run's temp file parses as nothing, so it goes.
                     Some((str2hex(h)?, g.parse::<u64>().ok()?))
                 });
                 match parsed {
@@ -513,9 +546,7 @@ mod tests {
     }
 
     async fn put(tier: &DiskTier, n: u64) {
-        let mut pending = tier.begin().unwrap();
-        pending.writer.write(b"body").unwrap();
-        let gen = tier.publish(pending, &h(n)).unwrap();
+        let gen = tier.write_whole(&h(n), b"body").unwrap();
         let record = Record {
             meta: (vec![1], vec![2]),
             key: n.to_string().into_bytes(),
