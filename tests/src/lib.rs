@@ -27,6 +27,14 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The summed sizes of `paths` (a file gone meanwhile counts 0).
+pub fn total_len(paths: &[std::path::PathBuf]) -> u64 {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
+}
+
 /// The disk tier's temp files (bodies still being written) under `dir`.
 pub fn parts_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files_under(dir)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use edge_tests::client::{self, Response};
 use edge_tests::edge::{edge_bin, Edge, Scratch};
 use edge_tests::origin::{pattern, pattern_byte, Origin, Reply};
-use edge_tests::{eventually, files_under, free_port, parts_under};
+use edge_tests::{eventually, files_under, free_port, parts_under, total_len};
 
 const CACHEABLE: &[(&str, &str)] = &[("Cache-Control", "max-age=3600")];
 
@@ -37,10 +37,7 @@ fn wait_on_disk(edge: &Edge, path: &str) -> Response {
 }
 
 fn bytes_under(dir: &Path) -> u64 {
-    files_under(dir)
-        .iter()
-        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-        .sum()
+    total_len(&files_under(dir))
 }
 
 #[test]
@@ -101,16 +98,10 @@ fn kill_9_mid_fill_leaves_committed_objects_and_no_partial_body() {
         client::get_checked(addr, "example.com", "/big", pattern_byte).ok()
     });
     let objects = dir.0.join("objects");
-    let part_bytes = |dir: &Path| -> u64 {
-        parts_under(dir)
-            .iter()
-            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-            .sum()
-    };
     eventually(
         Duration::from_secs(20),
         "the fill to reach the disk",
-        || (part_bytes(&objects) > 0).then_some(()),
+        || (total_len(&parts_under(&objects)) > 0).then_some(()),
     );
     edge.signal_and_wait("KILL");
     let partial = reader.join().unwrap();

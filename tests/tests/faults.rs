@@ -13,7 +13,7 @@ use edge_tests::edge::{Edge, Scratch};
 use edge_tests::netcut::NetCut;
 use edge_tests::origin::{pattern, Origin, Reply};
 use edge_tests::purge_api::PurgeApi;
-use edge_tests::{eventually, files_under, parts_under};
+use edge_tests::{eventually, files_under, parts_under, total_len};
 
 const CACHEABLE: &[(&str, &str)] = &[("cache-control", "max-age=3600")];
 
@@ -151,10 +151,7 @@ fn a_full_disk_fails_writes_not_requests() {
     }
     assert_eq!(edge.get("/after", &[]).status, 200);
     // Failed writes leave no temp files filling the disk.
-    let tmp_bytes: u64 = parts_under(&mnt.join("objects"))
-        .iter()
-        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-        .sum();
+    let tmp_bytes = total_len(&parts_under(&mnt.join("objects")));
     assert_eq!(tmp_bytes, 0, "partial writes were left behind");
 }
 

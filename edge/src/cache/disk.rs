@@ -461,9 +461,9 @@ impl DiskTier {
     }
 
     /// Clears what an earlier run left behind: temp files, body files no entry names (published
-    /// but never committed, or evicted before a crash), and entries whose file is gone. Files of this run
-    /// are not judged: a write may be between its rename and its commit. Blocking; returns the
-    /// number of files and entries removed.
+    /// but never committed, or evicted before a crash), and entries whose file is gone. Files of
+    /// this run are not judged: a write may be between its rename and its commit. Blocking;
+    /// returns the number of files and entries removed.
     pub fn sweep(&self) -> io::Result<(usize, usize)> {
         let mut files = 0;
         let mut seen = HashSet::new();

@@ -8,9 +8,9 @@
 //! whole, checked, and promoted to memory. A fill stays visible to lookups until the memory tier
 //! holds the object or its disk commit is durable.
 //!
-//! Disk writes are made durable a few at a time ([`DISK_WRITERS`]): on a small machine, hundreds
-//! of concurrent create-write-fsync calls spent more CPU contending in the kernel than writing.
-//! Whole bodies waiting for their turn are bounded in bytes ([`QUEUED_LIMIT`]); past that, a
+//! Disk writes are made durable one per CPU at a time: on a small machine, hundreds of
+//! concurrent create-write-fsync calls spent more CPU contending in the kernel than writing.
+//! Whole bodies waiting for their turn are bounded in bytes (`QUEUED_LIMIT`); past that, a
 //! body is not written to disk (a disk rejection; the memory tier may still hold it), so misses
 //! faster than the disk shed disk writes instead of holding memory without bound.
 //!
@@ -59,20 +59,16 @@ pub struct TieredStorage {
     bans: &'static Bans,
     fills: Mutex<HashMap<Hash, Vec<Arc<Fill>>>>,
     next_fill: AtomicU64,
-    /// Bounds the bodies being made durable at once.
+    /// Bounds the bodies being made durable at once: one per CPU.
     disk_writes: tokio::sync::Semaphore,
     /// Whole bodies waiting to be written to disk.
     queued: WriteQueue,
 }
 
-/// Bodies made durable at once: one per CPU.
-static DISK_WRITERS: std::sync::LazyLock<usize> =
-    std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-
 /// Most bytes of whole bodies (with their meta) waiting for the disk: about 2,500 small objects,
 /// a second or two of this VM's file creation. A deeper queue only moved the disk work past the
 /// burst (cdnbench: 64 MiB took 20-40 s to drain, on the CPU of whatever ran next).
-pub const QUEUED_LIMIT: u64 = 4 << 20;
+const QUEUED_LIMIT: u64 = 4 << 20;
 
 /// Bytes waiting for the disk, within a limit.
 struct WriteQueue {
@@ -105,7 +101,9 @@ impl TieredStorage {
             bans,
             fills: Mutex::new(HashMap::new()),
             next_fill: AtomicU64::new(1),
-            disk_writes: tokio::sync::Semaphore::new(*DISK_WRITERS),
+            disk_writes: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             queued: WriteQueue {
                 bytes: AtomicU64::new(0),
                 limit: QUEUED_LIMIT,
