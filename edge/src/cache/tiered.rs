@@ -461,7 +461,11 @@ fn queued_weight(body: &Bytes, fill: &Fill, key: &[u8]) -> u64 {
 /// A body on its way to the disk tier: a file written as it arrived, or the whole body.
 enum ToDisk {
     Written(PendingWrite),
-    Whole(Bytes),
+    /// A whole body, and the room it holds in the write queue.
+    Whole {
+        body: Bytes,
+        queued: u64,
+    },
 }
 
 /// A finished body on its way into the disk tier.
@@ -486,17 +490,18 @@ impl DiskCommit {
             body_len,
         } = self;
         let queued = match &body {
-            ToDisk::Whole(b) => queued_weight(b, &fill, &key),
+            ToDisk::Whole { queued, .. } => *queued,
             ToDisk::Written(_) => 0,
         };
         // The semaphore is never closed.
         let permit = storage.disk_writes.acquire().await.ok();
         let published = tokio::task::spawn_blocking(move || match body {
             ToDisk::Written(pending) => disk.publish(pending, &combined),
-            ToDisk::Whole(body) => disk.write_whole(&combined, &body),
+            ToDisk::Whole { body, .. } => disk.write_whole(&combined, &body),
         })
         .await;
         drop(permit);
+        // Also after a panicked write: the room must come back.
         storage.queued.remove(queued);
         let result = match published {
             Ok(Ok(gen)) => {
@@ -572,15 +577,13 @@ impl HandleMiss for TieredMiss {
         }
         let body = match (self.disk.take(), whole, storage.disk) {
             (Some(pending), _, _) => Some(ToDisk::Written(pending)),
-            (None, Some(whole), Some(disk)) if self.deferred => {
-                if !storage
-                    .queued
-                    .try_add(queued_weight(&whole, &self.fill, &self.key))
-                {
+            (None, Some(body), Some(disk)) if self.deferred => {
+                let queued = queued_weight(&body, &self.fill, &self.key);
+                if storage.queued.try_add(queued) {
+                    Some(ToDisk::Whole { body, queued })
+                } else {
                     disk.rejected();
                     None
-                } else {
-                    Some(ToDisk::Whole(whole))
                 }
             }
             _ => None,
