@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::Hash;
+use super::{pread, Hash};
 
 /// Bytes covered by one checksum, and the size of a read from disk.
 pub const BLOCK: u64 = 256 << 10;
@@ -150,8 +150,7 @@ impl BodyFile {
         if file.metadata()?.len() != len {
             return Err(BodyError::Corrupt("size differs from the catalog"));
         }
-        let mut all = vec![0; len as usize];
-        file.read_exact_at(&mut all, 0)?;
+        let all = pread::read_exact_at(&file, len as usize, 0)?;
         let crcs = check_tail(&all[body_len as usize..], hash, body_len)?;
         let mut body = Bytes::from(all);
         body.truncate(body_len as usize);
@@ -170,15 +169,32 @@ impl BodyFile {
         self.body_len
     }
 
-    /// Reads and checks block `index`.
+    /// Reads and checks block `index`. Blocking.
     pub fn read_block(&self, index: u64) -> Result<Bytes, BodyError> {
+        let (from, len) = self.block_span(index)?;
+        self.check(index, pread::read_exact_at(&self.file, len, from)?)
+    }
+
+    /// Reads and checks block `index` if the page cache holds all of it; `None` if that read
+    /// would wait for the disk. Never blocks, so an async worker may call it.
+    pub fn read_block_cached(&self, index: u64) -> Result<Option<Bytes>, BodyError> {
+        let (from, len) = self.block_span(index)?;
+        match pread::read_cached_at(&self.file, len, from)? {
+            Some(buf) => self.check(index, buf).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Where block `index` starts, and its length.
+    fn block_span(&self, index: u64) -> Result<(u64, usize), BodyError> {
         let from = index * BLOCK;
         if from >= self.body_len {
             return Err(BodyError::Corrupt("block beyond the body"));
         }
-        let len = BLOCK.min(self.body_len - from) as usize;
-        let mut buf = vec![0; len];
-        self.file.read_exact_at(&mut buf, from)?;
+        Ok((from, BLOCK.min(self.body_len - from) as usize))
+    }
+
+    fn check(&self, index: u64, buf: Vec<u8>) -> Result<Bytes, BodyError> {
         if crc32fast::hash(&buf) != self.crcs[index as usize] {
             return Err(BodyError::Corrupt("block checksum mismatch"));
         }

@@ -237,12 +237,18 @@ impl HandleHit for DiskHit {
         let index = self.pos / BLOCK;
         let block = match self.ready.take() {
             Some((i, block)) if i == index => Ok(block),
-            _ => {
-                let file = self.file.clone();
-                tokio::task::spawn_blocking(move || file.read_block(index))
-                    .await
-                    .map_err(|e| io_error("cache file read task", e))?
-            }
+            // A warm block is read here, on the worker: a hand-off to a blocking thread costs
+            // more than the copy. Only a block the disk must supply goes to one.
+            _ => match self.file.read_block_cached(index) {
+                Ok(Some(block)) => Ok(block),
+                Ok(None) => {
+                    let file = self.file.clone();
+                    tokio::task::spawn_blocking(move || file.read_block(index))
+                        .await
+                        .map_err(|e| io_error("cache file read task", e))?
+                }
+                Err(e) => Err(e),
+            },
         };
         let block = match block {
             Ok(b) => b,

@@ -11,6 +11,7 @@ pub mod index;
 pub mod key;
 pub mod memory;
 mod object;
+mod pread;
 pub mod stats;
 pub mod tiered;
 
