@@ -16,6 +16,7 @@ use super::body_file::{BodyFile, BLOCK};
 use super::catalog::Entry;
 use super::disk::DiskTier;
 use super::fill::{Fill, Next, Progress};
+use super::pread;
 use super::Hash;
 
 /// Bodies are handed to Pingora in slices of at most this, so one large hit does not become one
@@ -112,16 +113,19 @@ fn io_error(context: &'static str, e: impl std::fmt::Display) -> Box<Error> {
     Error::explain(ErrorType::InternalError, format!("{context}: {e}"))
 }
 
-/// Reads up to `max` bytes at `pos` from a file off the async workers.
-async fn read_at(file: Arc<std::fs::File>, pos: u64, max: u64) -> Result<Bytes> {
-    tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0; max as usize];
-        file.read_exact_at(&mut buf, pos).map(|()| Bytes::from(buf))
-    })
-    .await
-    .map_err(|e| io_error("cache file read task", e))?
-    .map_err(|e| io_error("cache file read", e))
+/// Reads `len` bytes at `pos` from a file: here if the page cache holds them (a fill's file was
+/// just written), else on a blocking thread.
+async fn read_at(file: Arc<std::fs::File>, pos: u64, len: u64) -> Result<Bytes> {
+    let len = len as usize;
+    let read = match pread::read_cached_at(&file, len, pos) {
+        Ok(Some(buf)) => Ok(buf),
+        Ok(None) => tokio::task::spawn_blocking(move || pread::read_exact_at(&file, len, pos))
+            .await
+            .map_err(|e| io_error("cache file read task", e))?,
+        Err(e) => Err(e),
+    };
+    read.map(Bytes::from)
+        .map_err(|e| io_error("cache file read", e))
 }
 
 fn aborted() -> Box<Error> {
