@@ -113,18 +113,33 @@ fn io_error(context: &'static str, e: impl std::fmt::Display) -> Box<Error> {
     Error::explain(ErrorType::InternalError, format!("{context}: {e}"))
 }
 
-/// Reads `len` bytes at `pos` from a file: here if the page cache holds them (a fill's file was
-/// just written), else on a blocking thread.
+/// The result of a read `here` if it could be done without waiting for the disk (`Some`), else of
+/// `blocking` on a blocking thread: a hand-off costs more than copying a warm block, so only a
+/// read the disk must supply takes one.
+async fn warm_here_or_blocking<T, E>(
+    here: Result<Option<T>, E>,
+    blocking: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<Result<T, E>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match here {
+        Ok(Some(v)) => Ok(Ok(v)),
+        Ok(None) => tokio::task::spawn_blocking(blocking)
+            .await
+            .map_err(|e| io_error("cache file read task", e)),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// Reads `len` bytes at `pos` from a fill's file (just written, so most likely warm).
 async fn read_at(file: Arc<std::fs::File>, pos: u64, len: u64) -> Result<Bytes> {
     let len = len as usize;
-    let read = match pread::read_cached_at(&file, len, pos) {
-        Ok(Some(buf)) => Ok(buf),
-        Ok(None) => tokio::task::spawn_blocking(move || pread::read_exact_at(&file, len, pos))
-            .await
-            .map_err(|e| io_error("cache file read task", e))?,
-        Err(e) => Err(e),
-    };
-    read.map(Bytes::from)
+    let here = pread::read_cached_at(&file, len, pos);
+    warm_here_or_blocking(here, move || pread::read_exact_at(&file, len, pos))
+        .await?
+        .map(Bytes::from)
         .map_err(|e| io_error("cache file read", e))
 }
 
@@ -241,18 +256,11 @@ impl HandleHit for DiskHit {
         let index = self.pos / BLOCK;
         let block = match self.ready.take() {
             Some((i, block)) if i == index => Ok(block),
-            // A warm block is read here, on the worker: a hand-off to a blocking thread costs
-            // more than the copy. Only a block the disk must supply goes to one.
-            _ => match self.file.read_block_cached(index) {
-                Ok(Some(block)) => Ok(block),
-                Ok(None) => {
-                    let file = self.file.clone();
-                    tokio::task::spawn_blocking(move || file.read_block(index))
-                        .await
-                        .map_err(|e| io_error("cache file read task", e))?
-                }
-                Err(e) => Err(e),
-            },
+            _ => {
+                let file = self.file.clone();
+                let here = file.read_block_cached(index);
+                warm_here_or_blocking(here, move || file.read_block(index)).await?
+            }
         };
         let block = match block {
             Ok(b) => b,
