@@ -398,7 +398,7 @@ impl ProxyHttp for EdgeProxy {
             ctx.scheme = "https";
         }
         if ctx.fwd.is_none() && fast_hit::eligible(session.req_header()) {
-            return self.fresh_memory_hit(session, ctx).await;
+            return self.fresh_hit(session, ctx).await;
         }
         Ok(false)
     }

@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
 
 use edge_tests::client;
-use edge_tests::edge::Edge;
+use std::time::Duration;
+
+use edge_tests::edge::{Edge, Scratch};
 use edge_tests::origin::{Origin, Reply};
 
 fn cc(v: &'static str) -> impl Fn(&edge_tests::origin::Req) -> Reply {
@@ -539,11 +541,33 @@ fn cache_tags_are_kept_from_clients() {
     }
 }
 
-/// A plain GET or HEAD of a fresh memory object is answered before Pingora's cache machinery
-/// (the fast path); a request with a validator or a range takes the full path. Both must give
-/// the same response, for every variant of a `Vary` object.
+/// A plain GET or HEAD of a fresh object read whole (from memory, or from disk when small enough)
+/// is answered before Pingora's cache machinery (the fast path); a request with a validator or a
+/// range takes the full path. Both must give the same response, for every variant of a `Vary`
+/// object.
 #[test]
 fn fast_and_full_path_hits_answer_alike() {
+    let (origin, edge) = vary_origin_and_edge("");
+    fast_and_full_path_alike(&origin, &edge, "memory");
+}
+
+/// As above with the memory tier taking nothing: every variant is read from the disk tier, the
+/// variant lookup included.
+#[test]
+fn fast_and_full_path_disk_hits_answer_alike() {
+    let dir = Scratch::new("fast-disk");
+    let cache = format!(
+        "{{ memory: {{ max_size: 16MiB, max_object_size: 64B }}, \
+         disk: {{ path: \"{}\", max_size: 64MiB, max_object_size: 16MiB }} }}",
+        dir.0.display()
+    );
+    let (origin, edge) = vary_origin_and_edge(&cache);
+    fast_and_full_path_alike(&origin, &edge, "disk");
+}
+
+/// An origin whose `/page` varies on `Accept-Language`, and an edge with `cache` (or the default
+/// cache if empty) in front of it.
+fn vary_origin_and_edge(cache: &str) -> (Origin, Edge) {
     let origin = Origin::start(|r| {
         let lang = r.header("accept-language").unwrap_or("none").to_string();
         Reply::ok(
@@ -556,10 +580,21 @@ fn fast_and_full_path_hits_answer_alike() {
             ],
         )
     });
-    let edge = Edge::start(origin.addr, "");
+    let edge = if cache.is_empty() {
+        Edge::start(origin.addr, "")
+    } else {
+        Edge::start_cache(origin.addr, "", cache)
+    };
+    (origin, edge)
+}
+
+fn fast_and_full_path_alike(origin: &Origin, edge: &Edge, tier: &str) {
     for lang in ["en", "fr", "de"] {
         let miss = edge.get("/page", &[("accept-language", lang)]);
         assert_eq!(miss.cache_status(), "edge-test; fwd=miss; stored");
+    }
+    if tier == "disk" {
+        edge.wait_disk_objects(3, Duration::from_secs(20));
     }
     // Not a validator the stored `ETag` matches: the full path answers 200 from the cache.
     let full_only = ("if-none-match", "\"other\"");
@@ -570,7 +605,7 @@ fn fast_and_full_path_hits_answer_alike() {
             assert_eq!(r.status, 200);
             assert_eq!(r.text(), format!("/page in {lang}"));
             r.assert_cache_status("hit");
-            r.assert_cache_status("detail=memory");
+            r.assert_cache_status(&format!("detail={tier}"));
             assert!(r.header("age").is_some(), "{:?}", r.headers);
             assert!(r.header("surrogate-key").is_none(), "tags stay inside");
             assert!(
@@ -600,6 +635,7 @@ fn fast_and_full_path_hits_answer_alike() {
     );
     assert_eq!(head.status, 200);
     head.assert_cache_status("hit");
+    head.assert_cache_status(&format!("detail={tier}"));
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-length"), Some("11"));
     // A variant never asked for is a miss, not another variant's body.

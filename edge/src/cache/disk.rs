@@ -102,12 +102,16 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Lower-case hex of `bytes`. By table: `write!` per byte was 2 % of a small disk hit (perf),
+/// which names its file with it.
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 impl DiskTier {
@@ -192,8 +196,12 @@ impl DiskTier {
     }
 
     fn path_of(&self, hash: &Hash, gen: u64) -> PathBuf {
-        let name = hex(hash);
-        self.objects.join(&name[..2]).join(format!("{name}-{gen}"))
+        use std::fmt::Write;
+        let mut name = hex(hash);
+        let _ = write!(name, "-{gen}");
+        let mut path = self.objects.join(&name[..2]);
+        path.push(name);
+        path
     }
 
     fn part_of(&self, hash: &Hash, gen: u64) -> PathBuf {
@@ -555,6 +563,17 @@ mod tests {
             .commit(h(n), gen, 4, h(n), &record, || true)
             .await
             .unwrap());
+    }
+
+    #[test]
+    fn file_names_are_the_lower_case_hex_the_sweep_parses() {
+        let hash = [
+            0x00, 0x0f, 0xa0, 0xff, 0x12, 0x9e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
+        ];
+        assert_eq!(hex(&hash), "000fa0ff129e00000000000000000001");
+        for n in [0, 1, 255, 1 << 40] {
+            assert_eq!(str2hex(&hex(&h(n))), Some(h(n)));
+        }
     }
 
     fn reopen(dir: &Path) -> DiskTier {

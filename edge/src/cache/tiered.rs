@@ -145,10 +145,30 @@ impl TieredStorage {
     }
 
     async fn disk_lookup(&'static self, combined: Hash) -> Option<(CacheMeta, HitHandler)> {
+        match self.disk_read(combined, false).await? {
+            DiskFound::Whole(object) => {
+                // Decoded when read: rebuilding the meta from it cannot fail.
+                let meta = object.cache_meta().ok()?;
+                self.count_hit(DISK);
+                Some((meta, Box::new(BodyHit::new(object.body.clone(), DISK))))
+            }
+            DiskFound::Streamed(meta, hit) => {
+                self.count_hit(DISK);
+                Some((meta, Box::new(hit)))
+            }
+        }
+    }
+
+    /// Reads `combined` from the disk tier: whole (and offered to memory) if it is small enough
+    /// to, else opened for streaming unless `whole_only`. Counts failures, not hits.
+    async fn disk_read(&'static self, combined: Hash, whole_only: bool) -> Option<DiskFound> {
         let disk = self.disk?;
         let entry = disk.lookup(&combined)?;
         // Read whole (one read) what memory may take, and anything within one checksum block.
         let whole = self.memory.max_object_size().max(BLOCK);
+        if whole_only && entry.body_len > whole {
+            return None;
+        }
         let read = if entry.body_len <= INLINE_READ {
             disk.read(&combined, &entry, whole)
         } else {
@@ -163,54 +183,72 @@ impl TieredStorage {
                 return None;
             }
         };
-        let meta = match CacheMeta::deserialize(&record.meta.0, &record.meta.1) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(error = %e, "stored meta does not deserialize");
-                let damaged = BodyError::Corrupt("stored meta does not deserialize");
-                disk.fail(&combined, &entry, &damaged.into());
-                return None;
-            }
+        let undecodable = || {
+            let damaged = BodyError::Corrupt("stored meta does not deserialize");
+            disk.fail(&combined, &entry, &damaged.into());
         };
-        disk.hit();
-        let hit: HitHandler = match body {
+        match body {
             DiskBody::Whole(body) => {
+                let object = Arc::new(StoredObject::new(
+                    combined,
+                    entry.primary,
+                    record.key.into(),
+                    record.meta,
+                    body,
+                ));
+                if object.decoded().is_none() {
+                    undecodable();
+                    return None;
+                }
                 // Bodies read whole only because they fit one block are not memory's to take.
                 if entry.body_len <= self.memory.max_object_size() {
-                    self.memory.put_if(
-                        Arc::new(StoredObject::new(
-                            combined,
-                            entry.primary,
-                            record.key.into(),
-                            record.meta,
-                            body.clone(),
-                        )),
-                        |o| self.admits(&o.primary, &o.key, &o.meta),
-                    );
+                    self.memory
+                        .put_if(object.clone(), |o| self.admits(&o.primary, &o.key, &o.meta));
                 }
-                Box::new(BodyHit::new(body, "disk"))
+                Some(DiskFound::Whole(object))
             }
             DiskBody::File(file, first) => {
-                Box::new(DiskHit::new(file, first, disk, combined, entry))
+                let meta = match CacheMeta::deserialize(&record.meta.0, &record.meta.1) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "stored meta does not deserialize");
+                        undecodable();
+                        return None;
+                    }
+                };
+                let hit = DiskHit::new(file, first, disk, combined, entry);
+                Some(DiskFound::Streamed(meta, hit))
             }
-        };
-        Some((meta, hit))
+        }
     }
 
-    /// The memory tier's object under `combined` when no fill is writing that key (a fill's
-    /// newer response takes precedence): what the proxy may answer a fresh hit from without
-    /// Pingora's cache machinery. Call [`count_memory_hit`](Self::count_memory_hit) if it is
-    /// served.
-    pub fn memory_object(&self, combined: &Hash) -> Option<Arc<StoredObject>> {
+    /// The whole object under `combined` when no fill is writing that key (a fill's newer
+    /// response takes precedence), and the tier it came from: the memory tier's, or the disk
+    /// tier's when small enough to read whole (offered to memory as on any disk hit). What the
+    /// proxy may answer a fresh hit from without Pingora's cache machinery; call
+    /// [`count_hit`](Self::count_hit) if it is served.
+    pub async fn whole_object(
+        &'static self,
+        combined: &Hash,
+    ) -> Option<(Arc<StoredObject>, &'static str)> {
         if self.fills.lock().contains_key(combined) {
             return None;
         }
-        self.memory.get(combined)
+        if let Some(object) = self.memory.get(combined) {
+            return Some((object, MEMORY));
+        }
+        match self.disk_read(*combined, true).await? {
+            DiskFound::Whole(object) => Some((object, DISK)),
+            DiskFound::Streamed(..) => None,
+        }
     }
 
-    /// Counts a hit served from [`memory_object`](Self::memory_object).
-    pub fn count_memory_hit(&self) {
-        TierStats::bump(&self.memory.stats().hits);
+    /// Counts a hit served from `tier` ([`MEMORY`] or [`DISK`]).
+    pub fn count_hit(&self, tier: &'static str) {
+        match (tier, self.disk) {
+            (DISK, Some(disk)) => disk.hit(),
+            _ => TierStats::bump(&self.memory.stats().hits),
+        }
     }
 
     fn latest_fill(&self, combined: &Hash) -> Option<Arc<Fill>> {
@@ -231,6 +269,19 @@ impl TieredStorage {
     }
 }
 
+/// What the disk tier held for a lookup.
+enum DiskFound {
+    /// Read whole and decoded.
+    Whole(Arc<StoredObject>),
+    /// Opened for streaming.
+    Streamed(CacheMeta, DiskHit),
+}
+
+/// `Cache-Status` `detail` of a hit from the memory tier.
+pub const MEMORY: &str = "memory";
+/// `Cache-Status` `detail` of a hit from the disk tier.
+pub const DISK: &str = "disk";
+
 fn hit_from_fill(fill: Arc<Fill>) -> Result<Option<(CacheMeta, HitHandler)>> {
     let meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
     Ok(Some((meta, Box::new(FillHit::new(fill)))))
@@ -249,10 +300,10 @@ impl Storage for TieredStorage {
         }
         if let Some(obj) = self.memory.get(&combined) {
             let meta = obj.cache_meta()?;
-            TierStats::bump(&self.memory.stats().hits);
+            self.count_hit(MEMORY);
             return Ok(Some((
                 meta,
-                Box::new(BodyHit::new(obj.body.clone(), "memory")),
+                Box::new(BodyHit::new(obj.body.clone(), MEMORY)),
             )));
         }
         Ok(self.disk_lookup(combined).await)
@@ -631,7 +682,7 @@ pub fn hit_source(hit: &HitHandler) -> &'static str {
     if let Some(body) = any.downcast_ref::<BodyHit>() {
         body.tier
     } else if any.is::<DiskHit>() {
-        "disk"
+        DISK
     } else {
         "coalesced"
     }

@@ -1,4 +1,5 @@
-//! Fresh memory-tier hits answered from `request_filter`.
+//! Fresh hits of whole objects answered from `request_filter`: from the memory tier, or from
+//! the disk tier when the object is small enough to read whole.
 //!
 //! Pingora's cache state machine (cache lock, predictor, lookup, hit filter, range and
 //! conditional filters, its response header copy) cost about half of a 1 KiB memory hit's CPU
@@ -6,6 +7,8 @@
 //! HEAD, no validators, no range, a fresh object (of any variant) that no purge covers. Those
 //! are answered here with the same header, `Age` and `Cache-Status` as Pingora's hit path would
 //! give; anything else returns `false` and takes the full path (the computed key is kept for it).
+//! A stale disk object too big for the memory tier is read again by the full path: a second read
+//! per revalidation, against 1 KiB disk hits that take 75-91 instead of 96-106 µs of CPU here.
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -33,8 +36,8 @@ pub(super) fn eligible(req: &RequestHeader) -> bool {
 }
 
 impl EdgeProxy {
-    /// Answers a fresh memory hit; `Ok(false)` when the request needs the full path.
-    pub(super) async fn fresh_memory_hit(
+    /// Answers a fresh hit of a whole object; `Ok(false)` when the request needs the full path.
+    pub(super) async fn fresh_hit(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
@@ -48,8 +51,8 @@ impl EdgeProxy {
         ctx.primary = Some(primary);
         // As Pingora's lookup: the primary slot holds an object without variants, or the first
         // variant stored; another variant is under the key with the request's variance.
-        let mut object = s.storage.memory_object(&primary);
-        if let Some(stored) = object.as_ref().and_then(|o| o.decoded()) {
+        let mut object = s.storage.whole_object(&primary).await;
+        if let Some(stored) = object.as_ref().and_then(|(o, _)| o.decoded()) {
             if let Some(stored_variance) = stored.variance {
                 let wanted = vary::variance(&stored.vary, session.req_header());
                 object = match wanted {
@@ -58,15 +61,16 @@ impl EdgeProxy {
                         let mut variant = key.clone();
                         variant.set_variance_key(v);
                         s.storage
-                            .memory_object(&variant.combined_bin())
-                            .filter(|o| o.decoded().is_some_and(|d| d.variance == Some(v)))
+                            .whole_object(&variant.combined_bin())
+                            .await
+                            .filter(|(o, _)| o.decoded().is_some_and(|d| d.variance == Some(v)))
                     }
                     None => None,
                 };
             }
         }
         ctx.key = Some(key);
-        let Some(object) = object else {
+        let Some((object, tier)) = object else {
             return Ok(false);
         };
         let Some(stored) = object.decoded() else {
@@ -109,13 +113,13 @@ impl EdgeProxy {
         let cs = CacheStatus {
             hit: true,
             ttl: Some(ttl),
-            detail: Some("memory"),
+            detail: Some(tier),
             ..Default::default()
         };
         let field = cs.render(&s.node_id);
         header.insert_header(CACHE_STATUS, &field)?;
         strip_internal(&mut header);
-        s.storage.count_memory_hit();
+        s.storage.count_hit(tier);
         ctx.status = Some(cs);
         ctx.status_field = Some(field);
         let head_only = session.req_header().method == Method::HEAD;
