@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use pingora::cache::CacheMeta;
 use tokio::sync::watch;
+
+use super::object::Decoded;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Progress {
@@ -48,16 +51,27 @@ struct Body {
 pub(crate) struct Fill {
     pub id: u64,
     pub meta: (Vec<u8>, Vec<u8>),
+    /// `meta` decoded, taken from the live meta the fill began with: followers (the writer's
+    /// own client first) and the memory tier read it without decompressing the header again.
+    pub decoded: Decoded,
     body: Mutex<Body>,
     progress: watch::Sender<Progress>,
 }
 
 impl Fill {
-    /// A fill whose body goes to `file` (if any) and is kept in memory while `keep`.
-    pub fn new(id: u64, meta: (Vec<u8>, Vec<u8>), file: Option<Arc<File>>, keep: bool) -> Self {
+    /// A fill of `meta` (which `serialized` serializes) whose body goes to `file` (if any) and
+    /// is kept in memory while `keep`.
+    pub fn new(
+        id: u64,
+        meta: &CacheMeta,
+        serialized: (Vec<u8>, Vec<u8>),
+        file: Option<Arc<File>>,
+        keep: bool,
+    ) -> Self {
         Fill {
             id,
-            meta,
+            meta: serialized,
+            decoded: Decoded::of(meta),
             body: Mutex::new(Body {
                 mem: VecDeque::new(),
                 total: 0,
@@ -149,6 +163,18 @@ impl Fill {
 mod tests {
     use super::*;
 
+    fn fill(file: Option<Arc<File>>) -> Fill {
+        let header = pingora::http::ResponseHeader::build(200, None).unwrap();
+        let t = std::time::UNIX_EPOCH;
+        Fill::new(
+            1,
+            &CacheMeta::new(t, t, 0, 0, header),
+            (vec![], vec![]),
+            file,
+            true,
+        )
+    }
+
     fn data(n: &Next) -> Option<Bytes> {
         match n {
             Next::Data(b) => Some(b.clone()),
@@ -158,7 +184,7 @@ mod tests {
 
     #[test]
     fn memory_fill_reads_from_any_offset() {
-        let f = Fill::new(1, (vec![], vec![]), None, true);
+        let f = fill(None);
         f.append(Bytes::from_static(b"hello "), false);
         f.append(Bytes::from_static(b"world"), false);
         assert_eq!(data(&f.next(0)).unwrap(), "hello ");
@@ -171,7 +197,7 @@ mod tests {
     fn released_fill_reads_from_the_file_then_memory_after_a_disk_failure() {
         let path = std::env::temp_dir().join(format!("edge-fill-{}", std::process::id()));
         let file = Arc::new(File::create(&path).unwrap());
-        let f = Fill::new(1, (vec![], vec![]), Some(file), true);
+        let f = fill(Some(file));
         f.append(Bytes::from_static(b"abc"), true);
         f.release_memory();
         f.append(Bytes::from_static(b"def"), true);

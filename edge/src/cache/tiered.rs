@@ -40,6 +40,7 @@ use super::disk::{DiskBody, DiskError, DiskTier, PendingWrite};
 use super::fill::{Fill, Progress};
 use super::hit::{BodyHit, DiskHit, FillHit};
 use super::memory::MemoryTier;
+use super::object::rebuild_meta;
 use super::stats::TierStats;
 use super::{Hash, StoredObject};
 use crate::purge::{judge_stored, Bans, Verdict};
@@ -283,7 +284,7 @@ pub const MEMORY: &str = "memory";
 pub const DISK: &str = "disk";
 
 fn hit_from_fill(fill: Arc<Fill>) -> Result<Option<(CacheMeta, HitHandler)>> {
-    let meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
+    let meta = rebuild_meta(&fill.meta, Some(&fill.decoded))?;
     Ok(Some((meta, Box::new(FillHit::new(fill)))))
 }
 
@@ -365,7 +366,7 @@ impl Storage for TieredStorage {
             None => None,
         };
         let file = disk.as_ref().map(|p| p.writer.shared());
-        let fill = Arc::new(Fill::new(id, meta.serialize()?, file, keep));
+        let fill = Arc::new(Fill::new(id, meta, meta.serialize()?, file, keep));
         self.fills
             .lock()
             .entry(combined)
@@ -610,12 +611,13 @@ impl HandleMiss for TieredMiss {
         let mut in_memory = false;
         if let (true, Some(body)) = (self.keep, &whole) {
             in_memory = storage.memory.put_if(
-                Arc::new(StoredObject::new(
+                Arc::new(StoredObject::with_decoded(
                     self.combined,
                     self.primary,
                     Bytes::copy_from_slice(&self.key),
                     self.fill.meta.clone(),
                     body.clone(),
+                    Some(self.fill.decoded.clone()),
                 )),
                 |o| storage.admits(&o.primary, &o.key, &o.meta),
             );
