@@ -153,15 +153,25 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[test]
-    fn the_rebuilt_meta_equals_the_stored_one() {
-        let created = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    const CREATED: Duration = Duration::from_secs(1_700_000_000);
+
+    /// A meta with a variance, an epoch override and a mixed-case field.
+    fn sample_meta() -> CacheMeta {
+        let created = UNIX_EPOCH + CREATED;
         let mut header = ResponseHeader::build(200, None).unwrap();
         header.insert_header("content-length", "5").unwrap();
+        header.insert_header("Vary", "Accept-Language").unwrap();
         header.insert_header("x-Mixed-Case", "v").unwrap();
         let mut meta = CacheMeta::new(created + Duration::from_secs(60), created, 7, 9, header);
         meta.set_variance_key([3; 16]);
         meta.set_epoch_override(created + Duration::from_secs(5));
+        meta
+    }
+
+    #[test]
+    fn the_rebuilt_meta_equals_the_stored_one() {
+        let created = UNIX_EPOCH + CREATED;
+        let meta = sample_meta();
         let o = StoredObject::new(
             [1; 16],
             [2; 16],
@@ -180,13 +190,7 @@ mod tests {
 
     #[test]
     fn decoding_the_live_meta_equals_decoding_its_serialization() {
-        let created = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut header = ResponseHeader::build(200, None).unwrap();
-        header.insert_header("content-length", "5").unwrap();
-        header.insert_header("Vary", "Accept-Language").unwrap();
-        header.insert_header("x-Mixed-Case", "v").unwrap();
-        let mut meta = CacheMeta::new(created + Duration::from_secs(60), created, 7, 9, header);
-        meta.set_variance_key([3; 16]);
+        let meta = sample_meta();
         let bytes = meta.serialize().unwrap();
         let live = StoredObject::with_decoded(
             [1; 16],
@@ -198,6 +202,7 @@ mod tests {
         );
         let read = StoredObject::new([1; 16], [2; 16], Bytes::new(), bytes, Bytes::new());
         let (l, r) = (live.decoded().unwrap(), read.decoded().unwrap());
+        assert_eq!(l.vary.len(), 1);
         assert_eq!(
             (l.fresh_until, l.epoch, l.variance, &l.vary, l.bytes),
             (r.fresh_until, r.epoch, r.variance, &r.vary, r.bytes)
