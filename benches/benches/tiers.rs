@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use edge::cache::catalog::Record;
-use edge::cache::disk::{DiskBody, DiskTier};
+use edge::cache::disk::{DiskBody, DiskTier, Found};
 use edge::cache::memory::MemoryTier;
 use edge::cache::{Hash, StoredObject};
 
@@ -96,8 +96,8 @@ fn disk(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % 1000;
             let entry = tier.lookup(&hash(i)).unwrap();
-            match tier.read(&hash(i), &entry, 1 << 20).unwrap() {
-                Some((_, DiskBody::Whole(body))) => body.len(),
+            match tier.read(&hash(i), &entry, 1 << 20, false).unwrap() {
+                Found::Object(_, DiskBody::Whole(body)) => body.len(),
                 _ => panic!("not found whole"),
             }
         })
@@ -107,7 +107,8 @@ fn disk(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(256 << 10));
     g.bench_function("block_read_256k", |b| {
         let entry = tier.lookup(&hash(99_999_999)).unwrap();
-        let Some((_, DiskBody::File(file, _))) = tier.read(&hash(99_999_999), &entry, 0).unwrap()
+        let Found::Object(_, DiskBody::File(file, _)) =
+            tier.read(&hash(99_999_999), &entry, 0, false).unwrap()
         else {
             panic!("not streamed");
         };

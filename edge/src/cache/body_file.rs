@@ -143,14 +143,28 @@ impl BodyFile {
         })
     }
 
-    /// Reads and checks the whole body in one read: for bodies small enough to hold.
-    pub fn read_whole(path: &Path, hash: &Hash, body_len: u64) -> Result<Bytes, BodyError> {
+    /// Reads and checks the whole body in one read: for bodies small enough to hold. With
+    /// `cached_only`, `None` if the page cache does not hold all of the file (the read would
+    /// wait for the disk); without, never `None`.
+    pub fn read_whole(
+        path: &Path,
+        hash: &Hash,
+        body_len: u64,
+        cached_only: bool,
+    ) -> Result<Option<Bytes>, BodyError> {
         let file = File::open(path)?;
         let len = file_len(body_len);
         if file.metadata()?.len() != len {
             return Err(BodyError::Corrupt("size differs from the catalog"));
         }
-        let all = pread::read_exact_at(&file, len as usize, 0)?;
+        let all = if cached_only {
+            match pread::read_cached_at(&file, len as usize, 0)? {
+                Some(all) => all,
+                None => return Ok(None),
+            }
+        } else {
+            pread::read_exact_at(&file, len as usize, 0)?
+        };
         let crcs = check_tail(&all[body_len as usize..], hash, body_len)?;
         let mut body = Bytes::from(all);
         body.truncate(body_len as usize);
@@ -161,7 +175,7 @@ impl BodyFile {
                 return Err(BodyError::Corrupt("block checksum mismatch"));
             }
         }
-        Ok(body)
+        Ok(Some(body))
     }
 
     /// Body length.
@@ -260,8 +274,14 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         let path = write(&dir, "a", &body, &[7; 16]);
-        let whole = BodyFile::read_whole(&path, &[7; 16], body.len() as u64).unwrap();
-        assert_eq!(&whole[..], &body[..]);
+        let whole = BodyFile::read_whole(&path, &[7; 16], body.len() as u64, false).unwrap();
+        assert_eq!(whole.as_deref(), Some(&body[..]));
+        // Just written: a read from the page cache alone gives the same bytes, or declines.
+        if let Some(cached) =
+            BodyFile::read_whole(&path, &[7; 16], body.len() as u64, true).unwrap()
+        {
+            assert_eq!(&cached[..], &body[..]);
+        }
         let f = BodyFile::open(&path, &[7; 16], body.len() as u64).unwrap();
         let mut all = Vec::new();
         for i in 0..3 {
@@ -269,9 +289,9 @@ mod tests {
         }
         assert_eq!(all, body);
         let empty = write(&dir, "empty", b"", &[1; 16]);
-        assert!(BodyFile::read_whole(&empty, &[1; 16], 0)
+        assert!(BodyFile::read_whole(&empty, &[1; 16], 0, false)
             .unwrap()
-            .is_empty());
+            .is_some_and(|b| b.is_empty()));
     }
 
     #[test]
@@ -286,8 +306,13 @@ mod tests {
         assert!(opened.read_block(0).is_ok());
         assert!(matches!(opened.read_block(1), Err(BodyError::Corrupt(_))));
         assert!(matches!(
-            BodyFile::read_whole(&path, &[3; 16], body.len() as u64),
+            BodyFile::read_whole(&path, &[3; 16], body.len() as u64, false),
             Err(BodyError::Corrupt(_))
+        ));
+        // From the page cache alone, it is checked all the same (or declined, never served).
+        assert!(!matches!(
+            BodyFile::read_whole(&path, &[3; 16], body.len() as u64, true),
+            Ok(Some(_))
         ));
         assert!(matches!(
             BodyFile::open(&path, &[4; 16], body.len() as u64),

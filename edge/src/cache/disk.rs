@@ -71,6 +71,16 @@ pub enum DiskBody {
     File(BodyFile, Bytes),
 }
 
+/// What a read for a hit found.
+pub enum Found {
+    /// The object's record and body.
+    Object(Record, DiskBody),
+    /// Removed or replaced since the index lookup, or its record is not committed yet.
+    Gone,
+    /// Not read: the page cache does not hold it (a `cached_only` read).
+    Cold,
+}
+
 /// The disk tier.
 pub struct DiskTier {
     objects: PathBuf,
@@ -216,31 +226,37 @@ impl DiskTier {
     }
 
     /// Reads an object for a hit: its record, and its body whole (if at most `whole_limit`
-    /// bytes) or opened for streaming. `None` if it was removed or replaced meanwhile, or its
-    /// record is not committed yet. Blocking.
+    /// bytes) or opened for streaming. Blocking, unless `cached_only`: then only a body read
+    /// whole, and only from the page cache; a body the disk would have to supply is
+    /// [`Found::Cold`], to be read again without it on a blocking thread.
     pub fn read(
         &self,
         hash: &Hash,
         entry: &Entry,
         whole_limit: u64,
-    ) -> Result<Option<(Record, DiskBody)>, DiskError> {
+        cached_only: bool,
+    ) -> Result<Found, DiskError> {
         let Some(record) = self.catalog.record(hash)? else {
-            return Ok(None);
+            return Ok(Found::Gone);
         };
         let path = self.path_of(hash, entry.gen);
         let body = if entry.body_len <= whole_limit {
-            BodyFile::read_whole(&path, hash, entry.body_len).map(DiskBody::Whole)
+            BodyFile::read_whole(&path, hash, entry.body_len, cached_only)
+                .map(|b| b.map(DiskBody::Whole))
+        } else if cached_only {
+            Ok(None)
         } else {
             BodyFile::open(&path, hash, entry.body_len)
-                .and_then(|f| f.read_block(0).map(|first| DiskBody::File(f, first)))
+                .and_then(|f| f.read_block(0).map(|first| Some(DiskBody::File(f, first))))
         };
         match body {
-            Ok(b) => Ok(Some((record, b))),
+            Ok(Some(b)) => Ok(Found::Object(record, b)),
+            Ok(None) => Ok(Found::Cold),
             // Replaced or removed between the index lookup and the open: not damage.
             Err(BodyError::Io(e))
                 if e.kind() == io::ErrorKind::NotFound && !self.index.holds(hash, entry.gen) =>
             {
-                Ok(None)
+                Ok(Found::Gone)
             }
             Err(e) => Err(e.into()),
         }
