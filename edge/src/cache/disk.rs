@@ -226,9 +226,10 @@ impl DiskTier {
     }
 
     /// Reads an object for a hit: its record, and its body whole (if at most `whole_limit`
-    /// bytes) or opened for streaming. Blocking, unless `cached_only`: then only a body read
-    /// whole, and only from the page cache; a body the disk would have to supply is
-    /// [`Found::Cold`], to be read again without it on a blocking thread.
+    /// bytes) or opened for streaming. Blocking. With `cached_only` the body is read only whole
+    /// and only from the page cache, so that the read cannot wait for the disk (the record read
+    /// and the open still can); a body the disk would have to supply is [`Found::Cold`], to be
+    /// read again without `cached_only` on a blocking thread.
     pub fn read(
         &self,
         hash: &Hash,
