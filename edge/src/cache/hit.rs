@@ -116,7 +116,7 @@ fn io_error(context: &'static str, e: impl std::fmt::Display) -> Box<Error> {
 /// The result of a read `here` if it could be done without waiting for the disk (`Some`), else of
 /// `blocking` on a blocking thread: a hand-off costs more than copying a warm block, so only a
 /// read the disk must supply takes one.
-async fn warm_here_or_blocking<T, E>(
+pub(super) async fn warm_here_or_blocking<T, E>(
     here: Result<Option<T>, E>,
     blocking: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<Result<T, E>>

@@ -38,7 +38,7 @@ use super::body_file::{BodyError, BLOCK};
 use super::catalog::Record;
 use super::disk::{DiskBody, DiskError, DiskTier, Found, PendingWrite};
 use super::fill::{Fill, Progress};
-use super::hit::{BodyHit, DiskHit, FillHit};
+use super::hit::{warm_here_or_blocking, BodyHit, DiskHit, FillHit};
 use super::memory::MemoryTier;
 use super::object::rebuild_meta;
 use super::stats::TierStats;
@@ -172,14 +172,17 @@ impl TieredStorage {
         if whole_only && entry.body_len > whole {
             return None;
         }
-        let here =
-            (entry.body_len <= INLINE_READ).then(|| disk.read(&combined, &entry, whole, true));
-        let read = match here {
-            Some(read) if !matches!(read, Ok(Found::Cold)) => read,
-            _ => tokio::task::spawn_blocking(move || disk.read(&combined, &entry, whole, false))
-                .await
-                .ok()?,
+        let here = if entry.body_len <= INLINE_READ {
+            match disk.read(&combined, &entry, whole, true) {
+                Ok(Found::Cold) => Ok(None),
+                read => read.map(Some),
+            }
+        } else {
+            Ok(None)
         };
+        let read = warm_here_or_blocking(here, move || disk.read(&combined, &entry, whole, false))
+            .await
+            .ok()?;
         let (record, body) = match read {
             Ok(Found::Object(record, body)) => (record, body),
             Ok(Found::Gone | Found::Cold) => return None,
