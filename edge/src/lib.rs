@@ -17,3 +17,4 @@ pub mod router;
 pub mod server;
 pub mod systemd;
 pub mod tls;
+pub mod workers;

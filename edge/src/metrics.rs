@@ -23,6 +23,8 @@ pub struct Metrics {
     pub bytes: IntCounterVec,
     /// `edge_request_duration_seconds{status}`.
     pub duration: HistogramVec,
+    /// `edge_connections_accepted_total{worker}`: client connections each worker accepted.
+    pub accepted: IntCounterVec,
     /// `edge_origin_requests_total{result}`: origin fetches by HTTP status class or error.
     pub origin_requests: IntCounterVec,
     /// `edge_origin_duration_seconds`: time to the origin's response header.
@@ -80,6 +82,11 @@ impl Metrics {
                 "Time from request to the last byte sent, by cache outcome.",
                 &["status"],
                 LATENCY_BUCKETS.to_vec()
+            )?,
+            accepted: register_int_counter_vec!(
+                "edge_connections_accepted_total",
+                "Client connections accepted, by worker (one per proxy thread; one in all with a work-stealing runtime).",
+                &["worker"]
             )?,
             origin_requests: register_int_counter_vec!(
                 "edge_origin_requests_total",

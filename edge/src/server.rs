@@ -10,6 +10,7 @@ use edge_config::edge::EdgeConfig;
 use pingora::cache::lock::CacheLock;
 use pingora::cache::predictor::Predictor;
 use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -29,6 +30,7 @@ use crate::purge::sweep::Sweeper;
 use crate::purge::{self, Bans, Purger};
 use crate::reload::Reloader;
 use crate::tls::SniResolver;
+use crate::workers::{self, Balance, Worker};
 
 /// Why a node could not be built from a valid configuration.
 #[derive(Debug, thiserror::Error)]
@@ -200,8 +202,52 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         },
     ));
 
-    let mut proxy =
-        pingora::proxy::http_proxy_service(&server.configuration, EdgeProxy::new(state.clone()));
+    // A runtime per thread (the default): a single-threaded service per worker, see
+    // `workers`. A work-stealing runtime moves tasks between its threads anyway: one service.
+    let workers = if config.runtime.work_stealing {
+        1
+    } else {
+        config.runtime.threads
+    };
+    let balance = Balance::new(workers);
+    for index in 0..workers {
+        let mut proxy = proxy_service(&server, config, &state, index)?;
+        let accepted = metrics.accepted.with_label_values(&[&index.to_string()]);
+        if config.runtime.work_stealing {
+            workers::count_accepts(&mut proxy, accepted);
+            server.add_service(proxy);
+        } else {
+            server.add_service(Worker::new(index, proxy, accepted, balance.clone()));
+        }
+    }
+
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp {
+            metrics,
+            storage,
+            node_id: config.node_id.clone(),
+            purger,
+            state,
+        },
+    );
+    admin.add_tcp(&config.admin.addr.to_string());
+    server.add_service(admin);
+    Ok(Node { server, disk })
+}
+
+/// The proxy service for worker `index`, on every public listener.
+fn proxy_service(
+    server: &Server,
+    config: &EdgeConfig,
+    state: &Arc<EdgeState>,
+    index: usize,
+) -> Result<Service<HttpProxy<EdgeProxy>>, BuildError> {
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        EdgeProxy::new(state.clone()),
+        &format!("proxy {index}"),
+    );
     for (i, l) in config.listen.iter().enumerate() {
         let addr = l.addr.to_string();
         match &l.tls {
@@ -223,21 +269,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
             }
         }
     }
-    server.add_service(proxy);
-
-    let mut admin = Service::new(
-        "admin".to_string(),
-        AdminApp {
-            metrics,
-            storage,
-            node_id: config.node_id.clone(),
-            purger,
-            state,
-        },
-    );
-    admin.add_tcp(&config.admin.addr.to_string());
-    server.add_service(admin);
-    Ok(Node { server, disk })
+    Ok(proxy)
 }
 
 /// Opens the disk tier. During an upgrade the old process holds the catalog until it has
