@@ -9,6 +9,15 @@ use std::net::TcpStream;
 use edge_tests::edge::{node_yaml, site, Edge};
 use edge_tests::origin::{Origin, Reply};
 
+fn cacheable_origin() -> Origin {
+    Origin::start(|r| {
+        Reply::ok(
+            format!("body of {}", r.target),
+            &[("cache-control", "max-age=600")],
+        )
+    })
+}
+
 fn edge_with(origin: &Origin, runtime: &str) -> Edge {
     Edge::start_config("workers", |port, admin| {
         format!(
@@ -50,12 +59,7 @@ fn burst(edge: &Edge, n: usize) {
 
 #[test]
 fn a_burst_of_connections_reaches_every_worker() {
-    let origin = Origin::start(|r| {
-        Reply::ok(
-            format!("body of {}", r.target),
-            &[("cache-control", "max-age=600")],
-        )
-    });
+    let origin = cacheable_origin();
     let edge = edge_with(&origin, "threads: 3");
     let before: Vec<f64> = (0..3).map(|w| accepted(&edge, w)).collect();
     burst(&edge, 64);
@@ -70,12 +74,7 @@ fn a_burst_of_connections_reaches_every_worker() {
 
 #[test]
 fn a_work_stealing_runtime_serves_as_one_worker() {
-    let origin = Origin::start(|r| {
-        Reply::ok(
-            format!("body of {}", r.target),
-            &[("cache-control", "max-age=600")],
-        )
-    });
+    let origin = cacheable_origin();
     let edge = edge_with(&origin, "threads: 2, work_stealing: true");
     let before = accepted(&edge, 0);
     burst(&edge, 16);
