@@ -3,17 +3,18 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-/// A new descriptor, closed on exec, for the socket `fd` names.
-pub(super) fn duplicate(fd: RawFd) -> io::Result<RawFd> {
+/// A new descriptor, closed on exec, for the socket `fd` names; closed when dropped.
+pub(super) fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) touches no memory of this process; if `fd` were not open
     // it would fail with EBADF, returned below.
     let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(dup)
+        // SAFETY: `dup` was just opened by this call and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(dup) })
     }
 }
 
@@ -44,15 +45,14 @@ pub(super) fn queued(fd: RawFd) -> io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn a_duplicate_is_a_new_descriptor_for_the_same_socket() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dup = duplicate(listener.as_raw_fd()).unwrap();
-        assert_ne!(dup, listener.as_raw_fd());
-        // SAFETY (test): `dup` is a fresh descriptor no one else owns.
-        let shared = unsafe { std::net::TcpListener::from_raw_fd(dup) };
+        assert_ne!(dup.as_raw_fd(), listener.as_raw_fd());
+        let shared = std::net::TcpListener::from(dup);
         assert_eq!(shared.local_addr().unwrap(), listener.local_addr().unwrap());
         drop(listener);
         // The socket outlives the first descriptor: a client still connects through the copy.

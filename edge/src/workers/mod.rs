@@ -21,7 +21,7 @@
 //! A shared accept queue wakes every worker for a new connection; `pace.rs` keeps a burst of
 //! them from all going to one worker. `edge_connections_accepted_total{worker}` shows the split.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -87,16 +87,13 @@ impl Worker {
         }
     }
 
-    /// A private table holding a duplicate of each of worker 0's sockets, which `fds` are.
+    /// A private table holding a duplicate of each of worker 0's sockets, which `fds` are,
+    /// and the duplicates' numbers; `None` if one cannot be made (those made are closed).
     fn duplicates(&self, addrs: Vec<String>, fds: &[RawFd]) -> Option<(Fds, Vec<RawFd>)> {
-        let mut own = Fds::new();
         let mut dups = Vec::with_capacity(fds.len());
-        for (addr, fd) in addrs.into_iter().zip(fds) {
+        for (addr, fd) in addrs.iter().zip(fds) {
             match fd::duplicate(*fd) {
-                Ok(dup) => {
-                    own.add(addr, dup);
-                    dups.push(dup);
-                }
+                Ok(dup) => dups.push(dup),
                 Err(e) => {
                     tracing::error!(worker = self.index, %addr, error = %e,
                         "cannot share the listening socket; this worker takes no connections");
@@ -104,7 +101,13 @@ impl Worker {
                 }
             }
         }
-        Some((own, dups))
+        let mut own = Fds::new();
+        let raw = dups.iter().map(AsRawFd::as_raw_fd).collect();
+        // Pingora's listener takes each one over from the table.
+        for (addr, dup) in addrs.into_iter().zip(dups) {
+            own.add(addr, dup.into_raw_fd());
+        }
+        Some((own, raw))
     }
 }
 
