@@ -1,5 +1,6 @@
 //! The cache tiers on their own: memory put and hit, disk write (through to a durable commit),
-//! disk hit (read whole and checked) and a 256 KiB block read from a large body file.
+//! disk hit (read whole and checked; its head kept in memory, and read from the catalog and
+//! decoded) and a 256 KiB block read from a large body file.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -60,12 +61,32 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// A serialized meta as a static asset's response stores it.
+fn meta() -> (Vec<u8>, Vec<u8>) {
+    let now = std::time::SystemTime::now();
+    let mut header = pingora::http::ResponseHeader::build(200, None).unwrap();
+    for (name, value) in [
+        ("content-type", "application/javascript"),
+        ("content-length", "4096"),
+        ("cache-control", "public, max-age=3600"),
+        ("etag", "\"5f3a-1c2b3d4e\""),
+        ("last-modified", "Mon, 23 Nov 2026 10:00:00 GMT"),
+        ("date", "Mon, 23 Nov 2026 12:00:00 GMT"),
+    ] {
+        header.insert_header(name, value).unwrap();
+    }
+    let fresh = now + std::time::Duration::from_secs(3600);
+    pingora::cache::CacheMeta::new(fresh, now, 0, 0, header)
+        .serialize()
+        .unwrap()
+}
+
 /// Writes one body through the tier's whole write path: temp file, checksums, fsync, rename,
 /// index, durable catalog commit.
 fn put(tier: &DiskTier, rt: &tokio::runtime::Runtime, n: u64, body: &[u8]) {
     let gen = tier.write_whole(&hash(n), body).unwrap();
     let record = Record {
-        meta: (vec![0; 64], vec![0; 256]),
+        meta: meta(),
         key: format!("v1/example.com/{n}").into_bytes(),
     };
     rt.block_on(tier.commit(hash(n), gen, body.len() as u64, hash(n), &record, || true))
@@ -75,7 +96,7 @@ fn put(tier: &DiskTier, rt: &tokio::runtime::Runtime, n: u64, body: &[u8]) {
 fn disk(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = scratch("disk");
-    let tier = DiskTier::open(&dir, 8 << 30, 1 << 30).unwrap();
+    let mut tier = DiskTier::open(&dir, 8 << 30, 1 << 30).unwrap();
     let small = vec![3u8; 4096];
     let mut g = c.benchmark_group("disk");
     g.throughput(Throughput::Elements(1));
@@ -91,15 +112,29 @@ fn disk(c: &mut Criterion) {
         put(&tier, &rt, n, &small);
     }
     g.sample_size(100);
+    let hit = |tier: &DiskTier, i: u64| {
+        let entry = tier.lookup(&hash(i)).unwrap();
+        match tier.read(&hash(i), &entry, 1 << 20, false).unwrap() {
+            Found::Object(head, DiskBody::Whole(body)) => {
+                assert!(head.decoded().is_some());
+                body.len()
+            }
+            _ => panic!("not found whole"),
+        }
+    };
     let mut i = 0u64;
     g.bench_function("hit_4k", |b| {
         b.iter(|| {
             i = (i + 1) % 1000;
-            let entry = tier.lookup(&hash(i)).unwrap();
-            match tier.read(&hash(i), &entry, 1 << 20, false).unwrap() {
-                Found::Object(_, DiskBody::Whole(body)) => body.len(),
-                _ => panic!("not found whole"),
-            }
+            hit(&tier, i)
+        })
+    });
+    // Every head read from the catalog and decoded, as before heads were kept.
+    tier.set_meta_cache(0);
+    g.bench_function("hit_4k_head_not_kept", |b| {
+        b.iter(|| {
+            i = (i + 1) % 1000;
+            hit(&tier, i)
         })
     });
     let large = vec![5u8; 8 << 20];

@@ -282,7 +282,7 @@ fn open_disk(
     let started = Instant::now();
     let patience =
         config.runtime.grace_period + config.runtime.shutdown_timeout + Duration::from_secs(10);
-    let tier = loop {
+    let mut tier = loop {
         match DiskTier::open(&d.path, d.max_size, d.max_object_size) {
             Ok(t) => break t,
             Err(e) if upgrade && started.elapsed() < patience => {
@@ -297,6 +297,7 @@ fn open_disk(
             }
         }
     };
+    tier.set_meta_cache(d.meta_cache);
     let stats = tier.stats();
     tracing::info!(
         path = %d.path.display(),

@@ -79,6 +79,8 @@ pub struct DiskFile {
     pub path: Spanned<String>,
     pub max_size: Spanned<ByteSize>,
     pub max_object_size: Option<Spanned<ByteSize>>,
+    /// Memory for the decoded heads (key and meta) of disk objects read lately.
+    pub meta_cache: Option<Spanned<ByteSize>>,
 }
 
 #[derive(Debug, Deserialize)]

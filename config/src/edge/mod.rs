@@ -95,7 +95,13 @@ pub struct DiskTier {
     pub max_size: u64,
     /// Largest body the tier stores.
     pub max_object_size: u64,
+    /// Bytes of memory for the decoded heads (key and meta) of objects read lately, so that a
+    /// hit on one reads only its body file; 0 keeps none.
+    pub meta_cache: u64,
 }
+
+/// Bytes of decoded disk heads kept when `cache.disk.meta_cache` is not set.
+pub const DEFAULT_META_CACHE: u64 = 64 << 20;
 
 /// An origin pool.
 #[derive(Debug, Clone, PartialEq, Eq)]

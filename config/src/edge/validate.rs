@@ -180,6 +180,10 @@ fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
             path: PathBuf::from(&d.path.value),
             max_size: d.max_size.value.0,
             max_object_size,
+            meta_cache: d
+                .meta_cache
+                .as_ref()
+                .map_or(DEFAULT_META_CACHE, |s| s.value.0),
         }
     });
     let lock_timeout = dur(&f.lock_timeout).unwrap_or(Duration::from_secs(10));

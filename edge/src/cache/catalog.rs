@@ -234,6 +234,22 @@ impl Catalog {
         Ok(table.get(hash)?.and_then(|v| Record::decode(v.value())))
     }
 
+    /// The record of an object if its committed entry is generation `gen`: a record read for a
+    /// body file must be that file's. Blocking: call it off the async workers.
+    pub fn record_at(&self, hash: &Hash, gen: u64) -> Result<Option<Record>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let entries = txn.open_table(ENTRIES)?;
+        let committed = entries
+            .get(hash)?
+            .and_then(|v| Entry::decode(v.value()))
+            .is_some_and(|e| e.gen == gen);
+        if !committed {
+            return Ok(None);
+        }
+        let table = txn.open_table(RECORDS)?;
+        Ok(table.get(hash)?.and_then(|v| Record::decode(v.value())))
+    }
+
     /// The purge position and ban rules. Blocking.
     pub fn purge_records(&self) -> Result<PurgeRecords, redb::Error> {
         let txn = self.db.begin_read()?;

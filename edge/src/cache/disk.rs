@@ -16,6 +16,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -25,7 +26,9 @@ use tokio::sync::oneshot;
 
 use super::body_file::{BodyError, BodyFile, BodyWriter};
 use super::catalog::{Catalog, Entry, Op, PurgeRecords, Record};
+use super::heads::Heads;
 use super::index::Index;
+use super::object::Head;
 use super::stats::TierStats;
 use super::Hash;
 
@@ -73,8 +76,8 @@ pub enum DiskBody {
 
 /// What a read for a hit found.
 pub enum Found {
-    /// The object's record and body.
-    Object(Record, DiskBody),
+    /// The object's head and body.
+    Object(Arc<Head>, DiskBody),
     /// Removed or replaced since the index lookup, or its record is not committed yet.
     Gone,
     /// Not read: the page cache does not hold it (a `cached_only` read).
@@ -87,6 +90,8 @@ pub struct DiskTier {
     order_file: PathBuf,
     catalog: Catalog,
     index: Index,
+    /// Decoded heads of objects read lately.
+    heads: Heads,
     max_object_size: u64,
     next_gen: AtomicU64,
     /// Generations below this were written by an earlier run: the sweep may judge their files.
@@ -164,6 +169,7 @@ impl DiskTier {
             order_file,
             catalog,
             index,
+            heads: Heads::new(edge_config::edge::DEFAULT_META_CACHE),
             max_object_size,
             next_gen: AtomicU64::new(next_gen),
             first_gen: next_gen,
@@ -183,6 +189,12 @@ impl DiskTier {
         drop(_w);
         tier.refresh_gauges();
         Ok(tier)
+    }
+
+    /// Keeps up to `max_bytes` of decoded heads (key and meta) of objects read lately, so that a
+    /// hit on one reads only its body file; 0 keeps none. Replaces what was kept.
+    pub fn set_meta_cache(&mut self, max_bytes: u64) {
+        self.heads = Heads::new(max_bytes);
     }
 
     /// Largest body the tier takes.
@@ -225,10 +237,10 @@ impl DiskTier {
         self.index.get(hash)
     }
 
-    /// Reads an object for a hit: its record, and its body whole (if at most `whole_limit`
+    /// Reads an object for a hit: its head, and its body whole (if at most `whole_limit`
     /// bytes) or opened for streaming. Blocking. With `cached_only` the body is read only whole
-    /// and only from the page cache, so that the read cannot wait for the disk (the record read
-    /// and the open still can); a body the disk would have to supply is [`Found::Cold`], to be
+    /// and only from the page cache, so that the read cannot wait for the disk (the open, and
+    /// the catalog read of a head not kept, still can); a body the disk would have to supply is [`Found::Cold`], to be
     /// read again without `cached_only` on a blocking thread.
     pub fn read(
         &self,
@@ -237,7 +249,7 @@ impl DiskTier {
         whole_limit: u64,
         cached_only: bool,
     ) -> Result<Found, DiskError> {
-        let Some(record) = self.catalog.record(hash)? else {
+        let Some(head) = self.head(hash, entry.gen)? else {
             return Ok(Found::Gone);
         };
         let path = self.path_of(hash, entry.gen);
@@ -251,7 +263,7 @@ impl DiskTier {
                 .and_then(|f| f.read_block(0).map(|first| Some(DiskBody::File(f, first))))
         };
         match body {
-            Ok(Some(b)) => Ok(Found::Object(record, b)),
+            Ok(Some(b)) => Ok(Found::Object(head, b)),
             Ok(None) => Ok(Found::Cold),
             // Replaced or removed between the index lookup and the open: not damage.
             Err(BodyError::Io(e))
@@ -261,6 +273,24 @@ impl DiskTier {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The head of `hash` as committed at `gen`: kept, or read from the catalog and kept. `None`
+    /// if the catalog holds no record of that generation (its commit is still queued).
+    fn head(&self, hash: &Hash, gen: u64) -> Result<Option<Arc<Head>>, DiskError> {
+        if let Some(head) = self.heads.get(hash, gen) {
+            return Ok(Some(head));
+        }
+        let stamp = self.heads.stamp();
+        let Some(record) = self.catalog.record_at(hash, gen)? else {
+            return Ok(None);
+        };
+        let head = Arc::new(Head::new(record.key.into(), record.meta));
+        // An undecodable head is not kept: the caller removes the object.
+        if head.decoded().is_some() {
+            self.heads.put(stamp, *hash, gen, head.clone());
+        }
+        Ok(Some(head))
     }
 
     /// Records a failed read of `hash` at `entry`: counts it, logs it and removes the object,
@@ -445,7 +475,11 @@ impl DiskTier {
                 record: record.encode(),
             }])
         };
-        self.await_commit(done).await?;
+        let committed = self.await_commit(done).await;
+        // Once the catalog has the new record, or has failed to take it: either way what was
+        // kept may no longer be what it holds.
+        self.heads.forget(hash);
+        committed?;
         Ok(true)
     }
 
@@ -580,6 +614,72 @@ mod tests {
             .commit(h(n), gen, 4, h(n), &record, || true)
             .await
             .unwrap());
+    }
+
+    /// A serialized meta whose header says `x-rev: <rev>`.
+    fn meta(rev: u32) -> (Vec<u8>, Vec<u8>) {
+        let now = SystemTime::now();
+        let mut header = pingora::http::ResponseHeader::build(200, None).unwrap();
+        header.insert_header("x-rev", rev.to_string()).unwrap();
+        pingora::cache::CacheMeta::new(now + std::time::Duration::from_secs(60), now, 0, 0, header)
+            .serialize()
+            .unwrap()
+    }
+
+    /// Reads `hash` whole and returns its head and its `x-rev`.
+    fn read_rev(tier: &DiskTier, hash: &Hash) -> (Arc<Head>, String) {
+        let entry = tier.lookup(hash).unwrap();
+        let Found::Object(head, _) = tier.read(hash, &entry, 1 << 20, false).unwrap() else {
+            panic!("not found");
+        };
+        let rev = head.decoded().unwrap().header.headers["x-rev"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (head, rev)
+    }
+
+    #[tokio::test]
+    async fn a_hit_reads_the_record_as_committed_not_an_older_kept_head() {
+        let dir = std::env::temp_dir().join(format!("edge-disk-heads-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let tier = &reopen(&dir);
+        let commit = |rev: u32| {
+            let gen = tier.write_whole(&h(1), b"body").unwrap();
+            let record = Record {
+                meta: meta(rev),
+                key: b"k".to_vec(),
+            };
+            async move { tier.commit(h(1), gen, 4, h(1), &record, || true).await }
+        };
+        assert!(commit(1).await.unwrap());
+        let (first, rev) = read_rev(tier, &h(1));
+        assert_eq!(rev, "1");
+        let (again, _) = read_rev(tier, &h(1));
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second read uses the kept head"
+        );
+
+        // A 304 refreshes the record in place.
+        assert!(tier.update_meta(&h(1), meta(2), |_| true).await.unwrap());
+        assert_eq!(read_rev(tier, &h(1)).1, "2");
+
+        // A new response replaces the object.
+        assert!(commit(3).await.unwrap());
+        assert_eq!(read_rev(tier, &h(1)).1, "3");
+
+        // A body file whose entry is not committed has no record yet.
+        let gen = tier.write_whole(&h(1), b"body").unwrap();
+        let entry = Entry {
+            gen,
+            ..tier.lookup(&h(1)).unwrap()
+        };
+        assert!(matches!(
+            tier.read(&h(1), &entry, 1 << 20, false).unwrap(),
+            Found::Gone
+        ));
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl MemoryTier {
             Arc::new(StoredObject::new(
                 old.combined,
                 old.primary,
-                old.key.clone(),
+                old.key().clone(),
                 meta,
                 old.body.clone(),
             )),
@@ -258,7 +258,7 @@ mod tests {
         t.put(o.clone());
         assert!(t.update_meta(&o.combined, (vec![1], vec![2]), |_| true));
         let got = t.get(&o.combined).unwrap();
-        assert_eq!(got.meta, (vec![1], vec![2]));
+        assert_eq!(got.meta(), &(vec![1], vec![2]));
         assert_eq!(got.body, o.body);
         assert_eq!(t.stats().objects.load(Ordering::Relaxed), 1);
     }

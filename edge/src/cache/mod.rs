@@ -6,6 +6,7 @@ pub mod body_file;
 pub mod catalog;
 pub mod disk;
 mod fill;
+mod heads;
 mod hit;
 pub mod index;
 pub mod key;
@@ -15,7 +16,7 @@ mod pread;
 pub mod stats;
 pub mod tiered;
 
-pub use object::StoredObject;
+pub use object::{Head, StoredObject};
 
 /// A 128-bit cache hash as Pingora computes it (primary key, or primary plus variance).
 pub type Hash = [u8; 16];

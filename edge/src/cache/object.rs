@@ -1,4 +1,4 @@
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -7,7 +7,7 @@ use pingora::http::ResponseHeader;
 
 use super::Hash;
 
-/// A complete cached response: serialized Pingora meta and the whole body.
+/// A complete cached response: its head (key and meta) and the whole body.
 ///
 /// Objects are immutable; a revalidation that changes the headers stores a new object that
 /// shares the body (a `Bytes` clone, no copy).
@@ -17,16 +17,117 @@ pub struct StoredObject {
     pub combined: Hash,
     /// Primary hash alone: every variant of one URL shares it.
     pub primary: Hash,
+    /// Key and meta, shared with the disk tier's cache of heads when read from disk.
+    pub head: Arc<Head>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// What an object is besides its body: its key and its meta, serialized and decoded.
+#[derive(Debug)]
+pub struct Head {
     /// The primary cache key before hashing: purges read host and path from it.
     pub key: Bytes,
     /// `CacheMeta::serialize()` output.
     pub meta: (Vec<u8>, Vec<u8>),
-    /// The body.
-    pub body: Bytes,
-    /// The meta, decoded when the object is made. The stored header is zstd-compressed HTTP/1
+    /// The meta, decoded when the head is made. The stored header is zstd-compressed HTTP/1
     /// text; decompressing and parsing it was a tenth of a memory hit's CPU (perf), so it is
-    /// done once per object instead of once per hit, and its size counts in the weight.
+    /// done once per head instead of once per hit, and its size counts in the weight.
     decoded: Option<Decoded>,
+}
+
+impl Head {
+    /// A head, its meta decoded from `meta`.
+    pub fn new(key: Bytes, meta: (Vec<u8>, Vec<u8>)) -> Self {
+        let decoded = CacheMeta::deserialize(&meta.0, &meta.1)
+            .ok()
+            .map(|m| Decoded::of(&m));
+        Self::with_decoded(key, meta, decoded)
+    }
+
+    /// A head whose meta the caller has decoded already: `decoded` must be [`Decoded::of`] the
+    /// meta that `meta` serializes.
+    pub fn with_decoded(key: Bytes, meta: (Vec<u8>, Vec<u8>), decoded: Option<Decoded>) -> Self {
+        Head { key, meta, decoded }
+    }
+
+    /// Bytes this head costs: key, meta and the decoded header.
+    pub fn weight_bytes(&self) -> u64 {
+        let decoded = self.decoded.as_ref().map_or(0, |d| d.bytes);
+        (self.key.len() + self.meta.0.len() + self.meta.1.len()) as u64 + decoded
+    }
+
+    /// The decoded meta; `None` if the stored meta does not decode.
+    pub fn decoded(&self) -> Option<&Decoded> {
+        self.decoded.as_ref()
+    }
+
+    /// The meta as Pingora wants it on a lookup.
+    pub fn cache_meta(&self) -> pingora::Result<CacheMeta> {
+        rebuild_meta(&self.meta, self.decoded())
+    }
+}
+
+impl StoredObject {
+    /// An object, its meta decoded from `meta`.
+    pub fn new(
+        combined: Hash,
+        primary: Hash,
+        key: Bytes,
+        meta: (Vec<u8>, Vec<u8>),
+        body: Bytes,
+    ) -> Self {
+        Self::of_head(combined, primary, Arc::new(Head::new(key, meta)), body)
+    }
+
+    /// An object whose meta the caller has decoded already: `decoded` must be
+    /// [`Decoded::of`] the meta that `meta` serializes.
+    pub fn with_decoded(
+        combined: Hash,
+        primary: Hash,
+        key: Bytes,
+        meta: (Vec<u8>, Vec<u8>),
+        body: Bytes,
+        decoded: Option<Decoded>,
+    ) -> Self {
+        let head = Arc::new(Head::with_decoded(key, meta, decoded));
+        Self::of_head(combined, primary, head, body)
+    }
+
+    /// An object of a head made before.
+    pub fn of_head(combined: Hash, primary: Hash, head: Arc<Head>, body: Bytes) -> Self {
+        StoredObject {
+            combined,
+            primary,
+            head,
+            body,
+        }
+    }
+
+    /// The primary cache key before hashing.
+    pub fn key(&self) -> &Bytes {
+        &self.head.key
+    }
+
+    /// `CacheMeta::serialize()` output.
+    pub fn meta(&self) -> &(Vec<u8>, Vec<u8>) {
+        &self.head.meta
+    }
+
+    /// Bytes this object costs the tier: body, key, meta and the decoded header.
+    pub fn weight_bytes(&self) -> u64 {
+        self.body.len() as u64 + self.head.weight_bytes()
+    }
+
+    /// The decoded meta; `None` if the stored meta does not decode.
+    pub fn decoded(&self) -> Option<&Decoded> {
+        self.head.decoded()
+    }
+
+    /// The object's meta as Pingora wants it on a lookup.
+    pub fn cache_meta(&self) -> pingora::Result<CacheMeta> {
+        self.head.cache_meta()
+    }
 }
 
 /// The parts of an object's meta that a hit reads, decoded once.
@@ -44,58 +145,6 @@ pub struct Decoded {
     pub vary: Vec<String>,
     /// Roughly what the decoded header costs in memory (header maps, field storage).
     bytes: u64,
-}
-
-impl StoredObject {
-    /// An object, its meta decoded from `meta`.
-    pub fn new(
-        combined: Hash,
-        primary: Hash,
-        key: Bytes,
-        meta: (Vec<u8>, Vec<u8>),
-        body: Bytes,
-    ) -> Self {
-        let decoded = CacheMeta::deserialize(&meta.0, &meta.1)
-            .ok()
-            .map(|m| Decoded::of(&m));
-        Self::with_decoded(combined, primary, key, meta, body, decoded)
-    }
-
-    /// An object whose meta the caller has decoded already: `decoded` must be
-    /// [`Decoded::of`] the meta that `meta` serializes.
-    pub fn with_decoded(
-        combined: Hash,
-        primary: Hash,
-        key: Bytes,
-        meta: (Vec<u8>, Vec<u8>),
-        body: Bytes,
-        decoded: Option<Decoded>,
-    ) -> Self {
-        StoredObject {
-            combined,
-            primary,
-            key,
-            meta,
-            body,
-            decoded,
-        }
-    }
-
-    /// Bytes this object costs the tier: body, key, meta and the decoded header.
-    pub fn weight_bytes(&self) -> u64 {
-        let decoded = self.decoded.as_ref().map_or(0, |d| d.bytes);
-        (self.body.len() + self.key.len() + self.meta.0.len() + self.meta.1.len()) as u64 + decoded
-    }
-
-    /// The decoded meta; `None` if the stored meta does not decode.
-    pub fn decoded(&self) -> Option<&Decoded> {
-        self.decoded.as_ref()
-    }
-
-    /// The object's meta as Pingora wants it on a lookup.
-    pub fn cache_meta(&self) -> pingora::Result<CacheMeta> {
-        rebuild_meta(&self.meta, self.decoded())
-    }
 }
 
 impl Decoded {

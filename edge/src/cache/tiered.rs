@@ -183,8 +183,8 @@ impl TieredStorage {
         let read = warm_here_or_blocking(here, move || disk.read(&combined, &entry, whole, false))
             .await
             .ok()?;
-        let (record, body) = match read {
-            Ok(Found::Object(record, body)) => (record, body),
+        let (head, body) = match read {
+            Ok(Found::Object(head, body)) => (head, body),
             Ok(Found::Gone | Found::Cold) => return None,
             Err(e) => {
                 disk.fail(&combined, &entry, &e);
@@ -197,26 +197,21 @@ impl TieredStorage {
         };
         match body {
             DiskBody::Whole(body) => {
-                let object = Arc::new(StoredObject::new(
-                    combined,
-                    entry.primary,
-                    record.key.into(),
-                    record.meta,
-                    body,
-                ));
+                let object = Arc::new(StoredObject::of_head(combined, entry.primary, head, body));
                 if object.decoded().is_none() {
                     undecodable();
                     return None;
                 }
                 // Bodies read whole only because they fit one block are not memory's to take.
                 if entry.body_len <= self.memory.max_object_size() {
-                    self.memory
-                        .put_if(object.clone(), |o| self.admits(&o.primary, &o.key, &o.meta));
+                    self.memory.put_if(object.clone(), |o| {
+                        self.admits(&o.primary, o.key(), o.meta())
+                    });
                 }
                 Some(DiskFound::Whole(object))
             }
             DiskBody::File(file, first) => {
-                let meta = match CacheMeta::deserialize(&record.meta.0, &record.meta.1) {
+                let meta = match head.cache_meta() {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::debug!(error = %e, "stored meta does not deserialize");
@@ -428,7 +423,7 @@ impl Storage for TieredStorage {
         let meta = meta.serialize()?;
         // A revalidation that began before a purge refreshes nothing the purge covers.
         let mut found = self.memory.update_meta(&combined, meta.clone(), |o| {
-            self.admits(&o.primary, &o.key, &o.meta)
+            self.admits(&o.primary, o.key(), o.meta())
         });
         if let Some(disk) = self.disk {
             let primary = key.primary_bin();
@@ -626,7 +621,7 @@ impl HandleMiss for TieredMiss {
                     body.clone(),
                     Some(self.fill.decoded.clone()),
                 )),
-                |o| storage.admits(&o.primary, &o.key, &o.meta),
+                |o| storage.admits(&o.primary, o.key(), o.meta()),
             );
         }
         self.fill.set(Progress::Done);

@@ -62,11 +62,11 @@ impl Sweeper {
             let Some(obj) = memory.get(&combined) else {
                 continue;
             };
-            let Ok(mut meta) = CacheMeta::deserialize(&obj.meta.0, &obj.meta.1) else {
+            let Ok(mut meta) = CacheMeta::deserialize(&obj.meta().0, &obj.meta().1) else {
                 memory.remove(&combined);
                 continue;
             };
-            match judge_meta(self.bans, &obj.primary, &obj.key, &meta) {
+            match judge_meta(self.bans, &obj.primary, obj.key(), &meta) {
                 Verdict::Keep => {}
                 Verdict::Gone => {
                     if memory.remove(&combined) {

@@ -149,6 +149,30 @@ fn disk_bounds() {
 }
 
 #[test]
+fn disk_meta_cache_defaults_and_can_be_turned_off() {
+    let disk = |extra: &str| {
+        with(
+            "  memory: { max_size: 64MiB, max_object_size: 1MiB }\n",
+            &format!("  memory: {{ max_size: 64MiB, max_object_size: 1MiB }}\n  disk: {{ path: /tmp/x, max_size: 1GiB{extra} }}\n"),
+        )
+    };
+    let meta_cache = |yaml: &str| {
+        EdgeConfig::from_yaml(yaml)
+            .unwrap()
+            .cache
+            .disk
+            .unwrap()
+            .meta_cache
+    };
+    assert_eq!(meta_cache(&disk("")), crate::edge::DEFAULT_META_CACHE);
+    assert_eq!(meta_cache(&disk(", meta_cache: 0")), 0);
+    assert_eq!(meta_cache(&disk(", meta_cache: 8MiB")), 8 << 20);
+    let problems = EdgeConfig::from_yaml(&disk(", meta_cache: plenty")).unwrap_err();
+    assert_eq!(problems[0].line, 9, "{problems:?}");
+    assert!(problems[0].message.contains("plenty"), "{problems:?}");
+}
+
+#[test]
 fn origin_servers() {
     rejects(
         &with(
