@@ -486,3 +486,43 @@ fn leftovers_of_a_crash_are_swept_at_start() {
     assert_eq!(lost.body, pattern(0..50_000));
     assert_eq!(origin.count("/kept"), 1);
 }
+
+/// Body files the edge process holds open, by path, from `/proc/<pid>/fd`.
+fn open_body_files(edge: &Edge) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{}/fd", edge.pid()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.contains("/objects/"))
+        .collect()
+}
+
+#[test]
+fn hot_small_files_stay_open_until_their_object_is_purged() {
+    let origin = origin(4_000);
+    let dir = Scratch::new("disk-open-files");
+    let cfg = cache(&dir.0, "1KiB", "64MiB");
+    let edge = Edge::start_cache(origin.addr, "", &cfg);
+    edge.get("/kept.js", &[]);
+    let hit = wait_on_disk(&edge, "/kept.js");
+    assert_eq!(hit.body, pattern(0..4_000));
+    // The fill's own descriptor may close a moment after the commit.
+    let open = eventually(Duration::from_secs(10), "one body file open", || {
+        let open = open_body_files(&edge);
+        (open.len() == 1).then_some(open)
+    });
+    assert!(!open[0].ends_with("(deleted)"), "{open:?}");
+    // Served again through the kept descriptor: still checked, still the same bytes.
+    let again = edge.get("/kept.js", &[]);
+    again.assert_cache_status("detail=disk");
+    assert_eq!(again.body, pattern(0..4_000));
+
+    let r = edge.purge(r#"{"urls": ["http://example.com/kept.js"]}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The purge closed it: no descriptor keeps the removed file's space.
+    eventually(Duration::from_secs(10), "no body file open", || {
+        open_body_files(&edge).is_empty().then_some(())
+    });
+    let after = edge.get("/kept.js", &[]);
+    after.assert_cache_status("fwd=miss");
+}

@@ -147,19 +147,18 @@ impl BodyFile {
     /// `cached_only`, `None` if the page cache does not hold all of the file (the read would
     /// wait for the disk); without, never `None`.
     pub fn read_whole(
-        path: &Path,
+        file: &File,
         hash: &Hash,
         body_len: u64,
         cached_only: bool,
     ) -> Result<Option<Bytes>, BodyError> {
         // No `fstat` for the size (a syscall per small hit): a shorter file fails the read, and
         // bytes past the footer (nothing writes any) change nothing that is checked or served.
-        let file = File::open(path)?;
         let len = file_len(body_len) as usize;
         let read = if cached_only {
-            pread::read_cached_at(&file, len, 0)
+            pread::read_cached_at(file, len, 0)
         } else {
-            pread::read_exact_at(&file, len, 0).map(Some)
+            pread::read_exact_at(file, len, 0).map(Some)
         };
         let all = match read {
             Ok(Some(all)) => all,
@@ -278,11 +277,22 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         let path = write(&dir, "a", &body, &[7; 16]);
-        let whole = BodyFile::read_whole(&path, &[7; 16], body.len() as u64, false).unwrap();
+        let whole = BodyFile::read_whole(
+            &File::open(&path).unwrap(),
+            &[7; 16],
+            body.len() as u64,
+            false,
+        )
+        .unwrap();
         assert_eq!(whole.as_deref(), Some(&body[..]));
         // Just written: a read from the page cache alone gives the same bytes, or declines.
-        if let Some(cached) =
-            BodyFile::read_whole(&path, &[7; 16], body.len() as u64, true).unwrap()
+        if let Some(cached) = BodyFile::read_whole(
+            &File::open(&path).unwrap(),
+            &[7; 16],
+            body.len() as u64,
+            true,
+        )
+        .unwrap()
         {
             assert_eq!(&cached[..], &body[..]);
         }
@@ -293,9 +303,11 @@ mod tests {
         }
         assert_eq!(all, body);
         let empty = write(&dir, "empty", b"", &[1; 16]);
-        assert!(BodyFile::read_whole(&empty, &[1; 16], 0, false)
-            .unwrap()
-            .is_some_and(|b| b.is_empty()));
+        assert!(
+            BodyFile::read_whole(&File::open(&empty).unwrap(), &[1; 16], 0, false)
+                .unwrap()
+                .is_some_and(|b| b.is_empty())
+        );
     }
 
     #[test]
@@ -310,12 +322,22 @@ mod tests {
         assert!(opened.read_block(0).is_ok());
         assert!(matches!(opened.read_block(1), Err(BodyError::Corrupt(_))));
         assert!(matches!(
-            BodyFile::read_whole(&path, &[3; 16], body.len() as u64, false),
+            BodyFile::read_whole(
+                &File::open(&path).unwrap(),
+                &[3; 16],
+                body.len() as u64,
+                false
+            ),
             Err(BodyError::Corrupt(_))
         ));
         // From the page cache alone, it is checked all the same (or declined, never served).
         assert!(!matches!(
-            BodyFile::read_whole(&path, &[3; 16], body.len() as u64, true),
+            BodyFile::read_whole(
+                &File::open(&path).unwrap(),
+                &[3; 16],
+                body.len() as u64,
+                true
+            ),
             Ok(Some(_))
         ));
         assert!(matches!(
@@ -329,7 +351,12 @@ mod tests {
         ));
         for cached_only in [false, true] {
             assert!(!matches!(
-                BodyFile::read_whole(&path, &[3; 16], body.len() as u64, cached_only),
+                BodyFile::read_whole(
+                    &File::open(&path).unwrap(),
+                    &[3; 16],
+                    body.len() as u64,
+                    cached_only
+                ),
                 Ok(Some(_))
             ));
         }
@@ -339,11 +366,11 @@ mod tests {
         let len = std::fs::metadata(&small).unwrap().len();
         let g = OpenOptions::new().write(true).open(&small).unwrap();
         g.write_all_at(b"trailing", len).unwrap();
-        let read = BodyFile::read_whole(&small, &[5; 16], 5, false).unwrap();
+        let read = BodyFile::read_whole(&File::open(&small).unwrap(), &[5; 16], 5, false).unwrap();
         assert_eq!(read.as_deref(), Some(&b"hello"[..]));
         g.set_len(len - 1).unwrap();
         assert!(matches!(
-            BodyFile::read_whole(&small, &[5; 16], 5, false),
+            BodyFile::read_whole(&File::open(&small).unwrap(), &[5; 16], 5, false),
             Err(BodyError::Corrupt(_))
         ));
     }

@@ -29,6 +29,7 @@ use super::catalog::{Catalog, Entry, Op, PurgeRecords, Record};
 use super::heads::Heads;
 use super::index::Index;
 use super::object::Head;
+use super::open_files::OpenFiles;
 use super::stats::TierStats;
 use super::Hash;
 
@@ -92,6 +93,8 @@ pub struct DiskTier {
     index: Index,
     /// Decoded heads of objects read lately.
     heads: Heads,
+    /// Small body files read lately, kept open.
+    files: OpenFiles,
     max_object_size: u64,
     next_gen: AtomicU64,
     /// Generations below this were written by an earlier run: the sweep may judge their files.
@@ -170,6 +173,7 @@ impl DiskTier {
             catalog,
             index,
             heads: Heads::new(edge_config::edge::DEFAULT_META_CACHE),
+            files: OpenFiles::new(),
             max_object_size,
             next_gen: AtomicU64::new(next_gen),
             first_gen: next_gen,
@@ -217,6 +221,13 @@ impl DiskTier {
             .store(self.index.count() as u64, Ordering::Relaxed);
     }
 
+    /// Removes the body file of `hash` at `gen`, closing the kept descriptor of `hash` first so
+    /// that it does not keep the file's space.
+    fn unlink(&self, hash: &Hash, gen: u64) {
+        self.files.forget(hash);
+        let _ = fs::remove_file(self.path_of(hash, gen));
+    }
+
     fn path_of(&self, hash: &Hash, gen: u64) -> PathBuf {
         use std::fmt::Write;
         let mut name = hex(hash);
@@ -254,7 +265,9 @@ impl DiskTier {
         };
         let path = self.path_of(hash, entry.gen);
         let body = if entry.body_len <= whole_limit {
-            BodyFile::read_whole(&path, hash, entry.body_len, cached_only)
+            self.open_kept(hash, entry.gen, &path)
+                .map_err(BodyError::Io)
+                .and_then(|file| BodyFile::read_whole(&file, hash, entry.body_len, cached_only))
                 .map(|b| b.map(DiskBody::Whole))
         } else if cached_only {
             Ok(None)
@@ -273,6 +286,21 @@ impl DiskTier {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The body file of `hash` at `gen`: kept open, or opened and kept.
+    fn open_kept(&self, hash: &Hash, gen: u64, path: &Path) -> io::Result<Arc<fs::File>> {
+        if let Some(file) = self.files.get(hash, gen) {
+            return Ok(file);
+        }
+        let file = Arc::new(fs::File::open(path)?);
+        self.files.put(*hash, gen, file.clone());
+        // Removed since the lookup: its unlink may have run before the put, so that nothing
+        // pins the removed file, take it back out.
+        if !self.index.holds(hash, gen) {
+            self.files.forget(hash);
+        }
+        Ok(file)
     }
 
     /// The head of `hash` as committed at `gen`: kept, or read from the catalog and kept. `None`
@@ -300,7 +328,7 @@ impl DiskTier {
         tracing::warn!(object = %hex(hash), gen = entry.gen, %error, "disk cache read failed; object removed");
         let _w = self.write.lock();
         if self.index.remove(hash, Some(entry.gen)).is_some() {
-            let _ = fs::remove_file(self.path_of(hash, entry.gen));
+            self.unlink(hash, entry.gen);
             self.catalog.submit_detached(vec![Op::Remove(*hash)]);
         }
     }
@@ -384,11 +412,11 @@ impl DiskTier {
         let done = {
             let _w = self.write.lock();
             if self.index.peek(&hash).is_some_and(|e| e.gen > gen) || !admit() {
-                let _ = fs::remove_file(self.path_of(&hash, gen));
+                self.unlink(&hash, gen);
                 return Ok(false);
             }
             if let Some(old) = self.index.insert(hash, entry) {
-                let _ = fs::remove_file(self.path_of(&hash, old.gen));
+                self.unlink(&hash, old.gen);
             }
             let done = self.catalog.submit(vec![Op::Put {
                 hash,
@@ -402,7 +430,7 @@ impl DiskTier {
             // Not durable: take it back out rather than serve what a restart would forget.
             let _w = self.write.lock();
             if self.index.remove(&hash, Some(gen)).is_some() {
-                let _ = fs::remove_file(self.path_of(&hash, gen));
+                self.unlink(&hash, gen);
             }
         })?;
         Ok(true)
@@ -424,7 +452,7 @@ impl DiskTier {
         }
         let mut ops = Vec::with_capacity(victims.len());
         for (hash, entry) in victims {
-            let _ = fs::remove_file(self.path_of(&hash, entry.gen));
+            self.unlink(&hash, entry.gen);
             ops.push(Op::Remove(hash));
             TierStats::bump(&self.stats.evictions);
         }
@@ -437,7 +465,7 @@ impl DiskTier {
         let mut ops = Vec::new();
         for hash in hashes {
             if let Some(old) = self.index.remove(hash, None) {
-                let _ = fs::remove_file(self.path_of(hash, old.gen));
+                self.unlink(hash, old.gen);
                 ops.push(Op::Remove(*hash));
             }
         }
@@ -679,6 +707,51 @@ mod tests {
             tier.read(&h(1), &entry, 1 << 20, false).unwrap(),
             Found::Gone
         ));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_kept_descriptor_is_closed_when_its_file_is_removed_or_replaced() {
+        let dir = std::env::temp_dir().join(format!("edge-disk-files-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let tier = &reopen(&dir);
+        let kept = |n: u64| {
+            let entry = tier.lookup(&h(n)).unwrap();
+            assert!(matches!(
+                tier.read(&h(n), &entry, 1 << 20, false).unwrap(),
+                Found::Object(_, DiskBody::Whole(_))
+            ));
+            let file = tier.files.get(&h(n), entry.gen).expect("kept open");
+            (entry.gen, file)
+        };
+        put(tier, 1).await;
+        let (first, file) = kept(1);
+        let (_, again) = kept(1);
+        assert!(
+            Arc::ptr_eq(&file, &again),
+            "the second read uses the kept descriptor"
+        );
+        drop((file, again));
+
+        // Replaced: the old generation's descriptor is closed, the new one is opened.
+        put(tier, 1).await;
+        assert!(tier.files.get(&h(1), first).is_none());
+        let (second, file) = kept(1);
+        assert_ne!(first, second);
+        drop(file);
+
+        // Removed, and evicted.
+        tier.remove(&[h(1)]);
+        assert!(tier.files.get(&h(1), second).is_none());
+        put(tier, 2).await;
+        let (gen, file) = kept(2);
+        drop(file);
+        tier.fail(
+            &h(2),
+            &tier.lookup(&h(2)).unwrap(),
+            &DiskError::Task("test".into()),
+        );
+        assert!(tier.files.get(&h(2), gen).is_none());
         let _ = fs::remove_dir_all(&dir);
     }
 

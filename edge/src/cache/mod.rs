@@ -12,6 +12,7 @@ pub mod index;
 pub mod key;
 pub mod memory;
 mod object;
+mod open_files;
 mod pread;
 pub mod stats;
 pub mod tiered;
