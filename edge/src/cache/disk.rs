@@ -250,9 +250,10 @@ impl DiskTier {
 
     /// Reads an object for a hit: its head, and its body whole (if at most `whole_limit`
     /// bytes) or opened for streaming. Blocking. With `cached_only` the body is read only whole
-    /// and only from the page cache, so that the read cannot wait for the disk (the open, and
-    /// the catalog read of a head not kept, still can); a body the disk would have to supply is [`Found::Cold`], to be
-    /// read again without `cached_only` on a blocking thread.
+    /// and only from the page cache, so that the read cannot wait for the disk (the open of a
+    /// file not kept open, and the catalog read of a head not kept, still can); a body the disk
+    /// would have to supply is [`Found::Cold`], to be read again without `cached_only` on a
+    /// blocking thread.
     pub fn read(
         &self,
         hash: &Hash,
@@ -669,8 +670,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hit_reads_the_record_as_committed_not_an_older_kept_head() {
-        let dir = std::env::temp_dir().join(format!("edge-disk-heads-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = empty_dir("heads");
         let tier = &reopen(&dir);
         let commit = |rev: u32| {
             let gen = tier.write_whole(&h(1), b"body").unwrap();
@@ -712,8 +712,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_descriptor_is_closed_when_its_file_is_removed_or_replaced() {
-        let dir = std::env::temp_dir().join(format!("edge-disk-files-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = empty_dir("files");
         let tier = &reopen(&dir);
         let kept = |n: u64| {
             let entry = tier.lookup(&h(n)).unwrap();
@@ -766,6 +765,13 @@ mod tests {
         }
     }
 
+    /// A new, empty directory for one test's tier.
+    fn empty_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("edge-disk-{test}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
     fn reopen(dir: &Path) -> DiskTier {
         loop {
             // A dropped tier's committer thread lets go of the catalog a moment later.
@@ -781,8 +787,7 @@ mod tests {
 
     #[tokio::test]
     async fn purge_records_survive_reopening_until_retired() {
-        let dir = std::env::temp_dir().join(format!("edge-disk-purge-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = empty_dir("purge");
         let tier = reopen(&dir);
         assert!(tier.take_purge_records().unwrap().state.is_none());
         let ban = |id: u64| Op::PutBan {
@@ -810,8 +815,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_eviction_order_survives_a_clean_stop_and_a_crash() {
-        let dir = std::env::temp_dir().join(format!("edge-disk-order-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = empty_dir("order");
         let tier = reopen(&dir);
         for n in 1..=5 {
             put(&tier, n).await;

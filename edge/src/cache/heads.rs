@@ -15,24 +15,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tinyufo::TinyUfo;
-
 use super::object::Head;
+use super::slots::Slots;
 use super::Hash;
 
 /// Weights count in units of this many bytes: TinyUFO weighs with a `u16`.
 const UNIT: u64 = 64;
 
-struct Slot {
-    combined: Hash,
-    gen: u64,
-    head: Arc<Head>,
-}
-
-/// A bounded cache of decoded heads by object, TinyLFU admission and S3-FIFO eviction.
+/// A bounded cache of decoded heads by object.
 pub struct Heads {
-    /// `None` when the operator turned the cache off (`meta_cache: 0`).
-    slots: Option<TinyUfo<Hash, Arc<Slot>>>,
+    slots: Slots<Arc<Head>>,
     /// Changes made in place so far; see the module's doc.
     changes: AtomicU64,
 }
@@ -40,23 +32,17 @@ pub struct Heads {
 impl Heads {
     /// A cache of at most `max_bytes` of heads (0: none kept).
     pub fn new(max_bytes: u64) -> Self {
-        let units = (max_bytes / UNIT) as usize;
         // A head with a few header fields weighs about 2 KiB decoded.
         let estimated = (max_bytes / 2048).clamp(1024, 4 << 20) as usize;
         Heads {
-            slots: (units > 0).then(|| TinyUfo::new(units, estimated)),
+            slots: Slots::new((max_bytes / UNIT) as usize, estimated),
             changes: AtomicU64::new(0),
         }
     }
 
     /// The head read for `combined` at generation `gen`, if kept.
     pub fn get(&self, combined: &Hash, gen: u64) -> Option<Arc<Head>> {
-        // TinyUFO keeps only a 64-bit hash of the key, so check the full key.
-        self.slots
-            .as_ref()?
-            .get(combined)
-            .filter(|s| &s.combined == combined && s.gen == gen)
-            .map(|s| s.head.clone())
+        self.slots.get(combined, gen)
     }
 
     /// What a reader takes before it reads a record, to hand to [`put`](Self::put).
@@ -67,26 +53,18 @@ impl Heads {
     /// Keeps `head`, read for `combined` at `gen` by a read that took `stamp` before it began;
     /// not if anything was changed in place since.
     pub fn put(&self, stamp: u64, combined: Hash, gen: u64, head: Arc<Head>) {
-        let Some(slots) = &self.slots else {
-            return;
-        };
-        if self.stamp() != stamp {
+        if !self.slots.enabled() || self.stamp() != stamp {
             return;
         }
         let weight = head
             .weight_bytes()
             .div_ceil(UNIT)
             .clamp(1, u64::from(u16::MAX)) as u16;
-        let slot = Arc::new(Slot {
-            combined,
-            gen,
-            head,
-        });
-        slots.put(combined, slot, weight);
+        self.slots.put(combined, gen, head, weight);
         // A change that came between the check above and the put: its `forget` may have run
         // before the put, so take back what may be stale.
         if self.stamp() != stamp {
-            slots.remove(&combined);
+            self.slots.remove(&combined);
         }
     }
 
@@ -94,9 +72,7 @@ impl Heads {
     /// the change, so that a read after this sees it.
     pub fn forget(&self, combined: &Hash) {
         self.changes.fetch_add(1, Ordering::SeqCst);
-        if let Some(slots) = &self.slots {
-            slots.remove(combined);
-        }
+        self.slots.remove(combined);
     }
 }
 
@@ -111,18 +87,6 @@ mod tests {
             (vec![1], vec![2]),
             None,
         ))
-    }
-
-    #[test]
-    fn a_head_is_found_for_its_generation_only() {
-        let heads = Heads::new(1 << 20);
-        heads.put(heads.stamp(), [1; 16], 7, head(b"a"));
-        assert_eq!(
-            heads.get(&[1; 16], 7).unwrap().key,
-            Bytes::from_static(b"a")
-        );
-        assert!(heads.get(&[1; 16], 8).is_none());
-        assert!(heads.get(&[2; 16], 7).is_none());
     }
 
     #[test]

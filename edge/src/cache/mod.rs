@@ -14,6 +14,7 @@ pub mod memory;
 mod object;
 mod open_files;
 mod pread;
+mod slots;
 pub mod stats;
 pub mod tiered;
 

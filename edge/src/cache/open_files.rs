@@ -11,25 +11,15 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-use tinyufo::TinyUfo;
-
+use super::slots::Slots;
 use super::Hash;
 
 /// Most descriptors kept, whatever the process may open.
 const MAX_KEPT: u64 = 4096;
 
-struct Slot {
-    combined: Hash,
-    gen: u64,
-    /// Taken out when the slot is forgotten or evicted: TinyUFO drops what it removes only
-    /// later (epoch-based reclamation), and a removed file's space is freed only at its close.
-    file: Mutex<Option<Arc<File>>>,
-}
-
-/// A bounded set of open body files by object, TinyLFU admission and S3-FIFO eviction.
+/// A bounded set of open body files by object.
 pub struct OpenFiles {
-    slots: Option<TinyUfo<Hash, Arc<Slot>>>,
+    slots: Slots<Arc<File>>,
 }
 
 impl OpenFiles {
@@ -42,43 +32,24 @@ impl OpenFiles {
     /// Keeps at most `max` descriptors (0: none).
     pub fn with_capacity(max: usize) -> Self {
         OpenFiles {
-            slots: (max > 0).then(|| TinyUfo::new(max, max)),
+            slots: Slots::new(max, max),
         }
     }
 
     /// The file of `combined` at generation `gen`, if kept open.
     pub fn get(&self, combined: &Hash, gen: u64) -> Option<Arc<File>> {
-        // TinyUFO keeps only a 64-bit hash of the key, so check the full key.
-        self.slots
-            .as_ref()?
-            .get(combined)
-            .filter(|s| &s.combined == combined && s.gen == gen)
-            .and_then(|s| s.file.lock().clone())
+        self.slots.get(combined, gen)
     }
 
-    /// Keeps `file`, opened for `combined` at `gen`. What it evicts is closed when dropped.
+    /// Keeps `file`, opened for `combined` at `gen`. What it evicts is closed once reads in
+    /// flight let go of it.
     pub fn put(&self, combined: Hash, gen: u64, file: Arc<File>) {
-        if let Some(slots) = &self.slots {
-            // A slot already there for this key is replaced in place, not returned as evicted.
-            if let Some(old) = slots.get(&combined) {
-                old.file.lock().take();
-            }
-            let slot = Arc::new(Slot {
-                combined,
-                gen,
-                file: Mutex::new(Some(file)),
-            });
-            for evicted in slots.put(combined, slot, 1) {
-                evicted.data.file.lock().take();
-            }
-        }
+        self.slots.put(combined, gen, file, 1);
     }
 
     /// Closes the kept file of `combined`, if any (once reads in flight let go of it).
     pub fn forget(&self, combined: &Hash) {
-        if let Some(slot) = self.slots.as_ref().and_then(|s| s.remove(combined)) {
-            slot.file.lock().take();
-        }
+        self.slots.remove(combined);
     }
 }
 
@@ -99,27 +70,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_is_found_for_its_generation_until_forgotten() {
-        let files = OpenFiles::with_capacity(16);
-        let file = Arc::new(File::open("/dev/null").unwrap());
-        files.put([1; 16], 7, file.clone());
-        assert!(Arc::ptr_eq(&files.get(&[1; 16], 7).unwrap(), &file));
-        assert!(files.get(&[1; 16], 8).is_none());
-        assert!(files.get(&[2; 16], 7).is_none());
-        files.forget(&[1; 16]);
-        assert!(files.get(&[1; 16], 7).is_none());
-        assert_eq!(
-            Arc::strong_count(&file),
-            1,
-            "the forgotten slot let go of it"
-        );
-    }
-
-    #[test]
     fn the_limit_leaves_most_descriptors_to_connections() {
         let limit = nofile_limit().unwrap();
         assert!(limit > 0);
         let files = OpenFiles::new();
-        assert_eq!(files.slots.is_some(), limit >= 4);
+        assert_eq!(files.slots.enabled(), limit >= 4);
     }
 }
