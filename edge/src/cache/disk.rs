@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -292,7 +293,13 @@ impl DiskTier {
     /// The body file of `hash` at `gen`: kept open, or opened and kept.
     fn open_kept(&self, hash: &Hash, gen: u64, path: &Path) -> io::Result<Arc<fs::File>> {
         if let Some(file) = self.files.get(hash, gen) {
-            return Ok(file);
+            // A file deleted behind the tier's back, or replaced by a rename over its name, has
+            // no link left: it is opened again by name, as an unkept one would be. One `statx`
+            // instead of the path walk, open and close.
+            if file.metadata()?.nlink() > 0 {
+                return Ok(file);
+            }
+            self.files.forget(hash);
         }
         let file = Arc::new(fs::File::open(path)?);
         self.files.put(*hash, gen, file.clone());
