@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use edge_config::edge::EdgeConfig;
 
+/// jemalloc in place of glibc's malloc, as Pingora's own examples use: every miss stores a new
+/// object, so the heap grows steadily, and glibc grew its per-thread heaps a page at a time (an
+/// `mprotect` per miss) and spent a tenth of a miss in `malloc`. BENCHMARKS.md has the A/B.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// sysexits(3) EX_USAGE: the configuration is unusable.
 const EXIT_BAD_CONFIG: u8 = 64;
 
