@@ -18,7 +18,7 @@ mod slots;
 pub mod stats;
 pub mod tiered;
 
-pub use object::{Head, StoredObject};
+pub use object::{owned_header, Head, StoredObject};
 
 /// A 128-bit cache hash as Pingora computes it (primary key, or primary plus variance).
 pub type Hash = [u8; 16];
