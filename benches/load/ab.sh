@@ -23,61 +23,19 @@ set -euo pipefail
 bin=${1:?usage: ab.sh BIN hit|disk|miss}
 scenario=${2:?usage: ab.sh BIN hit|disk|miss}
 secs=${SECS:-5}
-need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
-need nginx nginx
+# shellcheck source=benches/load/lib.sh
+source "$(dirname "$0")/lib.sh"
 need wrk wrk
-work=$(mktemp -d /var/tmp/edge-ab.XXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-origin=$(free_port)
-mkdir -p "$work/www/f" "$work/nginx"
-head -c "${SIZE:-1024}" /dev/urandom >"$work/www/f/object"
-# nginx workers run as an unprivileged user when started as root.
-chmod -R a+rX "$work"
-cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  server { listen 127.0.0.1:$origin; root $work/www; add_header Cache-Control "public, max-age=3600"; }
-}
-EOF
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
+start_origin "${SIZE:-1024}"
 
 port=$(free_port)
 admin=$(free_port)
 memobj=1MiB
 [[ $scenario == disk ]] && memobj=64B
-disk="disk: { path: $work/disk, max_size: 4GiB, max_object_size: 1GiB }"
+disk=$work/disk
 [[ -n ${NODISK:-} ]] && disk=""
-cat >"$work/edge.yaml" <<EOF
-node: { id: ab }
-listen: [{ addr: "127.0.0.1:$port" }]
-admin: { addr: "127.0.0.1:$admin" }
-cache:
-  memory: { max_size: 1GiB, max_object_size: $memobj }
-  $disk
-origins:
-  origin: { servers: ["127.0.0.1:$origin"] }
-sites:
-  - hosts: ["*"]
-    origin: origin
-EOF
-url="http://127.0.0.1:$port/f/object"
+edge_config "$work/edge.yaml" ab "$port" "$admin" "$memobj" "$disk"
+url="http://127.0.0.1:$port$origin_path"
 if [[ -n ${FLOOR:-} ]]; then
   ORIGIN=127.0.0.1:$origin CANDIDATE_PORT=$port "$bin" proxy >"$work/edge.log" 2>&1 &
   ready="$url"
@@ -89,16 +47,7 @@ edge=$!
 pids+=($edge)
 for _ in $(seq 100); do curl -sf -o /dev/null "$ready" && break; sleep 0.1; done
 
-cat >"$work/miss.lua" <<'EOF'
--- Each thread gets its own `tid` (set from the main state), so no two threads ask for one key.
-counter = 0
-local threads = 0
-function setup(thread) threads = threads + 1; thread:set("tid", threads) end
-function request()
-  counter = counter + 1
-  return wrk.format("GET", string.format("/f/object?m=%d-%d-%d", math.random(1e9), tid, counter))
-end
-EOF
+miss_script "$work/miss.lua"
 case $scenario in
   hit | disk) for _ in 1 2 3; do curl -s -o /dev/null "$url"; done; args=("$url") ;;
   miss) args=(-s "$work/miss.lua" "$url") ;;

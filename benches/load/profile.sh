@@ -19,66 +19,19 @@ out=${1:-$root/benches/profiles}
 mkdir -p "$out"
 bin=${EDGE_BIN:-$root/target/release/edge}
 [[ -x $bin ]] || { echo "no $bin: cargo build --release -p edge first" >&2; exit 1; }
-need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
-need nginx nginx
+# shellcheck source=benches/load/lib.sh
+source "$(dirname "$0")/lib.sh"
 need wrk wrk
 need perf linux-perf
 command -v inferno-flamegraph >/dev/null || cargo install inferno --quiet
 seconds=${PROFILE_SECONDS:-8}
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-origin=$(free_port)
-mkdir -p "$work/www/f" "$work/nginx"
-head -c 1024 /dev/urandom >"$work/www/f/1k.bin"
-# nginx workers run as an unprivileged user when started as root.
-chmod -R a+rX "$work"
-cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  server {
-    listen 127.0.0.1:$origin;
-    root $work/www;
-    add_header Cache-Control "public, max-age=3600";
-  }
-}
-EOF
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
+start_origin 1024
 
 start_edge() { # name memory-max-object-size
   local port admin
   port=$(free_port)
   admin=$(free_port)
-  cat >"$work/$1.yaml" <<EOF
-node: { id: profile-$1 }
-listen: [{ addr: "127.0.0.1:$port" }]
-admin: { addr: "127.0.0.1:$admin" }
-cache:
-  memory: { max_size: 1GiB, max_object_size: $2 }
-  disk: { path: $work/$1-disk, max_size: 4GiB, max_object_size: 1GiB }
-origins:
-  origin: { servers: ["127.0.0.1:$origin"] }
-sites:
-  - hosts: ["*"]
-    origin: origin
-EOF
+  edge_config "$work/$1.yaml" "profile-$1" "$port" "$admin" "$2" "$work/$1-disk"
   "$bin" --config "$work/$1.yaml" >"$work/$1.log" 2>&1 &
   edge_pid=$!
   pids+=($edge_pid)
@@ -95,21 +48,12 @@ EOF
 prime() {
   local code
   for _ in 1 2; do
-    code=$(curl -sS -o /dev/null -w "%{http_code}" "$edge_url/f/1k.bin")
+    code=$(curl -sS -o /dev/null -w "%{http_code}" "$edge_url$origin_path")
     [[ $code == 200 ]] || { echo "priming got $code" >&2; exit 1; }
   done
 }
 
-cat >"$work/miss.lua" <<'EOF'
--- Each wrk thread has its own Lua state with the same random sequence: a table's address
--- tells the threads apart, so no two requests share a key.
-local thread = tostring({}):match("0x(%x+)") or tostring(os.clock())
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/f/1k.bin?m=" .. thread .. "-" .. tostring(n))
-end
-EOF
+miss_script "$work/miss.lua"
 
 profile() { # scenario edge-pid url [wrk args...]
   local name=$1 pid=$2 url=$3
@@ -126,10 +70,10 @@ profile() { # scenario edge-pid url [wrk args...]
 
 start_edge mem 1MiB
 prime
-profile hit "$edge_pid" "$edge_url/f/1k.bin"
+profile hit "$edge_pid" "$edge_url$origin_path"
 profile miss "$edge_pid" "$edge_url" -s "$work/miss.lua"
 
 start_edge disk 64B
 prime
-profile disk "$edge_pid" "$edge_url/f/1k.bin"
+profile disk "$edge_pid" "$edge_url$origin_path"
 echo "flamegraphs in $out"

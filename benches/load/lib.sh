@@ -1,0 +1,80 @@
+# Shared by the one-edge load scripts (ab.sh, profile.sh); source it, do not run it.
+# Gives: need CMD PACKAGE; $work (a scratch directory removed on exit, with every pid in
+# $pids killed); free_port; start_origin SIZE (an nginx origin serving $origin_path, SIZE random
+# bytes with `Cache-Control: public, max-age=3600`, at 127.0.0.1:$origin); edge_config FILE ID
+# PORT ADMIN MEMORY_MAX_OBJECT [DISK_DIR] (the edge's YAML; no disk tier without DISK_DIR);
+# miss_script FILE (a wrk script asking for a new key on every request).
+
+need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/edge-load.XXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+origin_path=/f/object
+start_origin() {
+  need nginx nginx
+  origin=$(free_port)
+  mkdir -p "$work/www/f" "$work/nginx"
+  head -c "$1" /dev/urandom >"$work/www$origin_path"
+  # nginx workers run as an unprivileged user when started as root.
+  chmod -R a+rX "$work"
+  cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  server {
+    listen 127.0.0.1:$origin;
+    root $work/www;
+    add_header Cache-Control "public, max-age=3600";
+  }
+}
+EOF
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+  pids+=($!)
+}
+
+edge_config() {
+  local disk=""
+  [[ -n ${6:-} ]] && disk="disk: { path: $6, max_size: 4GiB, max_object_size: 1GiB }"
+  cat >"$1" <<EOF
+node: { id: $2 }
+listen: [{ addr: "127.0.0.1:$3" }]
+admin: { addr: "127.0.0.1:$4" }
+cache:
+  memory: { max_size: 1GiB, max_object_size: $5 }
+  $disk
+origins:
+  origin: { servers: ["127.0.0.1:$origin"] }
+sites:
+  - hosts: ["*"]
+    origin: origin
+EOF
+}
+
+miss_script() {
+  cat >"$1" <<EOF
+-- Each wrk thread has its own Lua state with the same random sequence: a table's address
+-- tells the threads apart, so no two requests share a key.
+local thread = tostring({}):match("0x(%x+)") or tostring(os.clock())
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "$origin_path?m=" .. thread .. "-" .. tostring(n))
+end
+EOF
+}
