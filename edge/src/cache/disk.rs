@@ -50,6 +50,9 @@ pub enum DiskError {
     /// A blocking task doing disk work panicked or was cancelled.
     #[error("disk task: {0}")]
     Task(String),
+    /// An object's meta could not be serialized for its record.
+    #[error("meta: {0}")]
+    Meta(String),
 }
 
 impl From<io::Error> for DiskError {

@@ -14,10 +14,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use pingora::cache::CacheMeta;
 use tokio::sync::watch;
 
-use super::object::Decoded;
+use super::object::Head;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Progress {
@@ -50,28 +49,19 @@ struct Body {
 /// One fill in flight.
 pub(crate) struct Fill {
     pub id: u64,
-    pub meta: (Vec<u8>, Vec<u8>),
-    /// `meta` decoded, taken from the live meta the fill began with: followers (the writer's
-    /// own client first) and the memory tier read it without decompressing the header again.
-    pub decoded: Decoded,
+    /// Key and meta, made from the live meta the fill began with: followers (the writer's own
+    /// client first) read it, and the memory tier stores it as it is.
+    pub head: Arc<Head>,
     body: Mutex<Body>,
     progress: watch::Sender<Progress>,
 }
 
 impl Fill {
-    /// A fill of `meta` (which `serialized` serializes) whose body goes to `file` (if any) and
-    /// is kept in memory while `keep`.
-    pub fn new(
-        id: u64,
-        meta: &CacheMeta,
-        serialized: (Vec<u8>, Vec<u8>),
-        file: Option<Arc<File>>,
-        keep: bool,
-    ) -> Self {
+    /// A fill of `head` whose body goes to `file` (if any) and is kept in memory while `keep`.
+    pub fn new(id: u64, head: Arc<Head>, file: Option<Arc<File>>, keep: bool) -> Self {
         Fill {
             id,
-            meta: serialized,
-            decoded: Decoded::of(meta),
+            head,
             body: Mutex::new(Body {
                 mem: VecDeque::new(),
                 total: 0,
@@ -166,13 +156,9 @@ mod tests {
     fn fill(file: Option<Arc<File>>) -> Fill {
         let header = pingora::http::ResponseHeader::build(200, None).unwrap();
         let t = std::time::UNIX_EPOCH;
-        Fill::new(
-            1,
-            &CacheMeta::new(t, t, 0, 0, header),
-            (vec![], vec![]),
-            file,
-            true,
-        )
+        let meta = pingora::cache::CacheMeta::new(t, t, 0, 0, header);
+        let head = Head::of_live(bytes::Bytes::new(), &meta).unwrap();
+        Fill::new(1, Arc::new(head), file, true)
     }
 
     fn data(n: &Next) -> Option<Bytes> {

@@ -82,11 +82,7 @@ mod tests {
     use bytes::Bytes;
 
     fn head(key: &'static [u8]) -> Arc<Head> {
-        Arc::new(Head::with_decoded(
-            Bytes::from_static(key),
-            (vec![1], vec![2]),
-            None,
-        ))
+        Arc::new(Head::new(Bytes::from_static(key), (vec![1], vec![2])))
     }
 
     #[test]

@@ -256,9 +256,12 @@ mod tests {
         let t = MemoryTier::new(1 << 20, 64 << 10);
         let o = obj(3, 0, 100);
         t.put(o.clone());
-        assert!(t.update_meta(&o.combined, (vec![1], vec![2]), |_| true));
+        let header = pingora::http::ResponseHeader::build(200, None).unwrap();
+        let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(77);
+        let meta = pingora::cache::CacheMeta::new(until, until, 0, 0, header);
+        assert!(t.update_meta(&o.combined, meta.serialize().unwrap(), |_| true));
         let got = t.get(&o.combined).unwrap();
-        assert_eq!(got.meta(), &(vec![1], vec![2]));
+        assert_eq!(got.decoded().unwrap().fresh_until, until);
         assert_eq!(got.body, o.body);
         assert_eq!(t.stats().objects.load(Ordering::Relaxed), 1);
     }

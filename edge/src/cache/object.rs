@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use pingora::cache::CacheMeta;
 use pingora::http::ResponseHeader;
+use pingora::{Error, ErrorType};
 
 use super::Hash;
 
@@ -24,38 +25,51 @@ pub struct StoredObject {
     pub body: Bytes,
 }
 
-/// What an object is besides its body: its key and its meta, serialized and decoded.
+/// What an object is besides its body: its key and its meta.
+///
+/// The meta is kept as its internal part serialized (a few msgpack fields) and its header
+/// decoded, not as `CacheMeta::serialize()` output: compressing the header with zstd was 6.5 µs
+/// of every miss (criterion `stored_meta_serialize`), yet only a body the disk tier takes needs
+/// it, and a memory hit reads the decoded header anyway. [`serialize`](Self::serialize) makes
+/// the stored form when it is wanted.
 #[derive(Debug)]
 pub struct Head {
     /// The primary cache key before hashing: purges read host and path from it.
     pub key: Bytes,
-    /// `CacheMeta::serialize()` output.
-    pub meta: (Vec<u8>, Vec<u8>),
-    /// The meta, decoded when the head is made. The stored header is zstd-compressed HTTP/1
-    /// text; decompressing and parsing it was a tenth of a memory hit's CPU (perf), so it is
+    /// `CacheMeta::serialize().0`: freshness, times, variance.
+    internal: Vec<u8>,
+    /// The meta, decoded when the head is made (`None` if the stored meta does not decode).
+    /// Decompressing and parsing the header was a tenth of a memory hit's CPU (perf), so it is
     /// done once per head instead of once per hit, and its size counts in the weight.
     decoded: Option<Decoded>,
 }
 
 impl Head {
-    /// A head, its meta decoded from `meta`.
+    /// A head of a serialized meta (`CacheMeta::serialize()` output), decoded here.
     pub fn new(key: Bytes, meta: (Vec<u8>, Vec<u8>)) -> Self {
         let decoded = CacheMeta::deserialize(&meta.0, &meta.1)
             .ok()
             .map(|m| Decoded::of(&m));
-        Self::with_decoded(key, meta, decoded)
+        Head {
+            key,
+            internal: meta.0,
+            decoded,
+        }
     }
 
-    /// A head whose meta the caller has decoded already: `decoded` must be [`Decoded::of`] the
-    /// meta that `meta` serializes.
-    pub fn with_decoded(key: Bytes, meta: (Vec<u8>, Vec<u8>), decoded: Option<Decoded>) -> Self {
-        Head { key, meta, decoded }
+    /// A head of the live meta a miss stores: nothing is compressed.
+    pub fn of_live(key: Bytes, meta: &CacheMeta) -> pingora::Result<Self> {
+        Ok(Head {
+            key,
+            internal: internal_of(meta)?,
+            decoded: Some(Decoded::of(meta)),
+        })
     }
 
-    /// Bytes this head costs: key, meta and the decoded header.
+    /// Bytes this head costs: key, internal meta and the decoded header.
     pub fn weight_bytes(&self) -> u64 {
         let decoded = self.decoded.as_ref().map_or(0, |d| d.bytes);
-        (self.key.len() + self.meta.0.len() + self.meta.1.len()) as u64 + decoded
+        (self.key.len() + self.internal.len()) as u64 + decoded
     }
 
     /// The decoded meta; `None` if the stored meta does not decode.
@@ -63,10 +77,46 @@ impl Head {
         self.decoded.as_ref()
     }
 
-    /// The meta as Pingora wants it on a lookup.
+    /// The meta as Pingora wants it on a lookup: the internal part decoded again, the header
+    /// cloned from the decoded copy.
     pub fn cache_meta(&self) -> pingora::Result<CacheMeta> {
-        rebuild_meta(&self.meta, self.decoded())
+        let Some(decoded) = &self.decoded else {
+            return Error::e_explain(ErrorType::InternalError, "stored meta does not decode");
+        };
+        let mut meta = CacheMeta::deserialize(&self.internal, empty_header())?;
+        *meta.response_header_mut() = decoded.header.clone();
+        Ok(meta)
     }
+
+    /// The meta as the disk tier stores it (`CacheMeta::serialize()` output).
+    pub fn serialize(&self) -> pingora::Result<(Vec<u8>, Vec<u8>)> {
+        self.cache_meta()?.serialize()
+    }
+}
+
+/// `meta.serialize().0` without compressing its header: the internal part of a meta with the
+/// same fields and an empty header. Pingora only lets a meta's `updated` and `provenance` be its
+/// `created` when made here (a revalidated meta is the exception); such a meta is serialized
+/// whole instead.
+fn internal_of(meta: &CacheMeta) -> pingora::Result<Vec<u8>> {
+    let created = meta.created();
+    if meta.updated() != created || meta.provenance() != created {
+        return meta.serialize().map(|(internal, _)| internal);
+    }
+    let mut bare = CacheMeta::new(
+        meta.fresh_until(),
+        created,
+        meta.stale_while_revalidate_sec(),
+        meta.stale_if_error_sec(),
+        ResponseHeader::build(200, Some(0))?,
+    );
+    if let Some(variance) = meta.variance() {
+        bare.set_variance(variance);
+    }
+    if let Some(epoch) = meta.epoch_override() {
+        bare.set_epoch_override(epoch);
+    }
+    bare.serialize().map(|(internal, _)| internal)
 }
 
 impl StoredObject {
@@ -79,20 +129,6 @@ impl StoredObject {
         body: Bytes,
     ) -> Self {
         Self::of_head(combined, primary, Arc::new(Head::new(key, meta)), body)
-    }
-
-    /// An object whose meta the caller has decoded already: `decoded` must be
-    /// [`Decoded::of`] the meta that `meta` serializes.
-    pub fn with_decoded(
-        combined: Hash,
-        primary: Hash,
-        key: Bytes,
-        meta: (Vec<u8>, Vec<u8>),
-        body: Bytes,
-        decoded: Option<Decoded>,
-    ) -> Self {
-        let head = Arc::new(Head::with_decoded(key, meta, decoded));
-        Self::of_head(combined, primary, head, body)
     }
 
     /// An object of a head made before.
@@ -110,12 +146,7 @@ impl StoredObject {
         &self.head.key
     }
 
-    /// `CacheMeta::serialize()` output.
-    pub fn meta(&self) -> &(Vec<u8>, Vec<u8>) {
-        &self.head.meta
-    }
-
-    /// Bytes this object costs the tier: body, key, meta and the decoded header.
+    /// Bytes this object costs the tier: body, key, internal meta and the decoded header.
     pub fn weight_bytes(&self) -> u64 {
         self.body.len() as u64 + self.head.weight_bytes()
     }
@@ -231,23 +262,6 @@ fn copy_header(header: &ResponseHeader) -> Option<ResponseHeader> {
     Some(out)
 }
 
-/// A serialized meta as Pingora wants it on a lookup, given its decoded parts: the small internal
-/// part decoded again (a few msgpack fields), the header cloned from the decoded copy instead of
-/// decompressed and parsed (zstd and parsing were a tenth of a memory hit's CPU, and of a miss's,
-/// whose client follows its own fill).
-pub fn rebuild_meta(
-    meta: &(Vec<u8>, Vec<u8>),
-    decoded: Option<&Decoded>,
-) -> pingora::Result<CacheMeta> {
-    let Some(decoded) = decoded else {
-        // Not decoded: decoding it here repeats a failure with Pingora's own error.
-        return CacheMeta::deserialize(&meta.0, &meta.1);
-    };
-    let mut rebuilt = CacheMeta::deserialize(&meta.0, empty_header())?;
-    *rebuilt.response_header_mut() = decoded.header.clone();
-    Ok(rebuilt)
-}
-
 /// A serialized minimal header, to decode the internal part of a meta without its own header.
 fn empty_header() -> &'static [u8] {
     static EMPTY: OnceLock<Vec<u8>> = OnceLock::new();
@@ -300,28 +314,40 @@ mod tests {
     }
 
     #[test]
-    fn decoding_the_live_meta_equals_decoding_its_serialization() {
+    fn a_head_of_the_live_meta_equals_a_head_of_its_serialization() {
         let meta = sample_meta();
         let bytes = meta.serialize().unwrap();
-        let live = StoredObject::with_decoded(
-            [1; 16],
-            [2; 16],
-            Bytes::new(),
-            bytes.clone(),
-            Bytes::new(),
-            Some(Decoded::of(&meta)),
-        );
-        let read = StoredObject::new([1; 16], [2; 16], Bytes::new(), bytes, Bytes::new());
+        let live = Head::of_live(Bytes::from_static(b"k"), &meta).unwrap();
+        let read = Head::new(Bytes::from_static(b"k"), bytes.clone());
+        assert_eq!(live.internal, bytes.0);
         let (l, r) = (live.decoded().unwrap(), read.decoded().unwrap());
         assert_eq!(l.vary.len(), 1);
         assert_eq!(
             (l.fresh_until, l.epoch, l.variance, &l.vary, l.bytes),
             (r.fresh_until, r.epoch, r.variance, &r.vary, r.bytes)
         );
-        assert_eq!(
-            live.cache_meta().unwrap().serialize().unwrap(),
-            read.cache_meta().unwrap().serialize().unwrap()
-        );
+        assert_eq!(live.weight_bytes(), read.weight_bytes());
+        assert_eq!(live.serialize().unwrap(), bytes);
+        assert_eq!(read.serialize().unwrap(), bytes);
+    }
+
+    #[test]
+    fn the_internal_part_is_what_pingora_serializes_for_every_kind_of_meta() {
+        let created = UNIX_EPOCH + CREATED;
+        let plain = || {
+            let header = ResponseHeader::build(200, None).unwrap();
+            CacheMeta::new(created + Duration::from_secs(60), created, 0, 3, header)
+        };
+        let mut revalidated = sample_meta();
+        // `updated` moves to now: the bare copy cannot say so, and the whole meta is serialized.
+        revalidated.update_freshness(created + Duration::from_secs(600), 1, 2);
+        let mut expired = plain();
+        expired.expire_at(created + Duration::from_secs(1));
+        let mut no_stale = sample_meta();
+        no_stale.disable_serve_stale();
+        for meta in [plain(), sample_meta(), revalidated, expired, no_stale] {
+            assert_eq!(internal_of(&meta).unwrap(), meta.serialize().unwrap().0);
+        }
     }
 
     /// A header parsed as Pingora parses a response: its case-kept names and its values are

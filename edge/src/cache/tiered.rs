@@ -40,10 +40,10 @@ use super::disk::{DiskBody, DiskError, DiskTier, Found, PendingWrite};
 use super::fill::{Fill, Progress};
 use super::hit::{warm_here_or_blocking, BodyHit, DiskHit, FillHit};
 use super::memory::MemoryTier;
-use super::object::rebuild_meta;
+use super::object::Head;
 use super::stats::TierStats;
 use super::{Hash, StoredObject};
-use crate::purge::{judge_stored, Bans, Verdict};
+use crate::purge::{judge_head, judge_stored, Bans, Verdict};
 
 /// Disk hits up to this size are read on the worker thread when the page cache holds their body
 /// (`preadv2` with `RWF_NOWAIT`), as nginx reads without `aio`: that takes microseconds, and a
@@ -131,8 +131,13 @@ impl TieredStorage {
     }
 
     /// Whether purge bans let an object into a tier. Asked under the tier's writer lock.
-    fn admits(&self, primary: &Hash, key: &[u8], meta: &(Vec<u8>, Vec<u8>)) -> bool {
-        judge_stored(self.bans, primary, key, meta) == Verdict::Keep
+    fn admits(&self, primary: &Hash, head: &Head) -> bool {
+        judge_head(self.bans, primary, head) == Verdict::Keep
+    }
+
+    /// [`admits`](Self::admits) for a record in the disk tier's catalog.
+    fn admits_record(&self, primary: &Hash, record: &Record) -> bool {
+        judge_stored(self.bans, primary, &record.key, &record.meta) == Verdict::Keep
     }
 
     /// Drops every stored variant of a URL (its primary key) from both tiers. Fills in flight
@@ -204,9 +209,8 @@ impl TieredStorage {
                 }
                 // Bodies read whole only because they fit one block are not memory's to take.
                 if entry.body_len <= self.memory.max_object_size() {
-                    self.memory.put_if(object.clone(), |o| {
-                        self.admits(&o.primary, o.key(), o.meta())
-                    });
+                    self.memory
+                        .put_if(object.clone(), |o| self.admits(&o.primary, &o.head));
                 }
                 Some(DiskFound::Whole(object))
             }
@@ -286,7 +290,7 @@ pub const MEMORY: &str = "memory";
 pub const DISK: &str = "disk";
 
 fn hit_from_fill(fill: Arc<Fill>) -> Result<Option<(CacheMeta, HitHandler)>> {
-    let meta = rebuild_meta(&fill.meta, Some(&fill.decoded))?;
+    let meta = fill.head.cache_meta()?;
     Ok(Some((meta, Box::new(FillHit::new(fill)))))
 }
 
@@ -368,7 +372,8 @@ impl Storage for TieredStorage {
             None => None,
         };
         let file = disk.as_ref().map(|p| p.writer.shared());
-        let fill = Arc::new(Fill::new(id, meta, meta.serialize()?, file, keep));
+        let head = Head::of_live(Bytes::copy_from_slice(key.primary_key()), meta)?;
+        let fill = Arc::new(Fill::new(id, Arc::new(head), file, keep));
         self.fills
             .lock()
             .entry(combined)
@@ -379,7 +384,6 @@ impl Storage for TieredStorage {
             fill,
             combined,
             primary: key.primary_bin(),
-            key: key.primary_key().to_vec(),
             written: 0,
             tag: id.to_be_bytes(),
             finished: false,
@@ -423,11 +427,11 @@ impl Storage for TieredStorage {
         let meta = meta.serialize()?;
         // A revalidation that began before a purge refreshes nothing the purge covers.
         let mut found = self.memory.update_meta(&combined, meta.clone(), |o| {
-            self.admits(&o.primary, o.key(), o.meta())
+            self.admits(&o.primary, &o.head)
         });
         if let Some(disk) = self.disk {
             let primary = key.primary_bin();
-            let admit = |r: &Record| self.admits(&primary, &r.key, &r.meta);
+            let admit = |r: &Record| self.admits_record(&primary, r);
             match disk.update_meta(&combined, meta, admit).await {
                 Ok(on_disk) => found |= on_disk,
                 Err(e) => disk.write_failed(&e),
@@ -452,7 +456,6 @@ struct TieredMiss {
     fill: Arc<Fill>,
     combined: Hash,
     primary: Hash,
-    key: Vec<u8>,
     written: u64,
     tag: [u8; 8],
     finished: bool,
@@ -506,10 +509,10 @@ fn content_length(meta: &CacheMeta) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// What a whole body costs while it waits for the disk: the body, its meta and key, and the
-/// fill and task around them.
-fn queued_weight(body: &Bytes, fill: &Fill, key: &[u8]) -> u64 {
-    (body.len() + fill.meta.0.len() + fill.meta.1.len() + key.len() + 512) as u64
+/// What a whole body costs while it waits for the disk: the body, its head, and the fill and
+/// task around them.
+fn queued_weight(body: &Bytes, fill: &Fill) -> u64 {
+    body.len() as u64 + fill.head.weight_bytes() + 512
 }
 
 /// A body on its way to the disk tier: a file written as it arrived, or the whole body.
@@ -528,7 +531,6 @@ struct DiskCommit {
     fill: Arc<Fill>,
     combined: Hash,
     primary: Hash,
-    key: Vec<u8>,
     body_len: u64,
 }
 
@@ -540,7 +542,6 @@ impl DiskCommit {
             fill,
             combined,
             primary,
-            key,
             body_len,
         } = self;
         let queued = match &body {
@@ -549,21 +550,35 @@ impl DiskCommit {
         };
         // The semaphore is never closed.
         let permit = storage.disk_writes.acquire().await.ok();
-        let published = tokio::task::spawn_blocking(move || match body {
-            ToDisk::Written(pending) => disk.publish(pending, &combined),
-            ToDisk::Whole { body, .. } => disk.write_whole(&combined, &body),
+        let head = fill.head.clone();
+        let published = tokio::task::spawn_blocking(move || {
+            // Compressed here, off the response's path: only a body the disk takes needs it.
+            let meta = match head.serialize() {
+                Ok(meta) => meta,
+                Err(e) => {
+                    if let ToDisk::Written(pending) = body {
+                        disk.abandon(pending);
+                    }
+                    return Err(DiskError::Meta(e.to_string()));
+                }
+            };
+            let gen = match body {
+                ToDisk::Written(pending) => disk.publish(pending, &combined),
+                ToDisk::Whole { body, .. } => disk.write_whole(&combined, &body),
+            }?;
+            Ok((gen, meta))
         })
         .await;
         drop(permit);
         // Also after a panicked write: the room must come back.
         storage.queued.remove(queued);
         let result = match published {
-            Ok(Ok(gen)) => {
+            Ok(Ok((gen, meta))) => {
                 let record = Record {
-                    meta: fill.meta.clone(),
-                    key,
+                    meta,
+                    key: fill.head.key.to_vec(),
                 };
-                let admit = || storage.admits(&primary, &record.key, &record.meta);
+                let admit = || storage.admits_record(&primary, &record);
                 disk.commit(combined, gen, body_len, primary, &record, admit)
                     .await
             }
@@ -613,15 +628,13 @@ impl HandleMiss for TieredMiss {
         let mut in_memory = false;
         if let (true, Some(body)) = (self.keep, &whole) {
             in_memory = storage.memory.put_if(
-                Arc::new(StoredObject::with_decoded(
+                Arc::new(StoredObject::of_head(
                     self.combined,
                     self.primary,
-                    Bytes::copy_from_slice(&self.key),
-                    self.fill.meta.clone(),
+                    self.fill.head.clone(),
                     body.clone(),
-                    Some(self.fill.decoded.clone()),
                 )),
-                |o| storage.admits(&o.primary, o.key(), o.meta()),
+                |o| storage.admits(&o.primary, &o.head),
             );
         }
         self.fill.set(Progress::Done);
@@ -633,7 +646,7 @@ impl HandleMiss for TieredMiss {
         let body = match (self.disk.take(), whole, storage.disk) {
             (Some(pending), _, _) => Some(ToDisk::Written(pending)),
             (None, Some(body), Some(disk)) if self.deferred => {
-                let queued = queued_weight(&body, &self.fill, &self.key);
+                let queued = queued_weight(&body, &self.fill);
                 if storage.queued.try_add(queued) {
                     Some(ToDisk::Whole { body, queued })
                 } else {
@@ -652,7 +665,6 @@ impl HandleMiss for TieredMiss {
                     fill: self.fill.clone(),
                     combined: self.combined,
                     primary: self.primary,
-                    key: std::mem::take(&mut self.key),
                     body_len: self.written,
                 };
                 tokio::spawn(commit.run(storage, disk));

@@ -25,6 +25,7 @@ use crate::cache::catalog::Op;
 use crate::cache::disk::{DiskError, DiskTier};
 use crate::cache::key::{self, cache_key};
 use crate::cache::Hash;
+use crate::cache::Head;
 use crate::http::{stamp, tags};
 use crate::proxy::EdgeState;
 use crate::router::select_rule;
@@ -383,15 +384,36 @@ pub fn judge_stored(
     judge_meta(bans, primary, key_bytes, &meta)
 }
 
+/// The verdict on an object in the memory tier or being filled: judged on its decoded header,
+/// and gone if its meta does not decode.
+pub fn judge_head(bans: &Bans, primary: &Hash, head: &Head) -> Verdict {
+    if bans.is_empty() {
+        return Verdict::Keep;
+    }
+    match head.decoded() {
+        Some(d) => judge_headers(bans, primary, &head.key, &d.header.headers),
+        None => Verdict::Gone,
+    }
+}
+
 /// [`judge_stored`] with the meta already deserialized.
 pub fn judge_meta(bans: &Bans, primary: &Hash, key_bytes: &[u8], meta: &CacheMeta) -> Verdict {
+    judge_headers(bans, primary, key_bytes, meta.headers())
+}
+
+fn judge_headers(
+    bans: &Bans,
+    primary: &Hash,
+    key_bytes: &[u8],
+    headers: &http::HeaderMap,
+) -> Verdict {
     let parts = key::parts(key_bytes);
     fn text(b: Option<&[u8]>) -> &str {
         b.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
     }
     let host = text(parts.map(|p| p.host));
     let path = text(parts.map(|p| p.path));
-    bans.judge(&subject(primary, host, path, meta))
+    bans.judge(&subject_of(primary, host, path, headers))
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ impl Sweeper {
             let Some(obj) = memory.get(&combined) else {
                 continue;
             };
-            let Ok(mut meta) = CacheMeta::deserialize(&obj.meta().0, &obj.meta().1) else {
+            let Ok(mut meta) = obj.cache_meta() else {
                 memory.remove(&combined);
                 continue;
             };

@@ -337,6 +337,22 @@ fn prepare_for_store_strips_age_and_private_fields_but_keeps_targeted_ones() {
 }
 
 #[test]
+fn prepare_for_store_finds_field_names_in_any_case_and_any_cache_control_line() {
+    let mut r = resp(
+        200,
+        &[
+            ("cache-control", "max-age=5"),
+            ("cache-control", "No-Cache=\"X-Debug\""),
+            ("x-debug", "1"),
+            ("x-kept", "1"),
+        ],
+    );
+    prepare_for_store(&mut r);
+    assert!(r.headers.get("x-debug").is_none());
+    assert!(r.headers.get("x-kept").is_some());
+}
+
+#[test]
 fn a_304_updates_every_field_but_framing() {
     let stored = resp(
         200,
