@@ -3,6 +3,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
+use pingora::cache::key::HashBinary;
 use pingora::cache::CacheMeta;
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType};
@@ -27,17 +28,17 @@ pub struct StoredObject {
 
 /// What an object is besides its body: its key and its meta.
 ///
-/// The meta is kept as its internal part serialized (a few msgpack fields) and its header
-/// decoded, not as `CacheMeta::serialize()` output: compressing the header with zstd was 6.5 µs
-/// of every miss (criterion `stored_meta_serialize`), yet only a body the disk tier takes needs
-/// it, and a memory hit reads the decoded header anyway. [`serialize`](Self::serialize) makes
-/// the stored form when it is wanted.
+/// The meta is kept as its internal fields and its header decoded, not as
+/// `CacheMeta::serialize()` output: compressing the header with zstd was 6.5 µs of every miss
+/// (criterion `stored_meta_serialize`), yet only a body the disk tier takes needs it, and a hit
+/// reads the decoded header anyway. [`serialize`](Self::serialize) makes the stored form when it
+/// is wanted.
 #[derive(Debug)]
 pub struct Head {
     /// The primary cache key before hashing: purges read host and path from it.
     pub key: Bytes,
-    /// `CacheMeta::serialize().0`: freshness, times, variance.
-    internal: Vec<u8>,
+    /// Freshness, times, variance.
+    internal: Internal,
     /// The meta, decoded when the head is made (`None` if the stored meta does not decode).
     /// Decompressing and parsing the header was a tenth of a memory hit's CPU (perf), so it is
     /// done once per head instead of once per hit, and its size counts in the weight.
@@ -47,21 +48,26 @@ pub struct Head {
 impl Head {
     /// A head of a serialized meta (`CacheMeta::serialize()` output), decoded here.
     pub fn new(key: Bytes, meta: (Vec<u8>, Vec<u8>)) -> Self {
-        let decoded = CacheMeta::deserialize(&meta.0, &meta.1)
-            .ok()
-            .map(|m| Decoded::of(&m));
+        let (internal, decoded) = match CacheMeta::deserialize(&meta.0, &meta.1) {
+            Ok(m) => (Internal::of(&m, meta.0), Some(Decoded::of(&m))),
+            Err(_) => (Internal::Serialized(meta.0), None),
+        };
         Head {
             key,
-            internal: meta.0,
+            internal,
             decoded,
         }
     }
 
     /// A head of the live meta a miss stores: nothing is compressed.
     pub fn of_live(key: Bytes, meta: &CacheMeta) -> pingora::Result<Self> {
+        let internal = match Internal::fields(meta) {
+            Some(fields) => fields,
+            None => Internal::Serialized(meta.serialize()?.0),
+        };
         Ok(Head {
             key,
-            internal: internal_of(meta)?,
+            internal,
             decoded: Some(Decoded::of(meta)),
         })
     }
@@ -69,7 +75,7 @@ impl Head {
     /// Bytes this head costs: key, internal meta and the decoded header.
     pub fn weight_bytes(&self) -> u64 {
         let decoded = self.decoded.as_ref().map_or(0, |d| d.bytes);
-        (self.key.len() + self.internal.len()) as u64 + decoded
+        (self.key.len() + size_of::<Internal>() + self.internal.heap_bytes()) as u64 + decoded
     }
 
     /// The decoded meta; `None` if the stored meta does not decode.
@@ -77,15 +83,13 @@ impl Head {
         self.decoded.as_ref()
     }
 
-    /// The meta as Pingora wants it on a lookup: the internal part decoded again, the header
-    /// cloned from the decoded copy.
+    /// The meta as Pingora wants it on a lookup: made again from its fields, the header cloned
+    /// from the decoded copy.
     pub fn cache_meta(&self) -> pingora::Result<CacheMeta> {
         let Some(decoded) = &self.decoded else {
             return Error::e_explain(ErrorType::InternalError, "stored meta does not decode");
         };
-        let mut meta = CacheMeta::deserialize(&self.internal, empty_header())?;
-        *meta.response_header_mut() = decoded.header.clone();
-        Ok(meta)
+        self.internal.meta(decoded.header.clone())
     }
 
     /// The meta as the disk tier stores it (`CacheMeta::serialize()` output).
@@ -94,29 +98,83 @@ impl Head {
     }
 }
 
-/// `meta.serialize().0` without compressing its header: the internal part of a meta with the
-/// same fields and an empty header. Pingora only lets a meta's `updated` and `provenance` be its
-/// `created` when made here (a revalidated meta is the exception); such a meta is serialized
-/// whole instead.
-fn internal_of(meta: &CacheMeta) -> pingora::Result<Vec<u8>> {
-    let created = meta.created();
-    if meta.updated() != created || meta.provenance() != created {
-        return meta.serialize().map(|(internal, _)| internal);
+/// A meta's internal part, kept so that the meta can be made again without decoding anything.
+#[derive(Debug)]
+enum Internal {
+    /// A meta that `CacheMeta::new` makes again, one whose `updated` and `provenance` are its
+    /// `created` (every meta a miss stores): its fields. Making it from them takes no msgpack
+    /// and no zstd (decoding the serialized part meant decompressing an empty header too).
+    Fields {
+        fresh_until: SystemTime,
+        created: SystemTime,
+        stale_while_revalidate: u32,
+        stale_if_error: u32,
+        variance: Option<HashBinary>,
+        epoch_override: Option<SystemTime>,
+    },
+    /// Any other meta (one revalidated since it was stored: Pingora sets `updated` to the time
+    /// of the 304 and offers no setter): `CacheMeta::serialize().0`.
+    Serialized(Vec<u8>),
+}
+
+impl Internal {
+    /// `meta`'s fields, or its `serialized` internal part if they would not make it again.
+    fn of(meta: &CacheMeta, serialized: Vec<u8>) -> Self {
+        Self::fields(meta).unwrap_or(Internal::Serialized(serialized))
     }
-    let mut bare = CacheMeta::new(
-        meta.fresh_until(),
-        created,
-        meta.stale_while_revalidate_sec(),
-        meta.stale_if_error_sec(),
-        ResponseHeader::build(200, Some(0))?,
-    );
-    if let Some(variance) = meta.variance() {
-        bare.set_variance(variance);
+
+    fn fields(meta: &CacheMeta) -> Option<Self> {
+        let created = meta.created();
+        (meta.updated() == created && meta.provenance() == created).then(|| Internal::Fields {
+            fresh_until: meta.fresh_until(),
+            created,
+            stale_while_revalidate: meta.stale_while_revalidate_sec(),
+            stale_if_error: meta.stale_if_error_sec(),
+            variance: meta.variance(),
+            epoch_override: meta.epoch_override(),
+        })
     }
-    if let Some(epoch) = meta.epoch_override() {
-        bare.set_epoch_override(epoch);
+
+    /// The meta with these fields and `header`.
+    fn meta(&self, header: ResponseHeader) -> pingora::Result<CacheMeta> {
+        match self {
+            Internal::Fields {
+                fresh_until,
+                created,
+                stale_while_revalidate,
+                stale_if_error,
+                variance,
+                epoch_override,
+            } => {
+                let mut meta = CacheMeta::new(
+                    *fresh_until,
+                    *created,
+                    *stale_while_revalidate,
+                    *stale_if_error,
+                    header,
+                );
+                if let Some(variance) = variance {
+                    meta.set_variance(*variance);
+                }
+                if let Some(epoch) = epoch_override {
+                    meta.set_epoch_override(*epoch);
+                }
+                Ok(meta)
+            }
+            Internal::Serialized(internal) => {
+                let mut meta = CacheMeta::deserialize(internal, empty_header())?;
+                *meta.response_header_mut() = header;
+                Ok(meta)
+            }
+        }
     }
-    bare.serialize().map(|(internal, _)| internal)
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Internal::Fields { .. } => 0,
+            Internal::Serialized(v) => v.capacity(),
+        }
+    }
 }
 
 impl StoredObject {
@@ -319,7 +377,6 @@ mod tests {
         let bytes = meta.serialize().unwrap();
         let live = Head::of_live(Bytes::from_static(b"k"), &meta).unwrap();
         let read = Head::new(Bytes::from_static(b"k"), bytes.clone());
-        assert_eq!(live.internal, bytes.0);
         let (l, r) = (live.decoded().unwrap(), read.decoded().unwrap());
         assert_eq!(l.vary.len(), 1);
         assert_eq!(
@@ -332,21 +389,29 @@ mod tests {
     }
 
     #[test]
-    fn the_internal_part_is_what_pingora_serializes_for_every_kind_of_meta() {
+    fn every_kind_of_meta_is_made_again_as_pingora_serializes_it() {
         let created = UNIX_EPOCH + CREATED;
         let plain = || {
             let header = ResponseHeader::build(200, None).unwrap();
             CacheMeta::new(created + Duration::from_secs(60), created, 0, 3, header)
         };
         let mut revalidated = sample_meta();
-        // `updated` moves to now: the bare copy cannot say so, and the whole meta is serialized.
+        // `updated` moves to now, which no constructor can say: it is kept serialized.
         revalidated.update_freshness(created + Duration::from_secs(600), 1, 2);
         let mut expired = plain();
         expired.expire_at(created + Duration::from_secs(1));
         let mut no_stale = sample_meta();
         no_stale.disable_serve_stale();
-        for meta in [plain(), sample_meta(), revalidated, expired, no_stale] {
-            assert_eq!(internal_of(&meta).unwrap(), meta.serialize().unwrap().0);
+        let metas = [plain(), sample_meta(), revalidated, expired, no_stale];
+        for (i, meta) in metas.iter().enumerate() {
+            let bytes = meta.serialize().unwrap();
+            let live = Head::of_live(Bytes::new(), meta).unwrap();
+            let read = Head::new(Bytes::new(), bytes.clone());
+            assert_eq!(live.serialize().unwrap(), bytes, "meta {i}");
+            assert_eq!(read.serialize().unwrap(), bytes, "meta {i}");
+            let kept = matches!(live.internal, Internal::Serialized(_));
+            assert_eq!(kept, i == 2, "meta {i}");
+            assert_eq!(matches!(read.internal, Internal::Serialized(_)), kept);
         }
     }
 
