@@ -156,6 +156,17 @@ impl Origin {
     pub fn stop(&mut self) {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
+            // The runtime drops its tasks, the listener among them, on its own threads after
+            // this returns; until then the kernel still completes connections into the dying
+            // listener's backlog, and a request sent on one fails after it connected (a 502 where
+            // a test expects failover). Wait, with a deadline, until the port refuses.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200))
+                .is_ok()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
     }
 
