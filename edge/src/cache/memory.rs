@@ -9,10 +9,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use pingora::cache::CacheMeta;
 use tinyufo::TinyUfo;
 
 use super::stats::TierStats;
-use super::{Hash, StoredObject};
+use super::{Hash, Head, StoredObject};
 
 const WEIGHT_UNIT: u64 = 1024;
 
@@ -113,23 +114,25 @@ impl MemoryTier {
         admitted
     }
 
-    /// Replaces the meta of a stored object (after a 304), keeping its body and its place.
-    /// `admit` is asked as in [`put_if`](Self::put_if).
+    /// Replaces the meta of a stored object (after a 304 or a soft purge), keeping its body and
+    /// its place. `admit` is asked as in [`put_if`](Self::put_if).
     pub fn update_meta(
         &self,
         combined: &Hash,
-        meta: (Vec<u8>, Vec<u8>),
+        meta: &CacheMeta,
         admit: impl FnOnce(&StoredObject) -> bool,
     ) -> bool {
         let Some(old) = self.get(combined) else {
             return false;
         };
+        let Ok(head) = Head::of_live(old.key().clone(), meta) else {
+            return false;
+        };
         self.put_if(
-            Arc::new(StoredObject::new(
+            Arc::new(StoredObject::of_head(
                 old.combined,
                 old.primary,
-                old.key().clone(),
-                meta,
+                Arc::new(head),
                 old.body.clone(),
             )),
             admit,
@@ -259,7 +262,7 @@ mod tests {
         let header = pingora::http::ResponseHeader::build(200, None).unwrap();
         let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(77);
         let meta = pingora::cache::CacheMeta::new(until, until, 0, 0, header);
-        assert!(t.update_meta(&o.combined, meta.serialize().unwrap(), |_| true));
+        assert!(t.update_meta(&o.combined, &meta, |_| true));
         let got = t.get(&o.combined).unwrap();
         assert_eq!(got.decoded().unwrap().fresh_until, until);
         assert_eq!(got.body, o.body);

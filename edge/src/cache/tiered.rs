@@ -424,12 +424,12 @@ impl Storage for TieredStorage {
         _trace: &SpanHandle,
     ) -> Result<bool> {
         let combined = key.combined_bin();
-        let meta = meta.serialize()?;
         // A revalidation that began before a purge refreshes nothing the purge covers.
-        let mut found = self.memory.update_meta(&combined, meta.clone(), |o| {
-            self.admits(&o.primary, &o.head)
-        });
+        let mut found = self
+            .memory
+            .update_meta(&combined, meta, |o| self.admits(&o.primary, &o.head));
         if let Some(disk) = self.disk {
+            let meta = meta.serialize()?;
             let primary = key.primary_bin();
             let admit = |r: &Record| self.admits_record(&primary, r);
             match disk.update_meta(&combined, meta, admit).await {

@@ -75,10 +75,8 @@ impl Sweeper {
                 }
                 Verdict::Stale(at) => {
                     meta.expire_at(super::forced_time(at));
-                    if let Ok(m) = meta.serialize() {
-                        if memory.update_meta(&combined, m, |_| true) {
-                            t.expired += 1;
-                        }
+                    if memory.update_meta(&combined, &meta, |_| true) {
+                        t.expired += 1;
                     }
                 }
             }
