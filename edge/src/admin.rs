@@ -159,12 +159,20 @@ impl ServeHttp for AdminApp {
             }
             "/readyz" => {
                 let state = self.purger.node_state();
-                let status = if state.ready {
+                let drain = &self.state.drain;
+                let stopping = drain.is_stopping();
+                let status = if state.ready && !stopping {
                     StatusCode::OK
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
                 };
-                json(status, &state)
+                let mut body = serde_json::json!(state);
+                body["stopping"] = stopping.into();
+                body["draining"] = drain.is_draining().into();
+                if stopping {
+                    body["ready"] = false.into();
+                }
+                json(status, &body)
             }
             "/metrics" => {
                 self.metrics

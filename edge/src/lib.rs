@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod cache;
+pub mod drain;
 pub mod http;
 pub mod live;
 pub mod logging;

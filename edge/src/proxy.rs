@@ -25,6 +25,7 @@ use crate::access_log::{self, AccessLog};
 use crate::cache::key::cache_key;
 use crate::cache::tiered::TieredStorage;
 use crate::cache::Hash;
+use crate::drain::{Drain, InFlight};
 use crate::http::cache_status::{
     CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ORIGIN_ERROR, STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
 };
@@ -68,6 +69,8 @@ pub struct EdgeState {
     /// Caught up with the purge log since start-up. Until then every hit is revalidated with
     /// the origin first, so purges the node missed while it was down cannot be served.
     pub purge_ready: std::sync::atomic::AtomicBool,
+    /// The node's stop, which waits for the requests in flight.
+    pub drain: &'static Drain,
 }
 
 /// The proxy.
@@ -86,6 +89,8 @@ impl EdgeProxy {
 pub struct RequestCtx {
     /// The configuration this request runs under, from its start to its end.
     live: Arc<Live>,
+    /// Holds the node's stop until this request is done.
+    _in_flight: InFlight,
     start: Instant,
     /// The same moment on the wall clock: the stamp of what this request stores.
     started_at: SystemTime,
@@ -274,6 +279,7 @@ impl ProxyHttp for EdgeProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             live: self.state.live.load_full(),
+            _in_flight: self.state.drain.enter(),
             start: Instant::now(),
             started_at: SystemTime::now(),
             scheme: "http",

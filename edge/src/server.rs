@@ -10,7 +10,6 @@ use edge_config::edge::EdgeConfig;
 use pingora::cache::lock::CacheLock;
 use pingora::cache::predictor::Predictor;
 use pingora::listeners::tls::TlsSettings;
-use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -21,6 +20,7 @@ use crate::admin::AdminApp;
 use crate::cache::disk::{DiskError, DiskTier};
 use crate::cache::memory::MemoryTier;
 use crate::cache::tiered::TieredStorage;
+use crate::drain::{Drain, Linger};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::origin::health::HealthChecker;
@@ -30,7 +30,11 @@ use crate::purge::sweep::Sweeper;
 use crate::purge::{self, Bans, Purger};
 use crate::reload::Reloader;
 use crate::tls::SniResolver;
-use crate::workers::{self, Balance, Worker};
+use crate::workers::{self, Balance, ProxyService, Worker};
+
+/// How long Pingora waits, once the requests are drained, for blocking work still running
+/// (disk writes) before it stops the runtimes: its own default.
+const BLOCKING_WORK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a node could not be built from a valid configuration.
 #[derive(Debug, thiserror::Error)]
@@ -74,14 +78,17 @@ pub enum BuildError {
 pub struct Node {
     server: Server,
     disk: Option<&'static DiskTier>,
+    drain: &'static Drain,
 }
 
 impl Node {
-    /// Serves until SIGTERM (or SIGINT), drains, then makes the disk tier's catalog durable
-    /// and saves its eviction order.
+    /// Serves until SIGTERM, SIGQUIT (or SIGINT), drains (see [`crate::drain`]), then makes
+    /// the disk tier's catalog durable and saves its eviction order.
     pub fn run(self) {
         crate::systemd::ready();
-        self.server.run(RunArgs::default());
+        self.server.run(RunArgs {
+            shutdown_signal: self.drain.signals(),
+        });
         if let Some(disk) = self.disk {
             match disk.close() {
                 Ok(()) => tracing::info!("disk cache closed"),
@@ -109,8 +116,10 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     let conf = ServerConf {
         threads: config.runtime.threads,
         work_stealing: config.runtime.work_stealing,
-        grace_period_seconds: Some(config.runtime.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(config.runtime.shutdown_timeout.as_secs()),
+        // The grace period and the drain are the edge's own (`drain`): Pingora is told of the
+        // stop once the requests are done, and then only waits for blocking disk work.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(BLOCKING_WORK_TIMEOUT.as_secs()),
         // Per node, so several nodes can share a machine (tests, the local demo).
         pid_file: std::env::temp_dir()
             .join(format!("edge-{}.pid", config.node_id))
@@ -126,6 +135,11 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         upgrade: options.upgrade,
         ..Opt::default()
     };
+    let drain: &'static Drain = Box::leak(Box::new(Drain::new(
+        config.runtime.grace_period,
+        config.runtime.shutdown_timeout,
+        conf.upgrade_sock.clone(),
+    )));
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
     if options.upgrade {
@@ -176,6 +190,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         default_key: Default::default(),
         bans,
         purge_ready: std::sync::atomic::AtomicBool::new(true),
+        drain,
     });
     let purger = Arc::new(Purger::new(state.clone(), loaded, disk));
     metrics.purge_bans.set(bans.len() as i64);
@@ -215,9 +230,10 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         let accepted = metrics.accepted.with_label_values(&[&index.to_string()]);
         if config.runtime.work_stealing {
             workers::count_accepts(&mut proxy, accepted);
-            server.add_service(proxy);
+            server.add_service(drain.service(proxy));
         } else {
-            server.add_service(Worker::new(index, proxy, accepted, balance.clone()));
+            let worker = Worker::new(index, proxy, accepted, balance.clone());
+            server.add_service(drain.service(worker));
         }
     }
 
@@ -233,7 +249,11 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     );
     admin.add_tcp(&config.admin.addr.to_string());
     server.add_service(admin);
-    Ok(Node { server, disk })
+    Ok(Node {
+        server,
+        disk,
+        drain,
+    })
 }
 
 /// The proxy service for worker `index`, on every public listener.
@@ -242,12 +262,9 @@ fn proxy_service(
     config: &EdgeConfig,
     state: &Arc<EdgeState>,
     index: usize,
-) -> Result<Service<HttpProxy<EdgeProxy>>, BuildError> {
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        EdgeProxy::new(state.clone()),
-        &format!("proxy {index}"),
-    );
+) -> Result<ProxyService, BuildError> {
+    let app = pingora::proxy::http_proxy(&server.configuration, EdgeProxy::new(state.clone()));
+    let mut proxy = Service::new(format!("proxy {index}"), Linger::new(app));
     for (i, l) in config.listen.iter().enumerate() {
         let addr = l.addr.to_string();
         match &l.tls {

@@ -321,7 +321,7 @@ impl Edge {
 
     /// `GET /readyz` status.
     pub fn ready_status(&self) -> u16 {
-        client::get(self.admin, "admin", "/readyz", &[]).status
+        self.readyz().status
     }
 
     fn wait_healthy(&mut self) -> Result<(), String> {
@@ -386,13 +386,33 @@ impl Edge {
 
     /// Sends a signal (`TERM`, `KILL`, ...) and waits for the process to exit.
     pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
+        self.signal(signal);
+        self.wait()
+    }
+
+    /// Sends a signal (`TERM`, `QUIT`, ...).
+    pub fn signal(&self, signal: &str) {
         let sent = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.pid().to_string())
             .status()
             .unwrap();
         assert!(sent.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// `GET /readyz`: its status and body.
+    pub fn readyz(&self) -> client::Response {
+        client::get(self.admin, "admin", "/readyz", &[])
     }
 
     /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM` for the peak).

@@ -32,6 +32,7 @@ use pingora::services::listening::Service as Listening;
 use pingora::services::Service;
 use prometheus::IntCounter;
 
+use crate::drain::Linger;
 use crate::proxy::EdgeProxy;
 
 mod fd;
@@ -44,8 +45,11 @@ use pace::Pace;
 /// immediate unless the address is in use, when Pingora retries for up to 30 s.
 const POLL: Duration = Duration::from_millis(2);
 
+/// A worker's proxy service.
+pub type ProxyService = Listening<Linger<HttpProxy<EdgeProxy>>>;
+
 /// Counts the connections the one service of a work-stealing runtime accepts, as worker 0.
-pub fn count_accepts(service: &mut Listening<HttpProxy<EdgeProxy>>, accepted: IntCounter) {
+pub fn count_accepts(service: &mut ProxyService, accepted: IntCounter) {
     service.set_connection_filter(Arc::new(Pace {
         index: 0,
         accepted,
@@ -57,7 +61,7 @@ pub fn count_accepts(service: &mut Listening<HttpProxy<EdgeProxy>>, accepted: In
 /// One worker: a proxy service run on a runtime of its own thread.
 pub struct Worker {
     index: usize,
-    service: Listening<HttpProxy<EdgeProxy>>,
+    service: ProxyService,
     balance: Arc<Balance>,
     sockets: Arc<OnceLock<Vec<RawFd>>>,
 }
@@ -68,7 +72,7 @@ impl Worker {
     /// the others share.
     pub fn new(
         index: usize,
-        mut service: Listening<HttpProxy<EdgeProxy>>,
+        mut service: ProxyService,
         accepted: IntCounter,
         balance: Arc<Balance>,
     ) -> Self {
