@@ -80,14 +80,29 @@ pub fn node_yaml(node_id: &str, port: u16, admin: u16) -> String {
     head_yaml(node_id, port, admin, DEFAULT_CACHE)
 }
 
+/// [`node_yaml`] with a drain that may take `shutdown_timeout` (the harness's is 1 s).
+pub fn patient_node_yaml(node_id: &str, port: u16, admin: u16, shutdown_timeout: &str) -> String {
+    runtime_yaml(node_id, port, admin, DEFAULT_CACHE, shutdown_timeout)
+}
+
 fn head_yaml(node_id: &str, port: u16, admin: u16, cache: &str) -> String {
+    runtime_yaml(node_id, port, admin, cache, "1s")
+}
+
+fn runtime_yaml(
+    node_id: &str,
+    port: u16,
+    admin: u16,
+    cache: &str,
+    shutdown_timeout: &str,
+) -> String {
     let token = admin_token_file().display().to_string();
     format!(
         "node: {{ id: {node_id} }}\n\
          listen: [{{ addr: \"127.0.0.1:{port}\" }}]\n\
          admin: {{ addr: \"127.0.0.1:{admin}\", token_file: \"{token}\" }}\n\
          cache: {cache}\n\
-         runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: 1s }}\n\
+         runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: {shutdown_timeout} }}\n\
          log: {{ format: text, level: warn, access: false }}\n"
     )
 }

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use edge_tests::client;
-use edge_tests::edge::{node_yaml, site, Edge};
+use edge_tests::edge::{patient_node_yaml, site, Edge};
 use edge_tests::eventually;
 use edge_tests::origin::{pattern_byte, Origin, Reply};
 
@@ -17,8 +17,7 @@ fn patient_edge(origin: &Origin) -> Edge {
     Edge::start_config("drain-test", |port, admin| {
         format!(
             "{}origins:\n  origin: {{ servers: [\"{}\"], read_timeout: 30s }}\nsites:\n{}",
-            node_yaml("drain-test", port, admin)
-                .replace("shutdown_timeout: 1s", "shutdown_timeout: 20s"),
+            patient_node_yaml("drain-test", port, admin, "20s"),
             origin.addr,
             site("")
         )

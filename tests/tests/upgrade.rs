@@ -102,7 +102,7 @@ fn a_request_in_flight_during_an_upgrade_is_answered_in_full() {
     let mut edge = Edge::start_config(&id, |port, admin| {
         format!(
             "{}origins:\n  origin: {{ servers: [\"{}\"] }}\nsites:\n{}",
-            node_yaml(&id, port, admin).replace("shutdown_timeout: 1s", "shutdown_timeout: 20s"),
+            edge_tests::edge::patient_node_yaml(&id, port, admin, "20s"),
             origin.addr,
             site("")
         )
