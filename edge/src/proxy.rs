@@ -37,6 +37,7 @@ use crate::origin::OriginPool;
 use crate::purge::{self, Bans};
 use crate::router::{normalize_host, select_rule};
 
+mod cork;
 mod fast_hit;
 
 /// Header naming the cache in RFC 9211.

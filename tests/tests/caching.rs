@@ -657,3 +657,86 @@ fn fast_and_full_path_alike(origin: &Origin, edge: &Edge, tier: &str) {
     );
     assert_eq!(not_modified.status, 304);
 }
+
+/// A fast hit too big for Pingora's header buffer is sent with the socket corked, so its header
+/// leaves with the body; the cork must come off after every such response, or the rest of a
+/// keep-alive connection would wait on the kernel. On one connection: big, small, big, HEAD,
+/// small, each answered whole and byte for byte before the next is asked. A cork left on holds
+/// every small answer after it for the kernel's 200 ms, so the quickest of them tells.
+#[test]
+fn corked_fast_hits_leave_a_keep_alive_connection_answering_in_full() {
+    const BIG: u64 = 300 * 1024;
+    let origin = Origin::start(|r| {
+        let cc = [("cache-control", "public, max-age=60")];
+        match r.path() {
+            "/big" => Reply::ok(edge_tests::origin::pattern(0..BIG), &cc),
+            _ => Reply::ok("small", &cc),
+        }
+    });
+    let edge = Edge::start(origin.addr, "");
+    for path in ["/big", "/small"] {
+        edge.get(path, &[]).assert_cache_status("fwd=miss");
+        edge.get(path, &[]).assert_cache_status("detail=memory");
+    }
+    let conn = std::net::TcpStream::connect(edge.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    let mut small = Vec::new();
+    for (method, path) in [
+        ("GET", "/big"),
+        ("GET", "/small"),
+        ("GET", "/big"),
+        ("HEAD", "/big"),
+        ("GET", "/small"),
+        ("GET", "/big"),
+        ("GET", "/small"),
+        ("GET", "/small"),
+    ] {
+        let asked = std::time::Instant::now();
+        let ask = format!("{method} {path} HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        std::io::Write::write_all(&mut writer, ask.as_bytes()).unwrap();
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            assert!(n > 0, "{method} {path}: connection closed after {head:?}");
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line.to_ascii_lowercase());
+        }
+        assert!(head.starts_with("http/1.1 200"), "{method} {path}: {head}");
+        assert!(head.contains("detail=memory"), "{method} {path}: {head}");
+        assert!(
+            !head.contains("connection: close"),
+            "{method} {path}: {head}"
+        );
+        let length: u64 = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no length for {method} {path}: {head}"));
+        let expected = match path {
+            "/big" => edge_tests::origin::pattern(0..BIG),
+            _ => b"small".to_vec(),
+        };
+        assert_eq!(length, expected.len() as u64, "{method} {path}");
+        if method == "HEAD" {
+            continue;
+        }
+        let mut body = vec![0; expected.len()];
+        std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+        assert!(body == expected, "{method} {path}: body differs");
+        if path == "/small" {
+            small.push(asked.elapsed());
+        }
+    }
+    let quickest = small.iter().min().unwrap();
+    assert!(
+        *quickest < Duration::from_millis(150),
+        "every small answer after a corked one took at least {quickest:?}: a cork stayed on"
+    );
+    assert_eq!(origin.count("/big"), 1);
+}

@@ -17,6 +17,9 @@ use http::header::{
     AGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
 };
 
+use pingora::protocols::l4::stream::DEFAULT_L4_WRITE_BUFFER_SIZE as WRITE_BUFFER;
+
+use super::cork::Cork;
 use super::*;
 use crate::purge::Verdict;
 
@@ -123,6 +126,11 @@ impl EdgeProxy {
         ctx.status = Some(cs);
         ctx.status_field = Some(field);
         let head_only = session.req_header().method == Method::HEAD;
+        // Pingora would flush a header that does not fit its write buffer with the body on its
+        // own, as a segment of its own (see `cork`).
+        let _cork = (!head_only && object.body.len() + header_len(&header) > WRITE_BUFFER)
+            .then(|| Cork::new(session))
+            .flatten();
         session
             .write_response_header(Box::new(header), head_only)
             .await?;
@@ -133,4 +141,17 @@ impl EdgeProxy {
         }
         Ok(true)
     }
+}
+
+/// The bytes `header` takes on the wire in HTTP/1: the status line, a line per field, the blank
+/// line.
+fn header_len(header: &ResponseHeader) -> usize {
+    let status_line =
+        "HTTP/1.1 200 \r\n".len() + header.status.canonical_reason().map_or(0, str::len);
+    let fields: usize = header
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + ": \r\n".len() + value.len())
+        .sum();
+    status_line + fields + "\r\n".len()
 }
