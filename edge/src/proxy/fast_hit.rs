@@ -126,8 +126,8 @@ impl EdgeProxy {
         ctx.status = Some(cs);
         ctx.status_field = Some(field);
         let head_only = session.req_header().method == Method::HEAD;
-        // Pingora would flush a header that does not fit its write buffer with the body on its
-        // own, as a segment of its own (see `cork`).
+        // A header that does not fit Pingora's write buffer (the listeners keep its default)
+        // together with the body would go out alone, as a segment of its own (see `cork`).
         let _cork = (!head_only && object.body.len() + header_len(&header) > WRITE_BUFFER)
             .then(|| Cork::new(session))
             .flatten();
