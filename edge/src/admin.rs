@@ -161,17 +161,17 @@ impl ServeHttp for AdminApp {
                 let state = self.purger.node_state();
                 let drain = &self.state.drain;
                 let stopping = drain.is_stopping();
-                let status = if state.ready && !stopping {
+                // A stopping node is not ready, however far it has caught up.
+                let ready = state.ready && !stopping;
+                let status = if ready {
                     StatusCode::OK
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
                 };
                 let mut body = serde_json::json!(state);
+                body["ready"] = ready.into();
                 body["stopping"] = stopping.into();
                 body["draining"] = drain.is_draining().into();
-                if stopping {
-                    body["ready"] = false.into();
-                }
                 json(status, &body)
             }
             "/metrics" => {

@@ -300,17 +300,14 @@ impl<S: Service> Service for OnStop<S> {
 mod tests {
     use super::*;
 
-    fn drain() -> &'static Drain {
-        Box::leak(Box::new(Drain::new(
-            Duration::ZERO,
-            Duration::ZERO,
-            String::new(),
-        )))
+    /// A drain that gives up after `timeout`.
+    fn drain(timeout: Duration) -> &'static Drain {
+        Box::leak(Box::new(Drain::new(Duration::ZERO, timeout, String::new())))
     }
 
     #[test]
     fn requests_are_counted_across_threads_until_their_guards_drop() {
-        let d = drain();
+        let d = drain(Duration::ZERO);
         let here = d.enter();
         let moved = d.enter();
         let there = std::thread::spawn(move || d.enter()).join().unwrap();
@@ -325,11 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_drain_waits_for_every_service_and_request_until_its_timeout() {
-        let d: &'static Drain = Box::leak(Box::new(Drain::new(
-            Duration::ZERO,
-            Duration::from_millis(200),
-            String::new(),
-        )));
+        let d = drain(Duration::from_millis(200));
         let _service = d.service(Idle);
         let held = d.enter();
         assert!(!d.is_draining());
@@ -339,6 +332,23 @@ mod tests {
         assert!(d.is_draining());
         assert!(started.elapsed() >= Duration::from_millis(200));
         drop(held);
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_as_soon_as_the_last_request_does() {
+        let d = drain(Duration::from_secs(60));
+        let held = d.enter();
+        let ending = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(held);
+        });
+        // No service to wait for; the request ends after 50 ms, long before the timeout.
+        tokio::time::timeout(Duration::from_secs(20), d.drain())
+            .await
+            .expect("the drain returned once nothing was in flight");
+        assert!(d.is_draining());
+        assert_eq!(d.in_flight(), 0);
+        ending.await.unwrap();
     }
 
     struct Idle;

@@ -80,13 +80,16 @@ pub fn node_yaml(node_id: &str, port: u16, admin: u16) -> String {
     head_yaml(node_id, port, admin, DEFAULT_CACHE)
 }
 
-/// [`node_yaml`] with a drain that may take `shutdown_timeout` (the harness's is 1 s).
-pub fn patient_node_yaml(node_id: &str, port: u16, admin: u16, shutdown_timeout: &str) -> String {
+/// How long the harness's edges may take to drain (`runtime.shutdown_timeout`).
+const SHUTDOWN_TIMEOUT: &str = "1s";
+
+/// [`node_yaml`] with a drain that may take `shutdown_timeout`.
+fn patient_node_yaml(node_id: &str, port: u16, admin: u16, shutdown_timeout: &str) -> String {
     runtime_yaml(node_id, port, admin, DEFAULT_CACHE, shutdown_timeout)
 }
 
 fn head_yaml(node_id: &str, port: u16, admin: u16, cache: &str) -> String {
-    runtime_yaml(node_id, port, admin, cache, "1s")
+    runtime_yaml(node_id, port, admin, cache, SHUTDOWN_TIMEOUT)
 }
 
 fn runtime_yaml(
@@ -204,10 +207,16 @@ impl Edge {
     /// An edge `node_id` whose one origin pool, `origin`, has these keys (flow YAML without
     /// braces: `servers: ["…"], read_timeout: 1s`) and a catch-all site with these rules.
     pub fn start_pool(node_id: &str, origin: &str, rules: &str) -> Edge {
+        Self::start_patient(node_id, origin, rules, SHUTDOWN_TIMEOUT)
+    }
+
+    /// [`start_pool`](Self::start_pool) with a drain that may take `shutdown_timeout` (the
+    /// harness's usual is 1 s), for tests of what a stop lets finish.
+    pub fn start_patient(node_id: &str, origin: &str, rules: &str, shutdown_timeout: &str) -> Edge {
         Self::start_config(node_id, |port, admin| {
             format!(
                 "{}origins:\n  origin: {{ {origin} }}\nsites:\n{}",
-                node_yaml(node_id, port, admin),
+                patient_node_yaml(node_id, port, admin, shutdown_timeout),
                 site(rules)
             )
         })

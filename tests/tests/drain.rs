@@ -8,20 +8,14 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use edge_tests::client;
-use edge_tests::edge::{patient_node_yaml, site, Edge};
+use edge_tests::edge::Edge;
 use edge_tests::eventually;
 use edge_tests::origin::{pattern_byte, Origin, Reply};
 
 /// An edge in front of `origin` that may take 20 s to drain (the harness's usual is 1 s).
 fn patient_edge(origin: &Origin) -> Edge {
-    Edge::start_config("drain-test", |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"{}\"], read_timeout: 30s }}\nsites:\n{}",
-            patient_node_yaml("drain-test", port, admin, "20s"),
-            origin.addr,
-            site("")
-        )
-    })
+    let pool = format!("servers: [\"{}\"], read_timeout: 30s", origin.addr);
+    Edge::start_patient("drain-test", &pool, "", "20s")
 }
 
 /// Waits until `/readyz` reports the node has stopped accepting.

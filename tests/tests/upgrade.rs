@@ -99,14 +99,8 @@ fn a_request_in_flight_during_an_upgrade_is_answered_in_full() {
         Reply::ok(format!("slow {}", r.target), &[]).delayed(std::time::Duration::from_millis(1500))
     });
     let id = format!("upgrade-slow-{}", std::process::id());
-    let mut edge = Edge::start_config(&id, |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"{}\"] }}\nsites:\n{}",
-            edge_tests::edge::patient_node_yaml(&id, port, admin, "20s"),
-            origin.addr,
-            site("")
-        )
-    });
+    let pool = format!("servers: [\"{}\"]", origin.addr);
+    let mut edge = Edge::start_patient(&id, &pool, "", "20s");
     let addr = edge.addr;
     let slow = std::thread::spawn(move || client::get(addr, "example.com", "/slow", &[]));
     edge_tests::eventually(
