@@ -268,16 +268,15 @@ impl DiskTier {
         let Some(head) = self.head(hash, entry.gen)? else {
             return Ok(Found::Gone);
         };
-        let path = self.path_of(hash, entry.gen);
         let body = if entry.body_len <= whole_limit {
-            self.open_kept(hash, entry.gen, &path)
+            self.open_kept(hash, entry.gen)
                 .map_err(BodyError::Io)
                 .and_then(|file| BodyFile::read_whole(&file, hash, entry.body_len, cached_only))
                 .map(|b| b.map(DiskBody::Whole))
         } else if cached_only {
             Ok(None)
         } else {
-            BodyFile::open(&path, hash, entry.body_len)
+            BodyFile::open(&self.path_of(hash, entry.gen), hash, entry.body_len)
                 .and_then(|f| f.read_block(0).map(|first| Some(DiskBody::File(f, first))))
         };
         match body {
@@ -293,8 +292,9 @@ impl DiskTier {
         }
     }
 
-    /// The body file of `hash` at `gen`: kept open, or opened and kept.
-    fn open_kept(&self, hash: &Hash, gen: u64, path: &Path) -> io::Result<Arc<fs::File>> {
+    /// The body file of `hash` at `gen`: kept open, or opened and kept. Its path is only made
+    /// to open it: a kept hit does not pay for the formatting.
+    fn open_kept(&self, hash: &Hash, gen: u64) -> io::Result<Arc<fs::File>> {
         if let Some(file) = self.files.get(hash, gen) {
             // A file deleted behind the tier's back, or replaced by a rename over its name, has
             // no link left: it is opened again by name, as an unkept one would be. One `statx`
@@ -304,7 +304,7 @@ impl DiskTier {
             }
             self.files.forget(hash);
         }
-        let file = Arc::new(fs::File::open(path)?);
+        let file = Arc::new(fs::File::open(self.path_of(hash, gen))?);
         self.files.put(*hash, gen, file.clone());
         // Removed since the lookup: its unlink may have run before the put, so that nothing
         // pins the removed file, take it back out.
