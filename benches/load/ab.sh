@@ -16,7 +16,8 @@
 #   SECS=5       length of the load
 #   SIZE=1024    bytes of the file
 #   NODISK=1     no disk tier (memory only)
-#   FLOOR=1      BIN is target/release/pingora-floor: its `proxy` mode (caching off) instead of an edge
+#   FLOOR=1      BIN is target/release/pingora-floor instead of an edge, in FLOOR_MODE (default
+#                `proxy`, caching off; `cache`, Pingora's cache with its own in-memory storage)
 #   SETTLE=15    after the load, wait this long and print the RSS per object held in memory
 #   PERF=out.data  record the edge with `perf record --call-graph dwarf` during the load
 set -euo pipefail
@@ -37,7 +38,7 @@ disk=$work/disk
 edge_config "$work/edge.yaml" ab "$port" "$admin" "$memobj" "$disk"
 url="http://127.0.0.1:$port$origin_path"
 if [[ -n ${FLOOR:-} ]]; then
-  ORIGIN=127.0.0.1:$origin CANDIDATE_PORT=$port "$bin" proxy >"$work/edge.log" 2>&1 &
+  ORIGIN=127.0.0.1:$origin CANDIDATE_PORT=$port "$bin" "${FLOOR_MODE:-proxy}" >"$work/edge.log" 2>&1 &
   ready="$url"
 else
   "$bin" --config "$work/edge.yaml" >"$work/edge.log" 2>&1 &

@@ -2,15 +2,25 @@
 //! request on this machine, measured beside the edge in the same cdnbench run.
 //!
 //! `pingora-floor proxy` is a Pingora proxy with caching off (every request goes to `$ORIGIN`);
-//! `pingora-floor static` answers every request from `request_filter` with a fixed 1 KiB body
-//! (no cache, no origin): the cost of Pingora's HTTP/1 server alone. Listens on
-//! `127.0.0.1:$CANDIDATE_PORT` with 2 worker threads, as the edge's default on this machine.
+//! `pingora-floor cache` is the same proxy with Pingora's cache on: its own in-memory storage
+//! (`MemCache`, which Pingora marks for testing and which is used here only to measure), its
+//! cache lock, the URL as the key and `Cache-Control` as the only rule. That is the least a cache
+//! built on Pingora's cache state machine spends on a hit and on a miss, before any storage tier,
+//! rule, log or metric of the edge's. `pingora-floor static` answers every request from
+//! `request_filter` with a fixed 1 KiB body (no cache, no origin): the cost of Pingora's HTTP/1
+//! server alone. Listens on `127.0.0.1:$CANDIDATE_PORT` with one worker thread per CPU, as the
+//! edge's default.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use pingora::cache::cache_control::CacheControl;
+use pingora::cache::filters::resp_cacheable;
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::{CacheKey, CacheMetaDefaults, MemCache, RespCacheable};
+use pingora::http::{ResponseHeader, StatusCode};
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -20,8 +30,22 @@ use pingora::Result;
 /// The body of every `static` answer: the size of cdnbench's `hot1k` object.
 const BODY: &[u8] = &[b'x'; 1024];
 
+/// No freshness without `Cache-Control`: the origin of every benchmark sends `max-age`.
+const DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(no_default_ttl, 0, 0);
+
+fn no_default_ttl(_: StatusCode) -> Option<Duration> {
+    None
+}
+
+/// Pingora's own storage and cache lock, for `cache` mode.
+struct PingoraCache {
+    storage: &'static MemCache,
+    lock: &'static CacheKeyLockImpl,
+}
+
 struct Floor {
     origin: Option<String>,
+    cache: Option<PingoraCache>,
 }
 
 #[async_trait]
@@ -44,6 +68,39 @@ impl ProxyHttp for Floor {
         Ok(true)
     }
 
+    fn request_cache_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<()> {
+        if let Some(cache) = &self.cache {
+            session
+                .cache
+                .enable(cache.storage, None, None, Some(cache.lock), None);
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, _ctx: &mut ()) -> Result<CacheKey> {
+        let req = session.req_header();
+        let host = req.headers.get("host").map_or(&b""[..], |h| h.as_bytes());
+        let mut primary = host.to_vec();
+        primary.push(b'/');
+        primary.extend_from_slice(req.raw_path());
+        Ok(CacheKey::new(primary, ""))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _ctx: &mut (),
+    ) -> Result<RespCacheable> {
+        let authorization = session.req_header().headers.contains_key("authorization");
+        Ok(resp_cacheable(
+            CacheControl::from_resp_headers(resp).as_ref(),
+            resp.clone(),
+            authorization,
+            &DEFAULTS,
+        ))
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         let origin = self.origin.clone().unwrap_or_default();
         Ok(Box::new(HttpPeer::new(origin, false, String::new())))
@@ -52,28 +109,34 @@ impl ProxyHttp for Floor {
 
 fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
-    let origin = match mode.as_str() {
-        "proxy" => match std::env::var("ORIGIN") {
-            Ok(o) => Some(o),
-            Err(_) => {
-                eprintln!("pingora-floor proxy: set ORIGIN to host:port");
-                return ExitCode::from(64);
-            }
-        },
-        "static" => None,
-        _ => {
-            eprintln!("usage: pingora-floor proxy|static (env CANDIDATE_PORT, ORIGIN)");
+    if !matches!(mode.as_str(), "proxy" | "cache" | "static") {
+        eprintln!("usage: pingora-floor proxy|cache|static (env CANDIDATE_PORT, ORIGIN)");
+        return ExitCode::from(64);
+    }
+    let origin = match (mode.as_str(), std::env::var("ORIGIN")) {
+        ("static", _) => None,
+        (_, Ok(o)) => Some(o),
+        (_, Err(_)) => {
+            eprintln!("pingora-floor {mode}: set ORIGIN to host:port");
             return ExitCode::from(64);
         }
     };
+    let cache = (mode == "cache").then(|| PingoraCache {
+        storage: Box::leak(Box::new(MemCache::new())),
+        lock: Box::leak(CacheLock::new_boxed(Duration::from_secs(10))),
+    });
     let port = std::env::var("CANDIDATE_PORT").unwrap_or_else(|_| "19050".into());
     let conf = ServerConf {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // A benchmark stops it between runs: no draining to wait for (Pingora's default is 5 min).
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, Floor { origin });
+    let mut service =
+        pingora::proxy::http_proxy_service(&server.configuration, Floor { origin, cache });
     service.add_tcp(&format!("127.0.0.1:{port}"));
     server.add_service(service);
     server.run_forever()
