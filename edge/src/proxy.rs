@@ -783,12 +783,7 @@ impl ProxyHttp for EdgeProxy {
         let label = ctx.status.as_ref().map_or("error", CacheStatus::label);
         let bytes = session.body_bytes_sent() as u64;
         let elapsed = ctx.start.elapsed();
-        let m = &self.state.metrics;
-        m.requests.with_label_values(&[label]).inc();
-        m.bytes.with_label_values(&[label]).inc_by(bytes);
-        m.duration
-            .with_label_values(&[label])
-            .observe(elapsed.as_secs_f64());
+        self.state.metrics.request(label, bytes, elapsed);
         if let Some(log) = &self.state.access_log {
             let req = session.req_header();
             log.write(&access_log::Entry {

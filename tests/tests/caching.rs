@@ -467,6 +467,21 @@ fn httpdate(t: std::time::SystemTime) -> String {
 fn metrics_count_hits_misses_and_the_memory_tier() {
     let origin = Origin::start(cc("max-age=60"));
     let edge = Edge::start(origin.addr, "");
+    // Every outcome's series is there from the start, at 0, so rates over them are defined.
+    let before = edge.metrics();
+    for status in [
+        "hit",
+        "stale",
+        "revalidated",
+        "expired",
+        "miss",
+        "bypass",
+        "pass",
+        "error",
+    ] {
+        let series = format!("edge_cache_requests_total{{status=\"{status}\"}} 0");
+        assert!(before.contains(&series), "no {series} at start");
+    }
     edge.get("/m", &[]);
     edge.get("/m", &[]);
     edge.get("/m", &[]);

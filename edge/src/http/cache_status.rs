@@ -58,6 +58,7 @@ impl CacheStatus {
 
     /// A short label for metrics and the access log: hit, stale (a stale copy served, while
     /// revalidating or on an origin error), revalidated, expired, miss, bypass, pass or error.
+    /// Always one of [`LABELS`].
     pub fn label(&self) -> &'static str {
         match (self.detail, self.hit, self.fwd) {
             (Some(STALE_WHILE_REVALIDATE | STALE_IF_ERROR), _, _) => "stale",
@@ -72,6 +73,18 @@ impl CacheStatus {
         }
     }
 }
+
+/// Every [`CacheStatus::label`], as metrics label requests.
+pub const LABELS: [&str; 8] = [
+    "hit",
+    "stale",
+    "revalidated",
+    "expired",
+    "miss",
+    "bypass",
+    "pass",
+    "error",
+];
 
 /// `detail` of a stale copy served while one background request revalidates.
 pub const STALE_WHILE_REVALIDATE: &str = "stale-while-revalidate";
@@ -142,6 +155,7 @@ mod tests {
         ];
         for (cs, label) in cases {
             assert_eq!(cs.label(), label, "{cs:?}");
+            assert!(LABELS.contains(&label));
         }
     }
 
