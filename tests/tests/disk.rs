@@ -526,3 +526,47 @@ fn hot_small_files_stay_open_until_their_object_is_purged() {
     let after = edge.get("/kept.js", &[]);
     after.assert_cache_status("fwd=miss");
 }
+
+/// Name and `nice` value of each thread of process `pid`.
+fn threads_of(pid: u32) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            continue; // the thread ended while being listed
+        };
+        // After the name in parentheses: state is field 3, nice field 19.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice = after.split(' ').nth(16).unwrap().parse().unwrap();
+        out.push((comm.trim().to_string(), nice));
+    }
+    out
+}
+
+#[test]
+fn disk_writes_run_at_a_lower_priority_than_the_workers() {
+    let origin = origin(10_000);
+    let dir = Scratch::new("disk-nice");
+    let edge = Edge::start_cache(origin.addr, "", &cache(&dir.0, "1KiB", "64MiB"));
+    edge.get("/n", &[]).assert_cache_status("stored");
+    wait_on_disk(&edge, "/n");
+    let threads = threads_of(edge.pid());
+    let nice_of = |prefix: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    let (writers, workers) = (nice_of("edge-disk-write"), nice_of("proxy"));
+    assert!(!writers.is_empty() && !workers.is_empty(), "{threads:?}");
+    let worker = workers[0];
+    assert!(workers.iter().all(|&n| n == worker), "{threads:?}");
+    assert!(
+        writers.iter().all(|&n| n == (worker + 10).min(19)),
+        "writers are not 10 below the workers: {threads:?}"
+    );
+}

@@ -17,6 +17,7 @@ mod pread;
 mod slots;
 pub mod stats;
 pub mod tiered;
+mod writers;
 
 pub use object::{owned_header, Head, StoredObject};
 

@@ -42,6 +42,7 @@ use super::hit::{warm_here_or_blocking, BodyHit, DiskHit, FillHit};
 use super::memory::MemoryTier;
 use super::object::Head;
 use super::stats::TierStats;
+use super::writers::Writers;
 use super::{Hash, StoredObject};
 use crate::purge::{judge_head, judge_stored, Bans, Verdict};
 
@@ -62,8 +63,8 @@ pub struct TieredStorage {
     bans: &'static Bans,
     fills: Mutex<HashMap<Hash, Vec<Arc<Fill>>>>,
     next_fill: AtomicU64,
-    /// Bounds the bodies being made durable at once: one per CPU.
-    disk_writes: tokio::sync::Semaphore,
+    /// Make finished bodies durable, one per CPU at a time, at a lower priority than serving.
+    writers: Writers,
     /// Whole bodies waiting to be written to disk.
     queued: WriteQueue,
 }
@@ -104,9 +105,7 @@ impl TieredStorage {
             bans,
             fills: Mutex::new(HashMap::new()),
             next_fill: AtomicU64::new(1),
-            disk_writes: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            writers: Writers::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
             queued: WriteQueue {
                 bytes: AtomicU64::new(0),
                 limit: QUEUED_LIMIT,
@@ -548,28 +547,27 @@ impl DiskCommit {
             ToDisk::Whole { queued, .. } => *queued,
             ToDisk::Written(_) => 0,
         };
-        // The semaphore is never closed.
-        let permit = storage.disk_writes.acquire().await.ok();
         let head = fill.head.clone();
-        let published = tokio::task::spawn_blocking(move || {
-            // Compressed here, off the response's path: only a body the disk takes needs it.
-            let meta = match head.serialize() {
-                Ok(meta) => meta,
-                Err(e) => {
-                    if let ToDisk::Written(pending) = body {
-                        disk.abandon(pending);
+        let published = storage
+            .writers
+            .run(move || {
+                // Compressed here, off the response's path: only a body the disk takes needs it.
+                let meta = match head.serialize() {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        if let ToDisk::Written(pending) = body {
+                            disk.abandon(pending);
+                        }
+                        return Err(DiskError::Meta(e.to_string()));
                     }
-                    return Err(DiskError::Meta(e.to_string()));
-                }
-            };
-            let gen = match body {
-                ToDisk::Written(pending) => disk.publish(pending, &combined),
-                ToDisk::Whole { body, .. } => disk.write_whole(&combined, &body),
-            }?;
-            Ok((gen, meta))
-        })
-        .await;
-        drop(permit);
+                };
+                let gen = match body {
+                    ToDisk::Written(pending) => disk.publish(pending, &combined),
+                    ToDisk::Whole { body, .. } => disk.write_whole(&combined, &body),
+                }?;
+                Ok((gen, meta))
+            })
+            .await;
         // Also after a panicked write: the room must come back.
         storage.queued.remove(queued);
         let result = match published {
