@@ -39,6 +39,7 @@ use crate::router::{normalize_host, select_rule};
 
 mod cork;
 mod fast_hit;
+mod hit_header;
 
 /// Header naming the cache in RFC 9211.
 const CACHE_STATUS: &str = "cache-status";

@@ -20,6 +20,7 @@ use http::header::{
 use pingora::protocols::l4::stream::DEFAULT_L4_WRITE_BUFFER_SIZE as WRITE_BUFFER;
 
 use super::cork::Cork;
+use super::hit_header;
 use super::*;
 use crate::purge::Verdict;
 
@@ -97,16 +98,19 @@ impl EdgeProxy {
                 return Ok(false);
             }
         }
-        let mut header = stored.header.clone();
-        header.set_version(http::Version::HTTP_11);
-        // As Pingora's range filter (and nginx): a whole 200 of known length may be asked for
-        // in ranges later.
-        let length = header.headers.get(http::header::CONTENT_LENGTH);
-        if header.status == http::StatusCode::OK
-            && length.is_some_and(|l| l.to_str().is_ok_and(|l| l.parse::<usize>().is_ok()))
-        {
-            header.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
-        }
+        let mut header = hit_header::for_hit(&object.head, &stored.header, |header| {
+            header.set_version(http::Version::HTTP_11);
+            // As Pingora's range filter (and nginx): a whole 200 of known length may be asked
+            // for in ranges later.
+            let length = header.headers.get(http::header::CONTENT_LENGTH);
+            if header.status == http::StatusCode::OK
+                && length.is_some_and(|l| l.to_str().is_ok_and(|l| l.parse::<usize>().is_ok()))
+            {
+                header.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
+            }
+            strip_internal(header);
+            Ok(())
+        })?;
         let age = now.duration_since(stored.epoch).unwrap_or_default();
         header.insert_header(AGE, age.as_secs())?;
         let ttl = stored
@@ -121,7 +125,6 @@ impl EdgeProxy {
         };
         let field = cs.render(&s.node_id);
         header.insert_header(CACHE_STATUS, &field)?;
-        strip_internal(&mut header);
         s.storage.count_hit(tier);
         ctx.status = Some(cs);
         ctx.status_field = Some(field);
