@@ -79,59 +79,38 @@ struct Outcome {
 impl Metrics {
     /// Registers the families. Fails only if they are registered twice in one process.
     pub fn register() -> prometheus::Result<Self> {
-        let mut m = Self::register_families()?;
-        m.outcomes = LABELS
+        let requests = register_int_counter_vec!(
+            "edge_cache_requests_total",
+            "Requests by cache outcome (hit, miss, stale, revalidated, expired, bypass, pass, error).",
+            &["status"]
+        )?;
+        let bytes = register_int_counter_vec!(
+            "edge_response_bytes_total",
+            "Response body bytes sent to clients, by cache outcome.",
+            &["status"]
+        )?;
+        let duration = register_histogram_vec!(
+            "edge_request_duration_seconds",
+            "Time from request to the last byte sent, by cache outcome.",
+            &["status"],
+            LATENCY_BUCKETS.to_vec()
+        )?;
+        let outcomes = LABELS
             .iter()
             .map(|&label| {
                 let outcome = Outcome {
-                    requests: m.requests.with_label_values(&[label]),
-                    bytes: m.bytes.with_label_values(&[label]),
-                    duration: m.duration.with_label_values(&[label]),
+                    requests: requests.with_label_values(&[label]),
+                    bytes: bytes.with_label_values(&[label]),
+                    duration: duration.with_label_values(&[label]),
                 };
                 (label, outcome)
             })
             .collect();
-        Ok(m)
-    }
-
-    /// Counts one request with cache outcome `label` (a [`CacheStatus::label`](crate::http::cache_status::CacheStatus::label)), the body
-    /// bytes it sent and how long it took.
-    pub fn request(&self, label: &str, bytes: u64, elapsed: Duration) {
-        match self.outcomes.iter().find(|(l, _)| *l == label) {
-            Some((_, o)) => {
-                o.requests.inc();
-                o.bytes.inc_by(bytes);
-                o.duration.observe(elapsed.as_secs_f64());
-            }
-            None => {
-                self.requests.with_label_values(&[label]).inc();
-                self.bytes.with_label_values(&[label]).inc_by(bytes);
-                self.duration
-                    .with_label_values(&[label])
-                    .observe(elapsed.as_secs_f64());
-            }
-        }
-    }
-
-    fn register_families() -> prometheus::Result<Self> {
         Ok(Metrics {
-            outcomes: Vec::new(),
-            requests: register_int_counter_vec!(
-                "edge_cache_requests_total",
-                "Requests by cache outcome (hit, miss, stale, revalidated, expired, bypass, pass, error).",
-                &["status"]
-            )?,
-            bytes: register_int_counter_vec!(
-                "edge_response_bytes_total",
-                "Response body bytes sent to clients, by cache outcome.",
-                &["status"]
-            )?,
-            duration: register_histogram_vec!(
-                "edge_request_duration_seconds",
-                "Time from request to the last byte sent, by cache outcome.",
-                &["status"],
-                LATENCY_BUCKETS.to_vec()
-            )?,
+            requests,
+            bytes,
+            duration,
+            outcomes,
             accepted: register_int_counter_vec!(
                 "edge_connections_accepted_total",
                 "Client connections accepted, by worker (one per proxy thread; one in all with a work-stealing runtime).",
@@ -222,6 +201,26 @@ impl Metrics {
                 vec![0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
             )?,
         })
+    }
+
+    /// Counts one request with cache outcome `label` (a
+    /// [`CacheStatus::label`](crate::http::cache_status::CacheStatus::label)), the body bytes it
+    /// sent and how long it took.
+    pub fn request(&self, label: &str, bytes: u64, elapsed: Duration) {
+        match self.outcomes.iter().find(|(l, _)| *l == label) {
+            Some((_, o)) => {
+                o.requests.inc();
+                o.bytes.inc_by(bytes);
+                o.duration.observe(elapsed.as_secs_f64());
+            }
+            None => {
+                self.requests.with_label_values(&[label]).inc();
+                self.bytes.with_label_values(&[label]).inc_by(bytes);
+                self.duration
+                    .with_label_values(&[label])
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
     }
 
     /// Copies a tier's counters into the families (done at scrape time, off the request path).
