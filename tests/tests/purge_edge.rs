@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use edge_tests::client::{self, Response};
 use edge_tests::edge::{disk_cache, Edge, Scratch, ADMIN_TOKEN};
-use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply, Req};
+use edge_tests::{eventually, files_under, parts_under};
 
 fn cacheable(req: &Req) -> Reply {
     let etag = format!("\"{}\"", req.path());
@@ -185,6 +185,94 @@ fn a_fill_in_flight_when_a_purge_lands_is_not_stored() {
         status_of(&again)
     );
     assert_eq!(origin.count("/slow.css"), 2);
+}
+
+#[test]
+fn a_fill_that_outlasts_the_sweep_of_its_purge_is_not_stored() {
+    // 64 KiB in four pieces a quarter of a second apart: the fill takes about a second, far
+    // longer than the sweep that retires the purge's ban. Each fetch has a body of its own.
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let origin = Origin::start(move |req| {
+        let mut r = cacheable(req);
+        if req.path() == "/long.css" {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            r.body = version(n).to_vec();
+            r.drip = Duration::from_millis(250);
+        }
+        r
+    });
+    fn version(n: usize) -> Vec<u8> {
+        let mut body = format!("fetch {n};").repeat(64 * 1024 / 8);
+        body.truncate(64 * 1024);
+        body.into_bytes()
+    }
+    // In memory; and on disk only (too big for memory), written as it streams in.
+    for disk in [None, Some(Scratch::new("purge-long-fill"))] {
+        let edge = match &disk {
+            None => Edge::start(origin.addr, ""),
+            Some(dir) => Edge::start_cache(
+                origin.addr,
+                "",
+                &format!(
+                    "{{ memory: {{ max_size: 16MiB, max_object_size: 1KiB }}, \
+                     disk: {{ path: \"{}\", max_size: 64MiB, max_object_size: 64MiB }} }}",
+                    dir.0.display()
+                ),
+            ),
+        };
+        let tier = if disk.is_some() { "disk" } else { "memory" };
+        let before = origin.count("/long.css");
+        let purged = version(fetches.load(std::sync::atomic::Ordering::SeqCst));
+        let addr = edge.addr;
+        let slow = std::thread::spawn(move || client::get(addr, "example.com", "/long.css", &[]));
+        eventually(Duration::from_secs(5), "the fill to start", || {
+            (origin.count("/long.css") == before + 1).then_some(())
+        });
+        let r = edge.purge(r#"{"tags": ["long.css"]}"#);
+        assert_eq!(r.status, 200, "{}", r.text());
+        eventually(
+            Duration::from_secs(5),
+            "the sweep to retire the ban",
+            || (edge.metric("edge_purge_bans") == 0.0).then_some(()),
+        );
+        // A reader arriving now does not follow the fill that began before the purge: it
+        // fetches anew (and may store that).
+        let follower = edge.get("/long.css", &[]);
+        assert_eq!(follower.status, 200);
+        assert!(
+            follower.body != purged,
+            "{tier}: the fill that began before its purge was served: {}",
+            status_of(&follower)
+        );
+        let first = slow.join().unwrap();
+        assert_eq!(first.status, 200);
+        assert!(first.complete);
+        assert!(
+            first.body == purged,
+            "its own client gets the body it asked for"
+        );
+        if let Some(dir) = &disk {
+            // The follower's body is committed; the one written as the first fill went is
+            // removed instead.
+            eventually(
+                Duration::from_secs(20),
+                "one body file, the follower's",
+                || {
+                    let files = files_under(&dir.0.join("objects"));
+                    (files.len() == 1 && parts_under(&dir.0.join("objects")).is_empty())
+                        .then_some(())
+                },
+            );
+        }
+        let again = edge.get("/long.css", &[]);
+        assert_eq!(again.status, 200);
+        assert!(
+            again.body != purged,
+            "{tier}: a body fetched before its purge was stored: {}",
+            status_of(&again)
+        );
+    }
 }
 
 #[test]

@@ -44,6 +44,7 @@ use super::object::Head;
 use super::stats::TierStats;
 use super::writers::Writers;
 use super::{Hash, StoredObject};
+use crate::http::stamp;
 use crate::purge::{judge_head, judge_stored, Bans, Verdict};
 
 /// Disk hits up to this size are read on the worker thread when the page cache holds their body
@@ -137,6 +138,15 @@ impl TieredStorage {
     /// [`admits`](Self::admits) for a record in the disk tier's catalog.
     fn admits_record(&self, primary: &Hash, record: &Record) -> bool {
         judge_stored(self.bans, primary, &record.key, &record.meta) == Verdict::Keep
+    }
+
+    /// Whether the body a fill fetches began before a purge whose ban is retired already: it
+    /// may be what that purge covered, so it goes to its own client and into no tier.
+    fn outlived_by_a_purge(&self, fill: &Head) -> bool {
+        fill.decoded().is_some_and(|d| {
+            self.bans
+                .began_before_a_retired_ban(stamp::of(&d.header.headers))
+        })
     }
 
     /// Drops every stored variant of a URL (its primary key) from both tiers. Fills in flight
@@ -302,7 +312,9 @@ impl Storage for TieredStorage {
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let combined = key.combined_bin();
         if let Some(fill) = self.latest_fill(&combined) {
-            return hit_from_fill(fill);
+            if !self.outlived_by_a_purge(&fill.head) {
+                return hit_from_fill(fill);
+            }
         }
         if let Some(obj) = self.memory.get(&combined) {
             let meta = obj.cache_meta()?;
@@ -576,7 +588,10 @@ impl DiskCommit {
                     meta,
                     key: fill.head.key.to_vec(),
                 };
-                let admit = || storage.admits_record(&primary, &record);
+                let admit = || {
+                    storage.admits_record(&primary, &record)
+                        && !storage.outlived_by_a_purge(&fill.head)
+                };
                 disk.commit(combined, gen, body_len, primary, &record, admit)
                     .await
             }
@@ -632,7 +647,7 @@ impl HandleMiss for TieredMiss {
                     self.fill.head.clone(),
                     body.clone(),
                 )),
-                |o| storage.admits(&o.primary, &o.head),
+                |o| storage.admits(&o.primary, &o.head) && !storage.outlived_by_a_purge(&o.head),
             );
         }
         self.fill.set(Progress::Done);

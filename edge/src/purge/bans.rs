@@ -7,7 +7,7 @@
 //! the same kind does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -222,8 +222,12 @@ pub struct Bans {
     index: RwLock<Index>,
     /// Bans added and not retired; lookups skip the lock while it is zero.
     active: AtomicUsize,
-    /// Ids added, in order, so retirement knows how many it removes.
-    ids: parking_lot::Mutex<Vec<u64>>,
+    /// Ids and times of the bans in force, in order, so retirement knows how many it removes
+    /// and the latest time it retires.
+    ids: parking_lot::Mutex<Vec<(u64, u64)>>,
+    /// The latest time of a retired ban (µs; 0 before any retirement). A body whose fetch
+    /// began before it may be one that ban covered, which nothing can judge any more.
+    retired_at: AtomicU64,
 }
 
 impl Bans {
@@ -246,7 +250,7 @@ impl Bans {
 
     /// The newest ban's id (0 when none).
     pub fn newest(&self) -> u64 {
-        self.ids.lock().last().copied().unwrap_or(0)
+        self.ids.lock().last().map_or(0, |&(id, _)| id)
     }
 
     /// Puts rules in force. Ids must ascend across calls.
@@ -258,7 +262,7 @@ impl Bans {
         let mut index = self.index.write();
         for b in bans {
             index.add(b);
-            ids.push(b.id);
+            ids.push((b.id, b.at));
         }
         self.active.store(ids.len(), Ordering::Release);
     }
@@ -268,8 +272,24 @@ impl Bans {
         let mut ids = self.ids.lock();
         let mut index = self.index.write();
         index.retire(upto);
-        ids.retain(|id| *id > upto);
+        let latest = ids
+            .iter()
+            .filter(|&&(id, _)| id <= upto)
+            .map(|&(_, at)| at)
+            .max();
+        if let Some(at) = latest {
+            self.retired_at.fetch_max(at, Ordering::AcqRel);
+        }
+        ids.retain(|&(id, _)| id > upto);
         self.active.store(ids.len(), Ordering::Release);
+    }
+
+    /// Whether a body whose fetch began at `stored_at` (µs) began before a ban that is retired
+    /// now. The sweep applied that ban to what the tiers held, not to fills still in flight,
+    /// so such a body must not enter a tier or be served from its fill: judged against the
+    /// bans in force, it would look untouched by a purge already acknowledged.
+    pub fn began_before_a_retired_ban(&self, stored_at: u64) -> bool {
+        stored_at < self.retired_at.load(Ordering::Acquire)
     }
 
     /// What the rules say about an object.
@@ -401,5 +421,28 @@ mod tests {
         bans.retire(3);
         assert!(bans.is_empty());
         assert_eq!(bans.judge(&subject(&p, "/", "a", 0)), Verdict::Keep);
+    }
+
+    #[test]
+    fn a_fetch_that_began_before_a_retired_ban_is_known_as_such() {
+        let bans = Bans::new(&[]);
+        assert!(!bans.began_before_a_retired_ban(0));
+        bans.add(&[ban(1, Scope::Tag("a".into()), 100, false)]);
+        bans.add(&[ban(2, Scope::Host("h".into()), 300, false)]);
+        // In force, a ban judges what it covers; nothing is retired yet.
+        assert!(!bans.began_before_a_retired_ban(50));
+        bans.retire(1);
+        assert!(bans.began_before_a_retired_ban(99));
+        assert!(!bans.began_before_a_retired_ban(100));
+        assert!(
+            !bans.began_before_a_retired_ban(200),
+            "ban 2 is still in force"
+        );
+        bans.retire(2);
+        assert!(bans.began_before_a_retired_ban(299));
+        assert!(!bans.began_before_a_retired_ban(300));
+        // Retiring again, or nothing, moves nothing back.
+        bans.retire(2);
+        assert!(bans.began_before_a_retired_ban(299));
     }
 }
