@@ -236,15 +236,15 @@ fn a_fill_that_outlasts_the_sweep_of_its_purge_is_not_stored() {
             "the sweep to retire the ban",
             || (edge.metric("edge_purge_bans") == 0.0).then_some(()),
         );
+        // Anything served from now on was fetched after the purge.
+        let not_purged = |what: &str| {
+            let r = edge.get("/long.css", &[]);
+            assert_eq!(r.status, 200);
+            assert!(r.body != purged, "{tier}: {what}: {}", status_of(&r));
+        };
         // A reader arriving now does not follow the fill that began before the purge: it
         // fetches anew (and may store that).
-        let follower = edge.get("/long.css", &[]);
-        assert_eq!(follower.status, 200);
-        assert!(
-            follower.body != purged,
-            "{tier}: the fill that began before its purge was served: {}",
-            status_of(&follower)
-        );
+        not_purged("the fill that began before its purge was served");
         let first = slow.join().unwrap();
         assert_eq!(first.status, 200);
         assert!(first.complete);
@@ -265,13 +265,7 @@ fn a_fill_that_outlasts_the_sweep_of_its_purge_is_not_stored() {
                 },
             );
         }
-        let again = edge.get("/long.css", &[]);
-        assert_eq!(again.status, 200);
-        assert!(
-            again.body != purged,
-            "{tier}: a body fetched before its purge was stored: {}",
-            status_of(&again)
-        );
+        not_purged("a body fetched before its purge was stored");
     }
 }
 
