@@ -140,6 +140,14 @@ impl TieredStorage {
         judge_stored(self.bans, primary, &record.key, &record.meta) == Verdict::Keep
     }
 
+    /// Whether a fill's body may enter a tier: the bans in force let it in, and it did not
+    /// begin before a purge whose ban is retired already (see
+    /// [`outlived_by_a_purge`](Self::outlived_by_a_purge)). Judged on the fill's head, which the
+    /// disk record's meta is serialized from.
+    fn admits_fill(&self, primary: &Hash, fill: &Head) -> bool {
+        self.admits(primary, fill) && !self.outlived_by_a_purge(fill)
+    }
+
     /// Whether the body a fill fetches began before a purge whose ban is retired already: it
     /// may be what that purge covered, so it goes to its own client and into no tier.
     fn outlived_by_a_purge(&self, fill: &Head) -> bool {
@@ -588,10 +596,7 @@ impl DiskCommit {
                     meta,
                     key: fill.head.key.to_vec(),
                 };
-                let admit = || {
-                    storage.admits_record(&primary, &record)
-                        && !storage.outlived_by_a_purge(&fill.head)
-                };
+                let admit = || storage.admits_fill(&primary, &fill.head);
                 disk.commit(combined, gen, body_len, primary, &record, admit)
                     .await
             }
@@ -647,7 +652,7 @@ impl HandleMiss for TieredMiss {
                     self.fill.head.clone(),
                     body.clone(),
                 )),
-                |o| storage.admits(&o.primary, &o.head) && !storage.outlived_by_a_purge(&o.head),
+                |o| storage.admits_fill(&o.primary, &o.head),
             );
         }
         self.fill.set(Progress::Done);
