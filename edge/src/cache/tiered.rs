@@ -306,6 +306,13 @@ pub const MEMORY: &str = "memory";
 /// `Cache-Status` `detail` of a hit from the disk tier.
 pub const DISK: &str = "disk";
 
+/// A meta without fields, for an answer whose meta Pingora does not read.
+fn stand_in_meta() -> Result<CacheMeta> {
+    let now = std::time::SystemTime::now();
+    let header = pingora::http::ResponseHeader::build_no_case(200, Some(0))?;
+    Ok(CacheMeta::new(now, now, 0, 0, header))
+}
+
 fn hit_from_fill(fill: Arc<Fill>) -> Result<Option<(CacheMeta, HitHandler)>> {
     let meta = fill.head.cache_meta()?;
     Ok(Some((meta, Box::new(FillHit::new(fill)))))
@@ -352,7 +359,14 @@ impl Storage for TieredStorage {
             .get(&combined)
             .and_then(|v| v.iter().find(|f| f.id == id).cloned());
         match fill {
-            Some(fill) => hit_from_fill(fill),
+            // The miss's own client: Pingora (`HttpCache::set_miss_handler`) takes only the body
+            // reader from this answer and keeps the meta it gave the miss handler, so the meta
+            // here is a stand-in instead of a copy of the stored header (2 % of a miss's CPU).
+            // A test of any miss's response headers would fail if Pingora began to use it.
+            Some(fill) => Ok(Some((
+                stand_in_meta()?,
+                Box::new(FillHit::new(fill)) as HitHandler,
+            ))),
             // Finished already: the object is in a tier now, or was not admitted.
             None => self.lookup(key, trace).await,
         }
