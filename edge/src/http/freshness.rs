@@ -5,12 +5,11 @@
 use std::time::{Duration, SystemTime};
 
 use edge_config::edge::{Rule, DEFAULT_NEGATIVE_TTL};
-use http::header::{
-    HeaderName, AGE, CACHE_CONTROL, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY,
-};
+use http::header::{HeaderName, AGE, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY};
 use httpdate::HttpDate;
-use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
 use pingora::http::ResponseHeader;
+
+use super::cache_control::Directives;
 
 /// `CDN-Cache-Control` (RFC 9213).
 pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
@@ -53,10 +52,10 @@ pub fn decide(
     }
     let control = controlling_cache_control(resp);
     let control = control.as_ref();
-    if control.is_some_and(CacheControl::no_store) {
+    if control.is_some_and(Directives::no_store) {
         return Err("no-store");
     }
-    if control.is_some_and(CacheControl::private) {
+    if control.is_some_and(Directives::private) {
         return Err("private");
     }
     if resp.headers.get_all(VARY).iter().any(|v| {
@@ -86,7 +85,7 @@ pub fn decide(
         .or_else(|| explicit_lifetime(control, resp, now))
         .or_else(|| rule.and_then(|r| r.default_ttl).filter(|_| rule_applies))
         .or_else(|| {
-            (rule_applies || control.is_some_and(CacheControl::public))
+            (rule_applies || control.is_some_and(Directives::public))
                 .then(|| heuristic_lifetime(resp, now))
                 .flatten()
         });
@@ -128,10 +127,10 @@ pub fn decide(
 
 /// `CDN-Cache-Control`, else `Surrogate-Control`, else `Cache-Control`: a targeted field, when
 /// present, replaces `Cache-Control` for this cache (RFC 9213 §2.1).
-pub fn controlling_cache_control(resp: &ResponseHeader) -> Option<CacheControl> {
-    CacheControl::from_resp_headers_named(CDN_CACHE_CONTROL.as_str(), resp)
-        .or_else(|| CacheControl::from_resp_headers_named(SURROGATE_CONTROL.as_str(), resp))
-        .or_else(|| CacheControl::from_resp_headers(resp))
+pub fn controlling_cache_control(resp: &ResponseHeader) -> Option<Directives<'_>> {
+    Directives::of(&resp.headers, &CDN_CACHE_CONTROL)
+        .or_else(|| Directives::of(&resp.headers, &SURROGATE_CONTROL))
+        .or_else(|| Directives::of_response(resp))
 }
 
 /// Headers the stored copy must not keep: `Age` (recomputed on every hit) and any field that
@@ -139,24 +138,11 @@ pub fn controlling_cache_control(resp: &ResponseHeader) -> Option<CacheControl> 
 /// a revalidation decides again on the stored header merged with the 304; the proxy strips them
 /// from every response on the way out.
 pub fn prepare_for_store(resp: &mut ResponseHeader) {
-    // Parsing Cache-Control again costs a miss about a microsecond; only these two directives
-    // name fields to strip, and most responses have neither.
-    let names_fields = resp.headers.get_all(CACHE_CONTROL).iter().any(|v| {
-        let v = v.as_bytes();
-        contains_ignore_case(v, b"private") || contains_ignore_case(v, b"no-cache")
-    });
-    if names_fields {
-        if let Some(cc) = CacheControl::from_resp_headers(resp) {
-            cc.strip_private_headers(resp);
-        }
+    let withheld = Directives::of_response(resp).map_or_else(Vec::new, |d| d.withheld_fields());
+    for name in withheld {
+        resp.remove_header(&name);
     }
     resp.remove_header(&AGE);
-}
-
-fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The stored response updated with the fields of a 304 (RFC 9111 §4.3.4), except the framing
@@ -190,15 +176,15 @@ pub fn merge_not_modified(stored: &ResponseHeader, fields: &http::HeaderMap) -> 
     out
 }
 
-fn cookie_stripped_by_directive(control: Option<&CacheControl>) -> bool {
-    let names = |it: Option<pingora::cache::cache_control::ListValueIter<'_>>| {
+fn cookie_stripped_by_directive(control: Option<&Directives<'_>>) -> bool {
+    fn names<'a>(it: Option<impl Iterator<Item = &'a [u8]>>) -> bool {
         it.is_some_and(|mut it| it.any(|n| n.eq_ignore_ascii_case(b"set-cookie")))
-    };
+    }
     control.is_some_and(|c| names(c.private_field_names()) || names(c.no_cache_field_names()))
 }
 
 fn explicit_lifetime(
-    control: Option<&CacheControl>,
+    control: Option<&Directives<'_>>,
     resp: &ResponseHeader,
     now: SystemTime,
 ) -> Option<Duration> {
@@ -236,19 +222,19 @@ fn age(resp: &ResponseHeader) -> Duration {
         .map_or(Duration::ZERO, Duration::from_secs)
 }
 
-fn stale_windows(control: Option<&CacheControl>, rule: Option<&Rule>) -> (u32, u32) {
+fn stale_windows(control: Option<&Directives<'_>>, rule: Option<&Rule>) -> (u32, u32) {
     let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
-    // must-revalidate, proxy-revalidate and s-maxage forbid stale (InterpretCacheControl says
+    // must-revalidate, proxy-revalidate and s-maxage forbid stale (the directives say
     // Some(0)); so does no-cache, which asks for validation on every reuse.
-    if control.is_some_and(CacheControl::no_cache) {
+    if control.is_some_and(Directives::no_cache) {
         return (0, 0);
     }
     let swr = control
-        .and_then(|c| c.serve_stale_while_revalidate_duration())
+        .and_then(|c| c.stale_while_revalidate())
         .or_else(|| rule.and_then(|r| r.stale_while_revalidate))
         .map_or(0, secs);
     let sie = control
-        .and_then(|c| c.serve_stale_if_error_duration())
+        .and_then(|c| c.stale_if_error())
         .or_else(|| rule.and_then(|r| r.stale_if_error))
         .map_or(0, secs);
     (swr, sie)

@@ -3,6 +3,7 @@
 //! a response carries, when this node stored a response (what purges compare), and content
 //! codings, and the request hygiene applied before any of them.
 
+pub mod cache_control;
 pub mod cache_status;
 pub mod encoding;
 pub mod freshness;
