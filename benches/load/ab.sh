@@ -18,8 +18,11 @@
 #   NODISK=1     no disk tier (memory only)
 #   FLOOR=1      BIN is target/release/pingora-floor instead of an edge, in FLOOR_MODE (default
 #                `proxy`, caching off; `cache`, Pingora's cache with its own in-memory storage)
-#   SETTLE=15    after the load, wait this long and print the RSS per object held in memory
-#   PERF=out.data  record the edge with `perf record --call-graph dwarf` during the load
+#   SETTLE=15    after the load, wait this long and print the RSS per object held in memory and
+#                the objects made durable on disk
+#   PERF=out.data  record the edge with `perf record --call-graph dwarf` during the (last) load
+#   ROUNDS=1     loads run one after another against the same edge, a line each (misses take
+#                new keys every round, so the tiers fill as in cdnbench's repeats)
 set -euo pipefail
 bin=${1:?usage: ab.sh BIN hit|disk|miss}
 scenario=${2:?usage: ab.sh BIN hit|disk|miss}
@@ -48,34 +51,39 @@ edge=$!
 pids+=($edge)
 for _ in $(seq 100); do curl -sf -o /dev/null "$ready" && break; sleep 0.1; done
 
-miss_script "$work/miss.lua"
-case $scenario in
-  hit | disk) for _ in 1 2 3; do curl -s -o /dev/null "$url"; done; args=("$url") ;;
-  miss) args=(-s "$work/miss.lua" "$url") ;;
-  *) echo "unknown scenario $scenario" >&2; exit 2 ;;
-esac
-
 switches() { cat /proc/"$edge"/task/*/status | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
 cpu() { awk '{ print $14 + $15 }' /proc/"$edge"/stat; }
-cs0=$(switches)
-t0=$(cpu)
-if [[ -n ${PERF:-} ]]; then
-  perf record -F 700 --call-graph dwarf,16384 -p "$edge" -o "$PERF" -- sleep "$secs" >/dev/null 2>&1 &
-  recorder=$!
-fi
-out=$(wrk -t2 -c64 -d"${secs}s" "${args[@]}")
-[[ -n ${PERF:-} ]] && wait "$recorder"
-t1=$(cpu)
-cs1=$(switches)
-requests=$(awk '/requests in/ { print $1 }' <<<"$out")
-rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-hwm=$(awk '/VmHWM/ { print int($2 / 1024) }' /proc/"$edge"/status)
-python3 -c "print(f'$(basename "$bin") $scenario req/s {float($rps):.0f} cpu_us_per_req {($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / $requests:.1f} switches_per_req {($cs1 - $cs0) / $requests:.2f} peak_rss_mb $hwm')"
+rounds=${ROUNDS:-1}
+for round in $(seq "$rounds"); do
+  miss_script "$work/miss.lua" "r$round-"
+  case $scenario in
+    hit | disk) for _ in 1 2 3; do curl -s -o /dev/null "$url"; done; args=("$url") ;;
+    miss) args=(-s "$work/miss.lua" "$url") ;;
+    *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+  esac
+  cs0=$(switches)
+  t0=$(cpu)
+  if [[ -n ${PERF:-} && $round == "$rounds" ]]; then
+    perf record -F 700 --call-graph dwarf,16384 -p "$edge" -o "$PERF" -- sleep "$secs" >/dev/null 2>&1 &
+    recorder=$!
+  fi
+  out=$(wrk -t2 -c64 -d"${secs}s" "${args[@]}")
+  [[ -n ${PERF:-} && $round == "$rounds" ]] && wait "$recorder"
+  t1=$(cpu)
+  cs1=$(switches)
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+  hwm=$(awk '/VmHWM/ { print int($2 / 1024) }' /proc/"$edge"/status)
+  label=$(basename "$bin")
+  ((rounds > 1)) && label="$label round $round"
+  python3 -c "print(f'$label $scenario req/s {float($rps):.0f} cpu_us_per_req {($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / $requests:.1f} switches_per_req {($cs1 - $cs0) / $requests:.2f} peak_rss_mb $hwm')"
+done
 if [[ -n ${SETTLE:-} && -z ${FLOOR:-} ]]; then
   sleep "$SETTLE"
   rss=$(awk '/VmRSS/ { print $2 * 1024 }' /proc/"$edge"/status)
   metrics=$(curl -s "http://127.0.0.1:$admin/metrics")
   objects=$(awk '/^edge_cache_tier_objects\{tier="memory"\}/ { print $2 }' <<<"$metrics")
   counted=$(awk '/^edge_cache_tier_bytes\{tier="memory"\}/ { print $2 }' <<<"$metrics")
-  python3 -c "print(f'settled: rss {$rss / 2**20:.0f} MiB, {$objects:.0f} objects in memory, counted {$counted / $objects / 1000:.2f} KB each')"
+  on_disk=$(awk '/^edge_cache_tier_objects\{tier="disk"\}/ { print $2 }' <<<"$metrics")
+  python3 -c "print(f'settled: rss {$rss / 2**20:.0f} MiB, {$objects:.0f} objects in memory, counted {$counted / $objects / 1000:.2f} KB each, ${on_disk:-0} on disk')"
 fi

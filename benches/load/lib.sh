@@ -3,7 +3,8 @@
 # $pids killed); free_port; start_origin SIZE (an nginx origin serving $origin_path, SIZE random
 # bytes with `Cache-Control: public, max-age=3600`, at 127.0.0.1:$origin); edge_config FILE ID
 # PORT ADMIN MEMORY_MAX_OBJECT [DISK_DIR] (the edge's YAML; no disk tier without DISK_DIR);
-# miss_script FILE (a wrk script asking for a new key on every request).
+# miss_script FILE [TAG] (a wrk script asking for a new key on every request; TAG keeps the keys
+# of one run apart from another's).
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 
@@ -67,6 +68,7 @@ EOF
 }
 
 miss_script() {
+  local tag=${2:-}
   cat >"$1" <<EOF
 -- Each wrk thread has its own Lua state with the same random sequence: a table's address
 -- tells the threads apart, so no two requests share a key.
@@ -74,7 +76,7 @@ local thread = tostring({}):match("0x(%x+)") or tostring(os.clock())
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format("GET", "$origin_path?m=" .. thread .. "-" .. tostring(n))
+  return wrk.format("GET", "$origin_path?m=$tag" .. thread .. "-" .. tostring(n))
 end
 EOF
 }

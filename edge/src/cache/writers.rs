@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::oneshot;
 
-/// How much lower than the workers' the writers' priority is, as a `nice` increment: a CFS
-/// weight of about a tenth of a worker's.
-pub const NICE: i32 = 10;
+/// How much lower than the workers' the writers' priority is, as a `nice` increment: 19 puts
+/// them at the lowest priority `nice` allows, a CFS weight of 15 against a worker's 1,024. At 10
+/// (a weight of 110) they still took a fifth to a third of the edge's CPU in a steady miss storm
+/// on a 2-core host, and misses cost about a fifth more (BENCHMARKS.md).
+pub const NICE: i32 = 19;
 
 type Job = Box<dyn FnOnce() + Send>;
 
