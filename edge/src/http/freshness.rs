@@ -177,10 +177,7 @@ pub fn merge_not_modified(stored: &ResponseHeader, fields: &http::HeaderMap) -> 
 }
 
 fn cookie_stripped_by_directive(control: Option<&Directives<'_>>) -> bool {
-    fn names<'a>(it: Option<impl Iterator<Item = &'a [u8]>>) -> bool {
-        it.is_some_and(|mut it| it.any(|n| n.eq_ignore_ascii_case(b"set-cookie")))
-    }
-    control.is_some_and(|c| names(c.private_field_names()) || names(c.no_cache_field_names()))
+    control.is_some_and(|c| c.withheld_fields().contains(&SET_COOKIE))
 }
 
 fn explicit_lifetime(
