@@ -53,14 +53,16 @@ for _ in $(seq 100); do curl -sf -o /dev/null "$ready" && break; sleep 0.1; done
 
 switches() { cat /proc/"$edge"/task/*/status | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
 cpu() { awk '{ print $14 + $15 }' /proc/"$edge"/stat; }
+case $scenario in
+  hit | disk) for _ in 1 2 3; do curl -s -o /dev/null "$url"; done; args=("$url") ;;
+  miss) args=(-s "$work/miss.lua" "$url") ;;
+  *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
 rounds=${ROUNDS:-1}
 for round in $(seq "$rounds"); do
+  # A tag of its own per round, so no round asks for a key an earlier one stored.
   miss_script "$work/miss.lua" "r$round-"
-  case $scenario in
-    hit | disk) for _ in 1 2 3; do curl -s -o /dev/null "$url"; done; args=("$url") ;;
-    miss) args=(-s "$work/miss.lua" "$url") ;;
-    *) echo "unknown scenario $scenario" >&2; exit 2 ;;
-  esac
+  recorder=""
   cs0=$(switches)
   t0=$(cpu)
   if [[ -n ${PERF:-} && $round == "$rounds" ]]; then
@@ -68,7 +70,7 @@ for round in $(seq "$rounds"); do
     recorder=$!
   fi
   out=$(wrk -t2 -c64 -d"${secs}s" "${args[@]}")
-  [[ -n ${PERF:-} && $round == "$rounds" ]] && wait "$recorder"
+  [[ -n $recorder ]] && wait "$recorder"
   t1=$(cpu)
   cs1=$(switches)
   requests=$(awk '/requests in/ { print $1 }' <<<"$out")

@@ -274,17 +274,16 @@ fn run(line: &[u8], from: usize, f: impl Fn(u8) -> bool) -> usize {
 
 /// Calls `f` with the name and the raw value of every directive of one field line.
 fn each_directive<'a>(line: &'a [u8], mut f: impl FnMut(&'a [u8], Option<&'a [u8]>)) {
-    let mut next = line.first().is_some_and(|&b| is_token(b)).then_some(0);
-    let mut from = 0;
-    loop {
-        let Some(start) = next.or_else(|| after_delimiter(line, from)) else {
-            return;
-        };
+    let mut next = if line.first().is_some_and(|&b| is_token(b)) {
+        Some(0)
+    } else {
+        after_delimiter(line, 0)
+    };
+    while let Some(start) = next {
         let name_end = run(line, start, is_token);
         let (value, end) = value_after(line, name_end);
         f(&line[start..name_end], value);
-        from = end;
-        next = None;
+        next = after_delimiter(line, end);
     }
 }
 
