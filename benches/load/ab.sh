@@ -20,7 +20,8 @@
 #                `proxy`, caching off; `cache`, Pingora's cache with its own in-memory storage)
 #   SETTLE=15    after the load, wait this long and print the RSS per object held in memory and
 #                the objects made durable on disk
-#   PERF=out.data  record the edge with `perf record --call-graph dwarf` during the (last) load
+#   PERF=out.data  record the edge with `perf record --call-graph dwarf` during the last load, or
+#                during round PERF_ROUND
 #   ROUNDS=1     loads run one after another against the same edge, a line each (misses take
 #                new keys every round, so the tiers fill as in cdnbench's repeats)
 set -euo pipefail
@@ -65,7 +66,7 @@ for round in $(seq "$rounds"); do
   recorder=""
   cs0=$(switches)
   t0=$(cpu)
-  if [[ -n ${PERF:-} && $round == "$rounds" ]]; then
+  if [[ -n ${PERF:-} && $round == "${PERF_ROUND:-$rounds}" ]]; then
     perf record -F 700 --call-graph dwarf,16384 -p "$edge" -o "$PERF" -- sleep "$secs" >/dev/null 2>&1 &
     recorder=$!
   fi

@@ -323,6 +323,15 @@ fn open_disk(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "disk cache opened"
     );
+    if let Some(device) = crate::cache::fs_check::unjournaled_ext4(&d.path) {
+        tracing::warn!(
+            path = %d.path.display(),
+            device,
+            "the disk cache is on ext4 without a journal: after many deletions, creating each body \
+             file scans recently freed inodes; a journaled ext4 or XFS avoids it (README, \
+             \"Operations: the disk tier\")"
+        );
+    }
     Ok(tier)
 }
 

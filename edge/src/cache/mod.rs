@@ -6,6 +6,7 @@ pub mod body_file;
 pub mod catalog;
 pub mod disk;
 mod fill;
+pub(crate) mod fs_check;
 mod heads;
 mod hit;
 pub mod index;
