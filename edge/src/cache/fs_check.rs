@@ -3,9 +3,10 @@
 //! ext4 without a journal will not reuse an inode freed in the last minute (six while its
 //! inode-table block is not yet written back), and it tests each free candidate by looking that
 //! block up and reading the inode's deletion time. After many deletions (eviction, purges,
-//! another process's clean-up) every body file the tier creates scans past them: on the benchmark host, whose root file system has no journal, that
-//! scan was about 14 % of the edge's CPU in a miss storm and a journaled ext4 did not show it
-//! (BENCHMARKS.md, "The disk tier's file system"). The tier works on either, so this only warns.
+//! another process's clean-up) every body file the tier creates scans past them: on the
+//! benchmark host, whose root file system has no journal, that scan was about 14 % of the
+//! edge's CPU in a miss storm, and a journaled ext4 did not show it (BENCHMARKS.md, "The disk
+//! tier's file system"). The tier works on either, so this only warns.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -181,8 +182,8 @@ mod tests {
 
     #[test]
     fn the_check_answers_for_a_real_folder() {
-        // Whichever file system the test runs on, the kernel's own tables must be readable and
-        // a non-ext4 answer must be `None`; on ext4 the answer names a block device.
+        // Whatever file system the test runs on: a warning names a real block device, and
+        // `/proc` (never ext4) gets none.
         let dir = std::env::temp_dir();
         if let Some(name) = unjournaled_ext4(&dir) {
             assert!(Path::new("/sys/class/block").join(&name).exists(), "{name}");
