@@ -91,9 +91,12 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| {
-            bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)) && d[0] <= b'3'
-        });
+        let octal = match bytes[i] {
+            b'\\' => bytes
+                .get(i + 1..i + 4)
+                .filter(|d| d[0] <= b'3' && d.iter().all(|b| (b'0'..=b'7').contains(b))),
+            _ => None,
+        };
         match octal {
             Some(d) => {
                 out.push(d.iter().fold(0u8, |n, b| n * 8 + (b - b'0')));
@@ -181,10 +184,17 @@ mod tests {
     }
 
     #[test]
-    fn the_check_answers_for_a_real_folder() {
+    fn reads_the_running_kernels_tables() {
         // Whatever file system the test runs on: a warning names a real block device, and
         // `/proc` (never ext4) gets none.
-        let dir = std::env::temp_dir();
+        let dir = std::env::temp_dir().canonicalize().unwrap();
+        // The parser must read the running kernel's own table: every folder is on some mount,
+        // and `/proc` on the proc file system.
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let under_tmp = mount_of(&mountinfo, &dir).expect("the temp folder's mount");
+        assert!(!under_tmp.fstype.is_empty() && under_tmp.device.contains(':'));
+        let proc = mount_of(&mountinfo, Path::new("/proc/self")).expect("/proc's mount");
+        assert_eq!(proc.fstype, "proc");
         if let Some(name) = unjournaled_ext4(&dir) {
             assert!(Path::new("/sys/class/block").join(&name).exists(), "{name}");
         }
