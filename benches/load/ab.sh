@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-edge A/B: one run of one binary under one load, with the CPU it spent per request. Run two
+# One-process A/B: one run of one binary under one load, with the CPU it spent per request. Run two
 # binaries interleaved (before, after, before, after, ...) and compare medians:
 #
 #   cargo build --release -p edge && cp target/release/edge /tmp/edge-after
@@ -18,10 +18,14 @@
 #   NODISK=1     no disk tier (memory only)
 #   FLOOR=1      BIN is target/release/pingora-floor instead of an edge, in FLOOR_MODE (default
 #                `proxy`, caching off; `cache`, Pingora's cache with its own in-memory storage)
+#   BIN `nginx`  nginx proxy_cache instead of an edge, configured as cdnbench configures it (2
+#                workers, its store on tmpfs unless NGINX_CACHE_DIR names a folder, SENDFILE=on
+#                or off); the figures are its workers'. nginx has no memory tier, so `hit` and
+#                `disk` are the same load. SETTLE is ignored.
 #   SETTLE=15    after the load, wait this long and print the RSS per object held in memory and
 #                the objects made durable on disk
-#   PERF=out.data  record the edge with `perf record --call-graph dwarf` during the last load, or
-#                during round PERF_ROUND
+#   PERF=out.data  record what is measured with `perf record --call-graph dwarf` during the
+#                last load, or during round PERF_ROUND
 #   ROUNDS=1     loads run one after another against the same edge, a line each (misses take
 #                new keys every round, so the tiers fill as in cdnbench's repeats)
 set -euo pipefail
@@ -41,7 +45,40 @@ disk=$work/disk
 [[ -n ${NODISK:-} ]] && disk=""
 edge_config "$work/edge.yaml" ab "$port" "$admin" "$memobj" "$disk"
 url="http://127.0.0.1:$port$origin_path"
-if [[ -n ${FLOOR:-} ]]; then
+if [[ $bin == nginx ]]; then
+  store=${NGINX_CACHE_DIR:-/dev/shm/$(basename "$work")-nginx}
+  mkdir -p "$store" "$work/proxy/tmp"
+  [[ -z ${NGINX_CACHE_DIR:-} ]] && trap 'cleanup; rm -rf "$store"' EXIT
+  cat >"$work/proxy/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+user root;
+pid $work/proxy/nginx.pid;
+error_log $work/proxy/error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $work/proxy/tmp; proxy_temp_path $work/proxy/tmp;
+  fastcgi_temp_path $work/proxy/tmp; uwsgi_temp_path $work/proxy/tmp; scgi_temp_path $work/proxy/tmp;
+  sendfile ${SENDFILE:-on}; tcp_nopush off; tcp_nodelay on;
+  keepalive_requests 1000000; keepalive_timeout 120s;
+  proxy_cache_path $store levels=1:2 keys_zone=edge:128m max_size=2g inactive=4h use_temp_path=off;
+  upstream origin { server 127.0.0.1:$origin; keepalive 256; }
+  server {
+    listen 127.0.0.1:$port backlog=4096 reuseport;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache edge;
+      proxy_cache_lock on;
+    }
+  }
+}
+EOF
+  nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" >"$work/edge.log" 2>&1 &
+  ready="$url"
+elif [[ -n ${FLOOR:-} ]]; then
   ORIGIN=127.0.0.1:$origin CANDIDATE_PORT=$port "$bin" "${FLOOR_MODE:-proxy}" >"$work/edge.log" 2>&1 &
   ready="$url"
 else
@@ -52,8 +89,17 @@ edge=$!
 pids+=($edge)
 for _ in $(seq 100); do curl -sf -o /dev/null "$ready" && break; sleep 0.1; done
 
-switches() { cat /proc/"$edge"/task/*/status | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
-cpu() { awk '{ print $14 + $15 }' /proc/"$edge"/stat; }
+# What is measured: the edge, or nginx's workers (its master only starts them).
+measured=$edge
+if [[ $bin == nginx ]]; then
+  for _ in $(seq 100); do
+    measured=$(pgrep -d ' ' -P "$edge" || true)
+    [[ $(wc -w <<<"$measured") -ge 2 ]] && break
+    sleep 0.1
+  done
+fi
+switches() { for p in $measured; do cat /proc/"$p"/task/*/status; done | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
+cpu() { for p in $measured; do cat /proc/"$p"/stat; done | awk '{ s += $14 + $15 } END { print s }'; }
 case $scenario in
   hit | disk) for _ in 1 2 3; do curl -s -o /dev/null "$url"; done; args=("$url") ;;
   miss) args=(-s "$work/miss.lua" "$url") ;;
@@ -67,7 +113,7 @@ for round in $(seq "$rounds"); do
   cs0=$(switches)
   t0=$(cpu)
   if [[ -n ${PERF:-} && $round == "${PERF_ROUND:-$rounds}" ]]; then
-    perf record -F 700 --call-graph dwarf,16384 -p "$edge" -o "$PERF" -- sleep "$secs" >/dev/null 2>&1 &
+    perf record -F 700 --call-graph dwarf,16384 -p "${measured// /,}" -o "$PERF" -- sleep "$secs" >/dev/null 2>&1 &
     recorder=$!
   fi
   out=$(wrk -t2 -c64 -d"${secs}s" "${args[@]}")
@@ -76,12 +122,13 @@ for round in $(seq "$rounds"); do
   cs1=$(switches)
   requests=$(awk '/requests in/ { print $1 }' <<<"$out")
   rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-  hwm=$(awk '/VmHWM/ { print int($2 / 1024) }' /proc/"$edge"/status)
+  hwm=$(for p in $measured; do cat /proc/"$p"/status; done | awk '/VmHWM/ { s += $2 } END { print int(s / 1024) }')
   label=$(basename "$bin")
+  [[ $bin == nginx ]] && label="nginx sendfile ${SENDFILE:-on}"
   ((rounds > 1)) && label="$label round $round"
   python3 -c "print(f'$label $scenario req/s {float($rps):.0f} cpu_us_per_req {($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / $requests:.1f} switches_per_req {($cs1 - $cs0) / $requests:.2f} peak_rss_mb $hwm')"
 done
-if [[ -n ${SETTLE:-} && -z ${FLOOR:-} ]]; then
+if [[ -n ${SETTLE:-} && -z ${FLOOR:-} && $bin != nginx ]]; then
   sleep "$SETTLE"
   rss=$(awk '/VmRSS/ { print $2 * 1024 }' /proc/"$edge"/status)
   metrics=$(curl -s "http://127.0.0.1:$admin/metrics")
