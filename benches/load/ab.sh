@@ -47,21 +47,15 @@ edge_config "$work/edge.yaml" ab "$port" "$admin" "$memobj" "$disk"
 url="http://127.0.0.1:$port$origin_path"
 if [[ $bin == nginx ]]; then
   store=${NGINX_CACHE_DIR:-/dev/shm/$(basename "$work")-nginx}
-  mkdir -p "$store" "$work/proxy/tmp"
+  mkdir -p "$store" "$work/proxy"
   [[ -z ${NGINX_CACHE_DIR:-} ]] && trap 'cleanup; rm -rf "$store"' EXIT
-  cat >"$work/proxy/nginx.conf" <<EOF
-worker_processes 2;
-daemon off;
-user root;
-pid $work/proxy/nginx.pid;
-error_log $work/proxy/error.log;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $work/proxy/tmp; proxy_temp_path $work/proxy/tmp;
-  fastcgi_temp_path $work/proxy/tmp; uwsgi_temp_path $work/proxy/tmp; scgi_temp_path $work/proxy/tmp;
+  # Its workers write the store: they run as root (as in cdnbench), not as nginx's default user.
+  {
+    echo "user root;"
+    nginx_head "$work/proxy" 2
+    cat <<EOF
   sendfile ${SENDFILE:-on}; tcp_nopush off; tcp_nodelay on;
-  keepalive_requests 1000000; keepalive_timeout 120s;
+  keepalive_timeout 120s;
   proxy_cache_path $store levels=1:2 keys_zone=edge:128m max_size=2g inactive=4h use_temp_path=off;
   upstream origin { server 127.0.0.1:$origin; keepalive 256; }
   server {
@@ -76,6 +70,7 @@ http {
   }
 }
 EOF
+  } >"$work/proxy/nginx.conf"
   nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" >"$work/edge.log" 2>&1 &
   ready="$url"
 elif [[ -n ${FLOOR:-} ]]; then

@@ -1,6 +1,6 @@
 # Shared by the one-edge load scripts (ab.sh, profile.sh); source it, do not run it.
 # Gives: need CMD PACKAGE; $work (a scratch directory removed on exit, with every pid in
-# $pids killed); free_port; start_origin SIZE (an nginx origin serving $origin_path, SIZE random
+# $pids killed); free_port; nginx_head DIR WORKERS (the start of an nginx.conf); start_origin SIZE (an nginx origin serving $origin_path, SIZE random
 # bytes with `Cache-Control: public, max-age=3600`, at 127.0.0.1:$origin); edge_config FILE ID
 # PORT ADMIN MEMORY_MAX_OBJECT [DISK_DIR] (the edge's YAML; no disk tier without DISK_DIR);
 # miss_script FILE [TAG] (a wrk script asking for a new key on every request; TAG keeps the keys
@@ -19,6 +19,23 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# nginx_head DIR WORKERS: an nginx.conf up to the open `http {` block, in the foreground, with its
+# pid, error log and temporary files in DIR and no access log.
+nginx_head() {
+  cat <<EOF
+worker_processes $2;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $1; proxy_temp_path $1;
+  fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;
+EOF
+}
+
 origin_path=/f/object
 start_origin() {
   need nginx nginx
@@ -27,17 +44,9 @@ start_origin() {
   head -c "$1" /dev/urandom >"$work/www$origin_path"
   # nginx workers run as an unprivileged user when started as root.
   chmod -R a+rX "$work"
-  cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  {
+    nginx_head "$work/nginx" 1
+    cat <<EOF
   server {
     listen 127.0.0.1:$origin;
     root $work/www;
@@ -45,6 +54,7 @@ http {
   }
 }
 EOF
+  } >"$work/nginx/nginx.conf"
   nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
   pids+=($!)
 }
