@@ -1,8 +1,9 @@
-# Shared by the one-edge load scripts (ab.sh, profile.sh); source it, do not run it.
+# Shared by the one-process load scripts (ab.sh, profile.sh); source it, do not run it.
 # Gives: need CMD PACKAGE; $work (a scratch directory removed on exit, with every pid in
-# $pids killed); free_port; nginx_head DIR WORKERS (the start of an nginx.conf); start_origin SIZE (an nginx origin serving $origin_path, SIZE random
-# bytes with `Cache-Control: public, max-age=3600`, at 127.0.0.1:$origin); edge_config FILE ID
-# PORT ADMIN MEMORY_MAX_OBJECT [DISK_DIR] (the edge's YAML; no disk tier without DISK_DIR);
+# $pids killed); free_port; nginx_head DIR WORKERS (the start of an nginx.conf); start_origin
+# SIZE (an nginx origin serving $origin_path, SIZE random bytes with `Cache-Control: public,
+# max-age=3600`, at 127.0.0.1:$origin); edge_config FILE ID PORT ADMIN MEMORY_MAX_OBJECT
+# [DISK_DIR] (the edge's YAML; no disk tier without DISK_DIR);
 # miss_script FILE [TAG] (a wrk script asking for a new key on every request; TAG keeps the keys
 # of one run apart from another's).
 
