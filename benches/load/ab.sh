@@ -45,7 +45,11 @@ disk=$work/disk
 [[ -n ${NODISK:-} ]] && disk=""
 edge_config "$work/edge.yaml" ab "$port" "$admin" "$memobj" "$disk"
 url="http://127.0.0.1:$port$origin_path"
-if [[ $bin == nginx ]]; then
+# What runs under the load: an edge, Pingora's floor or nginx.
+mode=edge
+[[ -n ${FLOOR:-} ]] && mode=floor
+[[ $bin == nginx ]] && mode=nginx
+if [[ $mode == nginx ]]; then
   store=${NGINX_CACHE_DIR:-/dev/shm/$(basename "$work")-nginx}
   mkdir -p "$store" "$work/proxy"
   [[ -z ${NGINX_CACHE_DIR:-} ]] && trap 'cleanup; rm -rf "$store"' EXIT
@@ -73,7 +77,7 @@ EOF
   } >"$work/proxy/nginx.conf"
   nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" >"$work/edge.log" 2>&1 &
   ready="$url"
-elif [[ -n ${FLOOR:-} ]]; then
+elif [[ $mode == floor ]]; then
   ORIGIN=127.0.0.1:$origin CANDIDATE_PORT=$port "$bin" "${FLOOR_MODE:-proxy}" >"$work/edge.log" 2>&1 &
   ready="$url"
 else
@@ -86,12 +90,13 @@ for _ in $(seq 100); do curl -sf -o /dev/null "$ready" && break; sleep 0.1; done
 
 # What is measured: the edge, or nginx's workers (its master only starts them).
 measured=$edge
-if [[ $bin == nginx ]]; then
+if [[ $mode == nginx ]]; then
   for _ in $(seq 100); do
     measured=$(pgrep -d ' ' -P "$edge" || true)
     [[ $(wc -w <<<"$measured") -ge 2 ]] && break
     sleep 0.1
   done
+  [[ -n $measured ]] || { echo "nginx started no workers:" >&2; cat "$work/edge.log" >&2; exit 1; }
 fi
 switches() { for p in $measured; do cat /proc/"$p"/task/*/status; done | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
 cpu() { for p in $measured; do cat /proc/"$p"/stat; done | awk '{ s += $14 + $15 } END { print s }'; }
@@ -119,11 +124,11 @@ for round in $(seq "$rounds"); do
   rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
   hwm=$(for p in $measured; do cat /proc/"$p"/status; done | awk '/VmHWM/ { s += $2 } END { print int(s / 1024) }')
   label=$(basename "$bin")
-  [[ $bin == nginx ]] && label="nginx sendfile ${SENDFILE:-on}"
+  [[ $mode == nginx ]] && label="nginx sendfile ${SENDFILE:-on}"
   ((rounds > 1)) && label="$label round $round"
   python3 -c "print(f'$label $scenario req/s {float($rps):.0f} cpu_us_per_req {($t1 - $t0) / $(getconf CLK_TCK) * 1e6 / $requests:.1f} switches_per_req {($cs1 - $cs0) / $requests:.2f} peak_rss_mb $hwm')"
 done
-if [[ -n ${SETTLE:-} && -z ${FLOOR:-} && $bin != nginx ]]; then
+if [[ -n ${SETTLE:-} && $mode == edge ]]; then
   sleep "$SETTLE"
   rss=$(awk '/VmRSS/ { print $2 * 1024 }' /proc/"$edge"/status)
   metrics=$(curl -s "http://127.0.0.1:$admin/metrics")

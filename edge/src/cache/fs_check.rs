@@ -185,11 +185,10 @@ mod tests {
 
     #[test]
     fn reads_the_running_kernels_tables() {
-        // Whatever file system the test runs on: a warning names a real block device, and
-        // `/proc` (never ext4) gets none.
+        // The parser reads the running kernel's own table: every folder is on some mount, and
+        // `/proc` on the proc file system. Whatever file system the test runs on, a warning
+        // names a real block device, and `/proc` (never ext4) gets none.
         let dir = std::env::temp_dir().canonicalize().unwrap();
-        // The parser must read the running kernel's own table: every folder is on some mount,
-        // and `/proc` on the proc file system.
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let under_tmp = mount_of(&mountinfo, &dir).expect("the temp folder's mount");
         assert!(!under_tmp.fstype.is_empty() && under_tmp.device.contains(':'));
