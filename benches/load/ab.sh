@@ -17,7 +17,8 @@
 #   SIZE=1024    bytes of the file
 #   NODISK=1     no disk tier (memory only)
 #   FLOOR=1      BIN is target/release/pingora-floor instead of an edge, in FLOOR_MODE (default
-#                `proxy`, caching off; `cache`, Pingora's cache with its own in-memory storage)
+#                `proxy`, caching off; `cache`, Pingora's cache with its own in-memory storage;
+#                `static`, a fixed answer of SIZE bytes from `request_filter`, no cache at all)
 #   BIN `nginx`  nginx proxy_cache instead of an edge, configured as cdnbench configures it (2
 #                workers, its store on tmpfs unless NGINX_CACHE_DIR names a folder, SENDFILE=on
 #                or off); the figures are its workers'. nginx has no memory tier, so `hit` and
@@ -78,7 +79,8 @@ EOF
   nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" >"$work/edge.log" 2>&1 &
   ready="$url"
 elif [[ $mode == floor ]]; then
-  ORIGIN=127.0.0.1:$origin CANDIDATE_PORT=$port "$bin" "${FLOOR_MODE:-proxy}" >"$work/edge.log" 2>&1 &
+  ORIGIN=127.0.0.1:$origin CANDIDATE_PORT=$port FLOOR_BODY=${SIZE:-1024} "$bin" "${FLOOR_MODE:-proxy}" \
+    >"$work/edge.log" 2>&1 &
   ready="$url"
 else
   "$bin" --config "$work/edge.yaml" >"$work/edge.log" 2>&1 &

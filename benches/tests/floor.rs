@@ -1,6 +1,7 @@
 //! `pingora-floor`, the yardstick BENCHMARKS.md measures the edge against, must be what it says:
 //! in `cache` mode a repeated GET is answered from Pingora's cache without asking the origin,
-//! and what `Cache-Control` forbids is not kept; in `proxy` mode every request goes to the origin.
+//! and what `Cache-Control` forbids is not kept; in `proxy` mode every request goes to the origin;
+//! in `static` mode none does, and the answer has the size asked for.
 #![allow(clippy::unwrap_used)] // tests
 
 use std::net::SocketAddr;
@@ -19,9 +20,14 @@ struct Floor {
 
 impl Floor {
     fn start(mode: &str, origin: SocketAddr) -> Floor {
+        Floor::start_with(mode, origin, &[])
+    }
+
+    fn start_with(mode: &str, origin: SocketAddr, env: &[(&str, &str)]) -> Floor {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_pingora-floor"))
             .arg(mode)
+            .envs(env.iter().copied())
             .env("ORIGIN", origin.to_string())
             .env("CANDIDATE_PORT", port.to_string())
             .stdout(Stdio::null())
@@ -92,6 +98,32 @@ fn the_proxy_floor_asks_the_origin_every_time() {
         assert_eq!(floor.get("/a").text(), "body of /a");
     }
     assert_eq!(origin.count("/a"), 3);
+}
+
+#[test]
+fn the_static_floor_answers_with_a_body_of_the_size_asked_and_never_asks_the_origin() {
+    let origin = origin();
+    for (size, env) in [(1024, vec![]), (100_000, vec![("FLOOR_BODY", "100000")])] {
+        let floor = Floor::start_with("static", origin.addr, &env);
+        for _ in 0..2 {
+            let r = floor.get("/a");
+            assert_eq!(r.status, 200);
+            assert!(r.complete);
+            assert_eq!(r.body.len(), size);
+        }
+    }
+    assert_eq!(origin.count("/a"), 0);
+}
+
+#[test]
+fn a_body_size_that_is_not_a_number_is_refused_as_a_usage_error() {
+    let status = Command::new(env!("CARGO_BIN_EXE_pingora-floor"))
+        .arg("static")
+        .env("FLOOR_BODY", "100k")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(64));
 }
 
 #[test]

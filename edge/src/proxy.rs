@@ -37,7 +37,7 @@ use crate::origin::OriginPool;
 use crate::purge::{self, Bans};
 use crate::router::{normalize_host, select_rule};
 
-mod cork;
+pub mod cork;
 mod fast_hit;
 mod hit_header;
 

@@ -7,15 +7,18 @@
 //! unbounded, which a benchmark of minutes does not notice), its cache lock, the URL as the key
 //! and `Cache-Control` as the only rule. That is the least a cache built on Pingora's cache state
 //! machine spends on a hit and on a miss, before any storage tier, rule, log or metric of the
-//! edge's. `pingora-floor static` answers every request from `request_filter` with a fixed 1 KiB
-//! body (no cache, no origin): the cost of Pingora's HTTP/1 server alone. Listens on
-//! `127.0.0.1:$CANDIDATE_PORT` with one worker thread per CPU, as the edge's default.
+//! edge's. `pingora-floor static` answers every request from `request_filter` with a fixed body
+//! of `$FLOOR_BODY` bytes (1 KiB by default; no cache, no origin): the cost of Pingora's HTTP/1
+//! server alone. A body above one segment is sent corked with its header by the edge's `Cork`, as
+//! the edge sends a hit (`edge/src/proxy/cork.rs`). Listens on `127.0.0.1:$CANDIDATE_PORT` with one
+//! worker thread per CPU, as the edge's default.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use edge::proxy::cork::Cork;
 use pingora::cache::cache_control::CacheControl;
 use pingora::cache::filters::resp_cacheable;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
@@ -27,8 +30,11 @@ use pingora::server::Server;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::Result;
 
-/// The body of every `static` answer: the size of cdnbench's `hot1k` object.
-const BODY: &[u8] = &[b'x'; 1024];
+/// The size of every `static` answer unless `$FLOOR_BODY` says otherwise: cdnbench's `hot1k`.
+const DEFAULT_BODY: usize = 1024;
+
+/// Above this, Pingora writes the header alone before the body: the edge corks such a hit.
+const CORK_ABOVE: usize = 1400;
 
 /// No freshness without `Cache-Control`: the origin of every benchmark sends `max-age`.
 const DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(no_default_ttl, 0, 0);
@@ -46,6 +52,7 @@ struct PingoraCache {
 struct Floor {
     origin: Option<String>,
     cache: Option<PingoraCache>,
+    body: Bytes,
 }
 
 #[async_trait]
@@ -59,11 +66,14 @@ impl ProxyHttp for Floor {
             return Ok(false);
         }
         let mut resp = ResponseHeader::build(200, Some(3))?;
-        resp.insert_header("content-length", BODY.len())?;
+        resp.insert_header("content-length", self.body.len())?;
         resp.insert_header("cache-control", "public, max-age=3600")?;
+        let _cork = (self.body.len() > CORK_ABOVE)
+            .then(|| Cork::new(session))
+            .flatten();
         session.write_response_header(Box::new(resp), false).await?;
         session
-            .write_response_body(Some(Bytes::from_static(BODY)), true)
+            .write_response_body(Some(self.body.clone()), true)
             .await?;
         Ok(true)
     }
@@ -125,6 +135,15 @@ fn main() -> ExitCode {
         storage: Box::leak(Box::new(MemCache::new())),
         lock: Box::leak(CacheLock::new_boxed(Duration::from_secs(10))),
     });
+    let body = match std::env::var("FLOOR_BODY").map(|b| b.parse::<usize>()) {
+        Err(_) => DEFAULT_BODY,
+        Ok(Ok(n)) => n,
+        Ok(Err(_)) => {
+            eprintln!("pingora-floor: FLOOR_BODY must be a number of bytes");
+            return ExitCode::from(64);
+        }
+    };
+    let body = Bytes::from(vec![b'x'; body]);
     let port = std::env::var("CANDIDATE_PORT").unwrap_or_else(|_| "19050".into());
     let conf = ServerConf {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -135,8 +154,14 @@ fn main() -> ExitCode {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut service =
-        pingora::proxy::http_proxy_service(&server.configuration, Floor { origin, cache });
+    let mut service = pingora::proxy::http_proxy_service(
+        &server.configuration,
+        Floor {
+            origin,
+            cache,
+            body,
+        },
+    );
     service.add_tcp(&format!("127.0.0.1:{port}"));
     server.add_service(service);
     server.run_forever()

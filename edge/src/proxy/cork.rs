@@ -16,14 +16,14 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as TcpStream;
 
 /// Corked while held; uncorked (which sends any partial segment held back) when dropped.
-pub(super) struct Cork {
+pub struct Cork {
     fd: RawFd,
 }
 
 impl Cork {
     /// Corks the connection under `session` if it is plain TCP carrying HTTP/1; `None` (and
     /// nothing changed) otherwise, or if the kernel refuses.
-    pub(super) fn new(session: &ServerSession) -> Option<Cork> {
+    pub fn new(session: &ServerSession) -> Option<Cork> {
         let stream = session.stream()?;
         let tcp = stream.as_any().downcast_ref::<TcpStream>()?;
         Cork::fd(tcp.as_raw_fd())
