@@ -24,6 +24,7 @@ use pingora::cache::filters::resp_cacheable;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheKey, CacheMetaDefaults, MemCache, RespCacheable};
 use pingora::http::{ResponseHeader, StatusCode};
+use pingora::protocols::l4::stream::DEFAULT_L4_WRITE_BUFFER_SIZE as WRITE_BUFFER;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -32,9 +33,6 @@ use pingora::Result;
 
 /// The size of every `static` answer unless `$FLOOR_BODY` says otherwise: cdnbench's `hot1k`.
 const DEFAULT_BODY: usize = 1024;
-
-/// Above this, Pingora writes the header alone before the body: the edge corks such a hit.
-const CORK_ABOVE: usize = 1400;
 
 /// No freshness without `Cache-Control`: the origin of every benchmark sends `max-age`.
 const DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(no_default_ttl, 0, 0);
@@ -68,7 +66,9 @@ impl ProxyHttp for Floor {
         let mut resp = ResponseHeader::build(200, Some(3))?;
         resp.insert_header("content-length", self.body.len())?;
         resp.insert_header("cache-control", "public, max-age=3600")?;
-        let _cork = (self.body.len() > CORK_ABOVE)
+        // A body that does not fit Pingora's write buffer beside the header would push the
+        // header out alone: the edge corks such a hit (`fast_hit.rs`), and so does its floor.
+        let _cork = (self.body.len() >= WRITE_BUFFER)
             .then(|| Cork::new(session))
             .flatten();
         session.write_response_header(Box::new(resp), false).await?;
