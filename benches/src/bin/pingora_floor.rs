@@ -9,9 +9,9 @@
 //! machine spends on a hit and on a miss, before any storage tier, rule, log or metric of the
 //! edge's. `pingora-floor static` answers every request from `request_filter` with a fixed body
 //! of `$FLOOR_BODY` bytes (1 KiB by default; no cache, no origin): the cost of Pingora's HTTP/1
-//! server alone. A body above one segment is sent corked with its header by the edge's `Cork`, as
-//! the edge sends a hit (`edge/src/proxy/cork.rs`). Listens on `127.0.0.1:$CANDIDATE_PORT` with one
-//! worker thread per CPU, as the edge's default.
+//! server alone. A header and body too big for Pingora's write buffer together are sent corked
+//! by the edge's `Cork::around`, as the edge sends a hit (`edge/src/proxy/cork.rs`). Listens on
+//! `127.0.0.1:$CANDIDATE_PORT` with one worker thread per CPU, as the edge's default.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,7 +24,6 @@ use pingora::cache::filters::resp_cacheable;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheKey, CacheMetaDefaults, MemCache, RespCacheable};
 use pingora::http::{ResponseHeader, StatusCode};
-use pingora::protocols::l4::stream::DEFAULT_L4_WRITE_BUFFER_SIZE as WRITE_BUFFER;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -66,11 +65,8 @@ impl ProxyHttp for Floor {
         let mut resp = ResponseHeader::build(200, Some(3))?;
         resp.insert_header("content-length", self.body.len())?;
         resp.insert_header("cache-control", "public, max-age=3600")?;
-        // A body that does not fit Pingora's write buffer beside the header would push the
-        // header out alone: the edge corks such a hit (`fast_hit.rs`), and so does its floor.
-        let _cork = (self.body.len() >= WRITE_BUFFER)
-            .then(|| Cork::new(session))
-            .flatten();
+        // Corked as the edge corks a fast hit: a header that would go out alone leaves with the body.
+        let _cork = Cork::around(session, &resp, self.body.len());
         session.write_response_header(Box::new(resp), false).await?;
         session
             .write_response_body(Some(self.body.clone()), true)

@@ -12,8 +12,10 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as TcpStream;
+use pingora::protocols::l4::stream::DEFAULT_L4_WRITE_BUFFER_SIZE as WRITE_BUFFER;
 
 /// Corked while held; uncorked (which sends any partial segment held back) when dropped.
 pub struct Cork {
@@ -21,6 +23,19 @@ pub struct Cork {
 }
 
 impl Cork {
+    /// Corks the connection under `session` for a response of `header` and `body_len` bytes of
+    /// body if the two do not fit Pingora's write buffer together (the listeners keep its
+    /// default), so that the header would go out alone; `None` (and nothing changed) otherwise.
+    pub fn around(
+        session: &ServerSession,
+        header: &ResponseHeader,
+        body_len: usize,
+    ) -> Option<Cork> {
+        (body_len + header_len(header) > WRITE_BUFFER)
+            .then(|| Cork::new(session))
+            .flatten()
+    }
+
     /// Corks the connection under `session` if it is plain TCP carrying HTTP/1; `None` (and
     /// nothing changed) otherwise, or if the kernel refuses.
     pub fn new(session: &ServerSession) -> Option<Cork> {
@@ -40,6 +55,19 @@ impl Drop for Cork {
         // holds back after 200 ms.
         set(self.fd, false);
     }
+}
+
+/// The bytes `header` takes on the wire in HTTP/1: the status line, a line per field, the blank
+/// line.
+fn header_len(header: &ResponseHeader) -> usize {
+    let status_line =
+        "HTTP/1.1 200 \r\n".len() + header.status.canonical_reason().map_or(0, str::len);
+    let fields: usize = header
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + ": \r\n".len() + value.len())
+        .sum();
+    status_line + fields + "\r\n".len()
 }
 
 /// Sets `TCP_CORK` on `fd`; whether the kernel accepted it.
@@ -93,6 +121,17 @@ mod tests {
         drop(cork);
         assert!(!corked(fd));
         drop(client);
+    }
+
+    #[test]
+    fn a_headers_length_is_what_pingora_writes_for_it() {
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header.insert_header("Content-Length", "102400").unwrap();
+        header.insert_header("cache-status", "edge; hit").unwrap();
+        let mut fields = Vec::new();
+        header.header_to_h1_wire(&mut fields);
+        let wire = "HTTP/1.1 200 OK\r\n".len() + fields.len() + "\r\n".len();
+        assert_eq!(header_len(&header), wire);
     }
 
     #[test]

@@ -17,8 +17,6 @@ use http::header::{
     AGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
 };
 
-use pingora::protocols::l4::stream::DEFAULT_L4_WRITE_BUFFER_SIZE as WRITE_BUFFER;
-
 use super::cork::Cork;
 use super::hit_header;
 use super::*;
@@ -129,10 +127,9 @@ impl EdgeProxy {
         ctx.status = Some(cs);
         ctx.status_field = Some(field);
         let head_only = session.req_header().method == Method::HEAD;
-        // A header that does not fit Pingora's write buffer (the listeners keep its default)
-        // together with the body would go out alone, as a segment of its own (see `cork`).
-        let _cork = (!head_only && object.body.len() + header_len(&header) > WRITE_BUFFER)
-            .then(|| Cork::new(session))
+        // A header that would go out alone, as a segment of its own, leaves with the body.
+        let _cork = (!head_only)
+            .then(|| Cork::around(session, &header, object.body.len()))
             .flatten();
         session
             .write_response_header(Box::new(header), head_only)
@@ -144,17 +141,4 @@ impl EdgeProxy {
         }
         Ok(true)
     }
-}
-
-/// The bytes `header` takes on the wire in HTTP/1: the status line, a line per field, the blank
-/// line.
-fn header_len(header: &ResponseHeader) -> usize {
-    let status_line =
-        "HTTP/1.1 200 \r\n".len() + header.status.canonical_reason().map_or(0, str::len);
-    let fields: usize = header
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + ": \r\n".len() + value.len())
-        .sum();
-    status_line + fields + "\r\n".len()
 }
