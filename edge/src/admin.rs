@@ -12,6 +12,7 @@ use pingora::protocols::http::ServerSession;
 use edge_config::purge::Purge;
 
 use crate::cache::tiered::TieredStorage;
+use crate::conn::Connections;
 use crate::metrics::Metrics;
 use crate::proxy::EdgeState;
 use crate::purge::{PurgeError, Purger};
@@ -31,6 +32,8 @@ pub struct AdminApp {
     pub purger: Arc<Purger>,
     /// The node, for the tokens in force (`None` turns the purge endpoints off).
     pub state: Arc<EdgeState>,
+    /// Client connections: a node that cannot take more is not ready.
+    pub connections: Arc<Connections>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -161,8 +164,10 @@ impl ServeHttp for AdminApp {
                 let state = self.purger.node_state();
                 let drain = &self.state.drain;
                 let stopping = drain.is_stopping();
-                // A stopping node is not ready, however far it has caught up.
-                let ready = state.ready && !stopping;
+                let saturation = self.connections.saturation();
+                // A stopping node is not ready, however far it has caught up; nor is one that
+                // would refuse the clients a load balancer sends it.
+                let ready = state.ready && !stopping && !saturation.any();
                 let status = if ready {
                     StatusCode::OK
                 } else {
@@ -172,9 +177,12 @@ impl ServeHttp for AdminApp {
                 body["ready"] = ready.into();
                 body["stopping"] = stopping.into();
                 body["draining"] = drain.is_draining().into();
+                body["at_connection_limit"] = saturation.at_connection_limit.into();
+                body["short_of_descriptors"] = saturation.short_of_descriptors.into();
                 json(status, &body)
             }
             "/metrics" => {
+                self.connections.saturation();
                 self.metrics
                     .observe_tier("memory", self.storage.memory().stats());
                 if let Some(disk) = self.storage.disk() {

@@ -5,11 +5,13 @@
 pub mod access_log;
 pub mod admin;
 pub mod cache;
+pub mod conn;
 pub mod drain;
 pub mod http;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod nofile;
 pub mod origin;
 pub mod proxy;
 pub mod purge;

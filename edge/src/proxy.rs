@@ -314,6 +314,14 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        crate::conn::guard::head_read();
+        let limits = &ctx.live.config.limits;
+        // Each write to the client: one that makes no progress this long ends the connection
+        // (the client stopped reading), whatever the response's size.
+        session.set_write_timeout(Some(limits.send_timeout));
+        if limits.keepalive_timeout.is_zero() {
+            session.set_keepalive(None);
+        }
         let c = ctx.live.compression();
         if let Some(m) = session
             .downstream_modules_ctx
@@ -780,6 +788,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::conn::guard::request_ended(e);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let label = ctx.status.as_ref().map_or("error", CacheStatus::label);
         let bytes = session.body_bytes_sent() as u64;

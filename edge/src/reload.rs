@@ -14,6 +14,7 @@ use edge_config::edge::EdgeConfig;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::conn::Connections;
 use crate::live::Live;
 use crate::proxy::EdgeState;
 
@@ -23,6 +24,8 @@ pub struct Reloader {
     pub state: Arc<EdgeState>,
     /// The file the node was started with.
     pub path: PathBuf,
+    /// Client connections, which take the new limits.
+    pub connections: Arc<Connections>,
 }
 
 impl Reloader {
@@ -49,6 +52,7 @@ impl Reloader {
             );
         }
         let generation = live.generation;
+        self.connections.update(&live.config.limits);
         self.state.live.store(Arc::new(live));
         Ok(generation)
     }

@@ -20,6 +20,8 @@ use crate::admin::AdminApp;
 use crate::cache::disk::{DiskError, DiskTier};
 use crate::cache::memory::MemoryTier;
 use crate::cache::tiered::TieredStorage;
+use crate::conn::watchdog::TlsDeadline;
+use crate::conn::{self, ConnMetrics, Connections, Counted, Guarded};
 use crate::drain::{Drain, Linger};
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -148,6 +150,17 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         crate::systemd::main_pid();
     }
 
+    // Each client connection takes a descriptor: the usual soft limit is far below
+    // `limits.max_connections`.
+    match crate::nofile::raise() {
+        Ok(limit) => tracing::info!(limit, "descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+    }
+    let connections = Connections::new(&config.limits, ConnMetrics::register()?);
+    connections
+        .budget
+        .report_to(connections.metrics.buffered.clone());
+
     let memory = MemoryTier::new(
         config.cache.memory.max_size,
         config.cache.memory.max_object_size,
@@ -163,8 +176,12 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     };
     let loaded = purge::Loaded::from_disk(disk);
     let bans: &'static Bans = Box::leak(Box::new(Bans::new(loaded.bans())));
-    let storage: &'static TieredStorage =
-        Box::leak(Box::new(TieredStorage::new(memory, disk, bans)));
+    let storage: &'static TieredStorage = Box::leak(Box::new(TieredStorage::new(
+        memory,
+        disk,
+        bans,
+        Arc::new(conn::budget::Shared(connections.budget.clone())),
+    )));
     let cache_lock = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
     let predictor: &'static Predictor<16> =
         Box::leak(Box::new(Predictor::new(1024, Some(skip_prediction))));
@@ -214,6 +231,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         Reloader {
             state: state.clone(),
             path: options.config_path.clone(),
+            connections: connections.clone(),
         },
     ));
 
@@ -226,13 +244,13 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     };
     let balance = Balance::new(workers);
     for index in 0..workers {
-        let mut proxy = proxy_service(&server, config, &state, index)?;
+        let mut proxy = proxy_service(&server, config, &state, &connections, index)?;
         let accepted = metrics.accepted.with_label_values(&[&index.to_string()]);
         if config.runtime.work_stealing {
-            workers::count_accepts(&mut proxy, accepted);
+            workers::count_accepts(&mut proxy, accepted, connections.clone());
             server.add_service(drain.service(proxy));
         } else {
-            let worker = Worker::new(index, proxy, accepted, balance.clone());
+            let worker = Worker::new(index, proxy, accepted, balance.clone(), connections.clone());
             server.add_service(drain.service(worker));
         }
     }
@@ -245,6 +263,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
             node_id: config.node_id.clone(),
             purger,
             state,
+            connections,
         },
     );
     admin.add_tcp(&config.admin.addr.to_string());
@@ -261,10 +280,19 @@ fn proxy_service(
     server: &Server,
     config: &EdgeConfig,
     state: &Arc<EdgeState>,
+    connections: &Arc<Connections>,
     index: usize,
 ) -> Result<ProxyService, BuildError> {
     let app = pingora::proxy::http_proxy(&server.configuration, EdgeProxy::new(state.clone()));
+    let app = Guarded::new(app, connections.clone(), Default::default());
+    let app = Counted::new(app, connections.clone());
     let mut proxy = Service::new(format!("proxy {index}"), Linger::new(app));
+    if config.listen.iter().any(|l| l.tls.is_some()) {
+        // Called on the TLS listeners only.
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(TlsDeadline(connections.clone())));
+    }
     for (i, l) in config.listen.iter().enumerate() {
         let addr = l.addr.to_string();
         match &l.tls {

@@ -95,6 +95,28 @@ pub fn raw(addr: SocketAddr, bytes: &[u8], head: bool) -> std::io::Result<Respon
     })
 }
 
+/// Reads one response framed by `Content-Length` from a connection kept open, leaving it ready
+/// for the next request.
+pub fn read_one(s: &mut TcpStream) -> std::io::Result<Response> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.push(byte[0]);
+    }
+    let head = parse(&buf, true).ok_or_else(|| std::io::Error::other("unparsable head"))?;
+    let len: usize = head
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no content-length"))?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    buf.extend_from_slice(&body);
+    parse(&buf, false).ok_or_else(|| std::io::Error::other("unparsable response"))
+}
+
 fn parse(buf: &[u8], head: bool) -> Option<Response> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head_text = std::str::from_utf8(&buf[..end]).ok()?;

@@ -88,7 +88,8 @@ fn patient_node_yaml(node_id: &str, port: u16, admin: u16, shutdown_timeout: &st
     runtime_yaml(node_id, port, admin, DEFAULT_CACHE, shutdown_timeout)
 }
 
-fn head_yaml(node_id: &str, port: u16, admin: u16, cache: &str) -> String {
+/// [`node_yaml`] with this `cache:` mapping (flow YAML) instead of the harness's memory cache.
+pub fn head_yaml(node_id: &str, port: u16, admin: u16, cache: &str) -> String {
     runtime_yaml(node_id, port, admin, cache, SHUTDOWN_TIMEOUT)
 }
 

@@ -196,7 +196,7 @@ fn damage_past_the_first_block_fails_the_response_rather_than_serve_it() {
     {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-        // In the third 256 KiB block: the header and two good blocks go out first.
+        // In the ninth 64 KiB block: the header and eight good blocks go out first.
         f.write_all_at(b"garbage", 530_000).unwrap();
     }
     let r = edge.get("/late", &[]);

@@ -251,4 +251,16 @@ pub struct LimitsFile {
     pub max_header_size: Option<Spanned<ByteSize>>,
     /// Most request header fields; more gets 431.
     pub max_headers: Option<Spanned<usize>>,
+    /// The whole request head of a new connection must arrive within this.
+    pub client_header_timeout: Option<Spanned<HumanDuration>>,
+    /// Idle time allowed between requests (HTTP/1.1) or streams (HTTP/2).
+    pub keepalive_timeout: Option<Spanned<HumanDuration>>,
+    /// The TLS handshake must finish within this.
+    pub tls_handshake_timeout: Option<Spanned<HumanDuration>>,
+    /// A write to a client that makes no progress for this long closes the connection.
+    pub send_timeout: Option<Spanned<HumanDuration>>,
+    /// Open client connections per node; more are refused.
+    pub max_connections: Option<Spanned<usize>>,
+    /// Node-wide bytes read from disk for clients and not yet taken by them.
+    pub client_buffers: Option<Spanned<ByteSize>>,
 }

@@ -317,8 +317,9 @@ pub struct Compression {
 /// burst of requests for a missing file, short enough that a file deployed after it shows up.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 
-/// Request size limits. Pingora's parser refuses (400) beyond its own: a 64 KiB target, 1 MiB of
-/// header and 256 fields.
+/// Request size limits, connection timeouts and the node's connection and buffer ceilings.
+/// Pingora's parser refuses (400) beyond its own sizes: a 64 KiB target, 1 MiB of header and 256
+/// fields. The timeouts carry nginx's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest request target (path and query); longer is answered 414.
@@ -327,6 +328,21 @@ pub struct Limits {
     pub max_header_size: usize,
     /// Most request header fields; more is answered 431.
     pub max_headers: usize,
+    /// How long a connection may take to send its first request head, whole; on a TLS
+    /// listener the time starts once the handshake is done.
+    pub client_header_timeout: Duration,
+    /// Idle time allowed between two requests of an HTTP/1.1 connection, or with no stream
+    /// open on an HTTP/2 connection; zero turns HTTP/1.1 keep-alive off.
+    pub keepalive_timeout: Duration,
+    /// How long a TLS handshake may take, from the accept.
+    pub tls_handshake_timeout: Duration,
+    /// How long a write to a client may make no progress before the connection is closed.
+    pub send_timeout: Duration,
+    /// Client connections open at once on the node; more are refused at accept.
+    pub max_connections: usize,
+    /// Bytes read from the disk tier for clients and not yet taken by them, node-wide; past
+    /// it the clients that have taken nothing for the longest are cut.
+    pub client_buffers: u64,
 }
 
 impl Default for Limits {
@@ -335,6 +351,12 @@ impl Default for Limits {
             max_uri_size: 8 * 1024,
             max_header_size: 32 * 1024,
             max_headers: 100,
+            client_header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
+            tls_handshake_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
+            max_connections: 50_000,
+            client_buffers: 256 << 20,
         }
     }
 }

@@ -648,10 +648,84 @@ fn limits(p: &mut Problems, f: &file::LimitsFile) -> Limits {
             );
         }
     }
+    let mut timeout = |v: &Option<Spanned<crate::units::HumanDuration>>,
+                       field: &str,
+                       zero_allowed: bool,
+                       max: Duration,
+                       default: Duration| {
+        let Some(v) = v else { return default };
+        let t = v.value.0;
+        if t.is_zero() && !zero_allowed {
+            p.at(v, format!("limits.{field}"), "must be greater than 0s");
+        } else if t > max {
+            p.at(
+                v,
+                format!("limits.{field}"),
+                format!("must be at most {}s", max.as_secs()),
+            );
+        }
+        t
+    };
+    let hour = Duration::from_secs(3600);
+    let client_header_timeout = timeout(
+        &f.client_header_timeout,
+        "client_header_timeout",
+        false,
+        hour,
+        d.client_header_timeout,
+    );
+    let keepalive_timeout = timeout(
+        &f.keepalive_timeout,
+        "keepalive_timeout",
+        true,
+        hour,
+        d.keepalive_timeout,
+    );
+    // Pingora gives up on any handshake after a minute on its own.
+    let tls_handshake_timeout = timeout(
+        &f.tls_handshake_timeout,
+        "tls_handshake_timeout",
+        false,
+        Duration::from_secs(60),
+        d.tls_handshake_timeout,
+    );
+    let send_timeout = timeout(&f.send_timeout, "send_timeout", false, hour, d.send_timeout);
+    if let Some(v) = &f.keepalive_timeout {
+        // Pingora keeps an HTTP/1.1 keep-alive timeout in whole seconds.
+        if v.value.0.subsec_nanos() != 0 {
+            p.at(
+                v,
+                "limits.keepalive_timeout",
+                "must be whole seconds (0s turns keep-alive off)",
+            );
+        }
+    }
+    if let Some(n) = &f.max_connections {
+        if n.value == 0 {
+            p.at(n, "limits.max_connections", "must be at least 1");
+        }
+    }
+    if let Some(b) = &f.client_buffers {
+        if b.value.0 < 1 << 20 {
+            p.at(b, "limits.client_buffers", "must be at least 1MiB");
+        }
+    }
     Limits {
         max_uri_size,
         max_header_size,
         max_headers: f.max_headers.as_ref().map_or(d.max_headers, |n| n.value),
+        client_header_timeout,
+        keepalive_timeout,
+        tls_handshake_timeout,
+        send_timeout,
+        max_connections: f
+            .max_connections
+            .as_ref()
+            .map_or(d.max_connections, |n| n.value),
+        client_buffers: f
+            .client_buffers
+            .as_ref()
+            .map_or(d.client_buffers, |b| b.value.0),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The disk tier's body file: the body, then one CRC32 per 256 KiB block, then a footer.
+//! The disk tier's body file: the body, then one CRC32 per 64 KiB block, then a footer.
 //!
 //! ```text
 //! [body][crc32 of block 0 .. n-1, LE][body_len u64][block u32][crc32 of the table u32][hash 16][magic 8]
@@ -20,8 +20,10 @@ use bytes::Bytes;
 
 use super::{pread, Hash};
 
-/// Bytes covered by one checksum, and the size of a read from disk.
-pub const BLOCK: u64 = 256 << 10;
+/// Bytes covered by one checksum, and the size of a read from disk. A block read for a client
+/// is held until the client has taken it, so this is also what each client that stops reading
+/// costs the node; a file written with another block size is refused (and refetched).
+pub const BLOCK: u64 = 64 << 10;
 const MAGIC: &[u8; 8] = b"EDGEBDY1";
 const FOOTER: u64 = 8 + 4 + 4 + 16 + 8;
 

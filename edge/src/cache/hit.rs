@@ -17,7 +17,7 @@ use super::catalog::Entry;
 use super::disk::DiskTier;
 use super::fill::{Fill, Next, Progress};
 use super::pread;
-use super::Hash;
+use super::{BufferHold, ClientBuffers, Hash};
 
 /// Bodies are handed to Pingora in slices of at most this, so one large hit does not become one
 /// huge write.
@@ -49,15 +49,20 @@ pub(crate) struct FillHit {
     fill: Arc<Fill>,
     progress: watch::Receiver<Progress>,
     pos: u64,
+    buffers: Arc<dyn ClientBuffers>,
+    /// The block read from the fill's file last, until the client has taken it.
+    held: Option<BufferHold>,
 }
 
 impl FillHit {
-    pub fn new(fill: Arc<Fill>) -> Self {
+    pub fn new(fill: Arc<Fill>, buffers: Arc<dyn ClientBuffers>) -> Self {
         let progress = fill.subscribe();
         FillHit {
             fill,
             progress,
             pos: 0,
+            buffers,
+            held: None,
         }
     }
 }
@@ -73,6 +78,10 @@ pub(crate) struct DiskHit {
     entry: Entry,
     pos: u64,
     end: u64,
+    buffers: Arc<dyn ClientBuffers>,
+    /// The block handed out last, until the client has taken it: the read of the next one
+    /// waits for that, as Pingora writes one body chunk before it asks for another.
+    held: Option<BufferHold>,
 }
 
 impl DiskHit {
@@ -82,8 +91,10 @@ impl DiskHit {
         tier: &'static DiskTier,
         hash: Hash,
         entry: Entry,
+        buffers: Arc<dyn ClientBuffers>,
     ) -> Self {
         let end = file.body_len();
+        let held = Some(buffers.hold(first.len()));
         DiskHit {
             file: Arc::new(file),
             ready: Some((0, first)),
@@ -92,6 +103,8 @@ impl DiskHit {
             entry,
             pos: 0,
             end,
+            buffers,
+            held,
         }
     }
 }
@@ -197,6 +210,7 @@ impl HandleHit for BodyHit {
 #[async_trait]
 impl HandleHit for FillHit {
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        self.held = None;
         loop {
             // Read the state before the chunks: a chunk pushed after this read re-marks the
             // channel changed, so `changed()` below cannot miss it.
@@ -208,6 +222,7 @@ impl HandleHit for FillHit {
                 }
                 Next::File(file, len) => {
                     let chunk = read_at(file, self.pos, (len - self.pos).min(BLOCK)).await?;
+                    self.held = Some(self.buffers.hold(chunk.len()));
                     self.pos += chunk.len() as u64;
                     return Ok(Some(chunk));
                 }
@@ -250,12 +265,17 @@ impl HandleHit for FillHit {
 #[async_trait]
 impl HandleHit for DiskHit {
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        // The client took the last block: Pingora asks for the next once it was written.
+        self.held = None;
         if self.pos >= self.end {
             return Ok(None);
         }
         let index = self.pos / BLOCK;
         let block = match self.ready.take() {
-            Some((i, block)) if i == index => Ok(block),
+            Some((i, block)) if i == index => {
+                self.held = Some(self.buffers.hold(block.len()));
+                Ok(block)
+            }
             _ => {
                 let file = self.file.clone();
                 let here = file.read_block_cached(index);
@@ -272,6 +292,9 @@ impl HandleHit for DiskHit {
                 return Err(io_error("disk cache read", e));
             }
         };
+        if self.held.is_none() {
+            self.held = Some(self.buffers.hold(block.len()));
+        }
         let start = index * BLOCK;
         let from = (self.pos - start) as usize;
         let to = ((self.end - start) as usize).min(block.len());

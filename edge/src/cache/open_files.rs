@@ -55,14 +55,7 @@ impl OpenFiles {
 
 /// The soft limit on open descriptors, if it can be read.
 fn nofile_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` through a valid pointer to a local.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0).then_some(limit.rlim_cur)
+    crate::nofile::limits().ok().map(|(soft, _)| soft)
 }
 
 #[cfg(test)]

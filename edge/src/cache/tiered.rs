@@ -43,7 +43,7 @@ use super::memory::MemoryTier;
 use super::object::Head;
 use super::stats::TierStats;
 use super::writers::Writers;
-use super::{Hash, StoredObject};
+use super::{ClientBuffers, Hash, StoredObject};
 use crate::http::stamp;
 use crate::purge::{judge_head, judge_stored, Bans, Verdict};
 
@@ -68,6 +68,8 @@ pub struct TieredStorage {
     writers: Writers,
     /// Whole bodies waiting to be written to disk.
     queued: WriteQueue,
+    /// Where disk hits account the blocks they hold for their clients.
+    buffers: Arc<dyn ClientBuffers>,
 }
 
 /// Most bytes of whole bodies (with their meta) waiting for the disk: about 2,500 small objects,
@@ -99,11 +101,17 @@ impl WriteQueue {
 
 impl TieredStorage {
     /// Storage over a memory tier and, optionally, a disk tier under it.
-    pub fn new(memory: MemoryTier, disk: Option<&'static DiskTier>, bans: &'static Bans) -> Self {
+    pub fn new(
+        memory: MemoryTier,
+        disk: Option<&'static DiskTier>,
+        bans: &'static Bans,
+        buffers: Arc<dyn ClientBuffers>,
+    ) -> Self {
         TieredStorage {
             memory,
             disk,
             bans,
+            buffers,
             fills: Mutex::new(HashMap::new()),
             next_fill: AtomicU64::new(1),
             writers: Writers::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
@@ -240,7 +248,7 @@ impl TieredStorage {
                         return None;
                     }
                 };
-                let hit = DiskHit::new(file, first, disk, combined, entry);
+                let hit = DiskHit::new(file, first, disk, combined, entry, self.buffers.clone());
                 Some(DiskFound::Streamed(meta, hit))
             }
         }
@@ -314,9 +322,12 @@ fn stand_in_meta() -> Result<CacheMeta> {
     Ok(CacheMeta::new(epoch, epoch, 0, 0, header))
 }
 
-fn hit_from_fill(fill: Arc<Fill>) -> Result<Option<(CacheMeta, HitHandler)>> {
+fn hit_from_fill(
+    fill: Arc<Fill>,
+    buffers: Arc<dyn ClientBuffers>,
+) -> Result<Option<(CacheMeta, HitHandler)>> {
     let meta = fill.head.cache_meta()?;
-    Ok(Some((meta, Box::new(FillHit::new(fill)))))
+    Ok(Some((meta, Box::new(FillHit::new(fill, buffers)))))
 }
 
 #[async_trait]
@@ -329,7 +340,7 @@ impl Storage for TieredStorage {
         let combined = key.combined_bin();
         if let Some(fill) = self.latest_fill(&combined) {
             if !self.outlived_by_a_purge(&fill.head) {
-                return hit_from_fill(fill);
+                return hit_from_fill(fill, self.buffers.clone());
             }
         }
         if let Some(obj) = self.memory.get(&combined) {
@@ -366,7 +377,7 @@ impl Storage for TieredStorage {
             // A test of any miss's response headers would fail if Pingora began to use it.
             Some(fill) => Ok(Some((
                 stand_in_meta()?,
-                Box::new(FillHit::new(fill)) as HitHandler,
+                Box::new(FillHit::new(fill, self.buffers.clone())) as HitHandler,
             ))),
             // Finished already: the object is in a tier now, or was not admitted.
             None => self.lookup(key, trace).await,

@@ -208,6 +208,7 @@ mod tests {
             max_uri_size: 300,
             max_header_size: 1024,
             max_headers: 8,
+            ..Limits::default()
         };
         let mut r =
             RequestHeader::build("GET", format!("/{}", "a".repeat(299)).as_bytes(), None).unwrap();

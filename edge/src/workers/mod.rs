@@ -32,12 +32,14 @@ use pingora::services::listening::Service as Listening;
 use pingora::services::Service;
 use prometheus::IntCounter;
 
+use crate::conn::{Connections, Counted, Guarded};
 use crate::drain::Linger;
 use crate::proxy::EdgeProxy;
 
 mod fd;
 mod pace;
 
+pub(crate) use fd::duplicate;
 pub use pace::Balance;
 use pace::Pace;
 
@@ -46,15 +48,21 @@ use pace::Pace;
 const POLL: Duration = Duration::from_millis(2);
 
 /// A worker's proxy service.
-pub type ProxyService = Listening<Linger<HttpProxy<EdgeProxy>>>;
+pub type ProxyService = Listening<Linger<Counted<Guarded<HttpProxy<EdgeProxy>>>>>;
 
-/// Counts the connections the one service of a work-stealing runtime accepts, as worker 0.
-pub fn count_accepts(service: &mut ProxyService, accepted: IntCounter) {
+/// Counts (and admits) the connections the one service of a work-stealing runtime accepts, as
+/// worker 0.
+pub fn count_accepts(
+    service: &mut ProxyService,
+    accepted: IntCounter,
+    connections: Arc<Connections>,
+) {
     service.set_connection_filter(Arc::new(Pace {
         index: 0,
         accepted,
         balance: None,
         sockets: Arc::default(),
+        connections,
     }));
 }
 
@@ -68,13 +76,14 @@ pub struct Worker {
 
 impl Worker {
     /// Worker `index` of the node, serving with `service`, counting its connections in
-    /// `accepted` and pacing its accepts by `balance`. Worker 0 binds the listening sockets
-    /// the others share.
+    /// `accepted`, admitting them within the node's `connections` and pacing its accepts by
+    /// `balance`. Worker 0 binds the listening sockets the others share.
     pub fn new(
         index: usize,
         mut service: ProxyService,
         accepted: IntCounter,
         balance: Arc<Balance>,
+        connections: Arc<Connections>,
     ) -> Self {
         let sockets = Arc::new(OnceLock::new());
         service.set_connection_filter(Arc::new(Pace {
@@ -82,6 +91,7 @@ impl Worker {
             accepted,
             balance: Some(balance.clone()),
             sockets: sockets.clone(),
+            connections,
         }));
         Worker {
             index,

@@ -20,6 +20,7 @@ use pingora::listeners::ConnectionFilter;
 use prometheus::IntCounter;
 
 use super::fd;
+use crate::conn::Connections;
 
 /// How many connections a worker may accept beyond the fewest another listening worker has
 /// accepted before it pauses.
@@ -68,8 +69,8 @@ impl Balance {
 }
 
 /// Run by Pingora after each accept of a worker (or of the one service of a work-stealing
-/// runtime, which has no balance): counts the connection, which is always kept, and paces the
-/// worker.
+/// runtime, which has no balance): counts the connection, refuses it when the node has
+/// `max_connections` open, and paces the worker.
 #[derive(Debug)]
 pub(super) struct Pace {
     pub(super) index: usize,
@@ -77,6 +78,8 @@ pub(super) struct Pace {
     pub(super) balance: Option<Arc<Balance>>,
     /// This worker's descriptors of the listening sockets, once it has them.
     pub(super) sockets: Arc<OnceLock<Vec<RawFd>>>,
+    /// The node's client connections.
+    pub(super) connections: Arc<Connections>,
 }
 
 impl Pace {
@@ -92,6 +95,9 @@ impl Pace {
 impl ConnectionFilter for Pace {
     async fn should_accept(&self, _addr: Option<&SocketAddr>) -> bool {
         self.accepted.inc();
+        if !self.connections.admit() {
+            return false;
+        }
         let ahead = self.balance.as_ref().is_some_and(|b| b.ahead(self.index));
         if ahead && self.others_waiting() {
             tokio::time::sleep(PAUSE).await;

@@ -1,4 +1,5 @@
 use crate::edge::{EdgeConfig, HostPattern, PathMatch, QueryKey};
+use std::time::Duration;
 
 const BASE: &str = r#"node:
   id: edge-1
@@ -511,6 +512,33 @@ fn request_limits_are_within_the_parsers() {
         "limits.max_headers",
     );
     rejects(&format!("{BASE}limits: {{ max_body: 1 }}\n"), 19, "");
+}
+
+#[test]
+fn connection_timeouts_and_ceilings_are_read_and_bounded() {
+    let ok = format!(
+        "{BASE}limits: {{ client_header_timeout: 2s, keepalive_timeout: 0s, \
+         tls_handshake_timeout: 3s, send_timeout: 500ms, max_connections: 10, \
+         client_buffers: 8MiB }}\n"
+    );
+    let l = EdgeConfig::from_yaml(&ok).unwrap().limits;
+    assert_eq!(l.client_header_timeout, Duration::from_secs(2));
+    assert_eq!(l.keepalive_timeout, Duration::ZERO);
+    assert_eq!(l.tls_handshake_timeout, Duration::from_secs(3));
+    assert_eq!(l.send_timeout, Duration::from_millis(500));
+    assert_eq!((l.max_connections, l.client_buffers), (10, 8 << 20));
+    for (setting, field) in [
+        ("client_header_timeout: 0s", "limits.client_header_timeout"),
+        ("client_header_timeout: 2h", "limits.client_header_timeout"),
+        ("keepalive_timeout: 1500ms", "limits.keepalive_timeout"),
+        ("tls_handshake_timeout: 0s", "limits.tls_handshake_timeout"),
+        ("tls_handshake_timeout: 2m", "limits.tls_handshake_timeout"),
+        ("send_timeout: 0s", "limits.send_timeout"),
+        ("max_connections: 0", "limits.max_connections"),
+        ("client_buffers: 64KiB", "limits.client_buffers"),
+    ] {
+        rejects(&format!("{BASE}limits: {{ {setting} }}\n"), 19, field);
+    }
 }
 
 #[test]

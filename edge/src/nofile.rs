@@ -1,0 +1,73 @@
+//! The process's descriptor limit: raised to the hard limit at start (each client connection
+//! takes one, and the usual soft limit of 1024 is far below `limits.max_connections`), read by
+//! the disk tier to size its open files, and watched for readiness.
+#![allow(unsafe_code)]
+
+use std::io;
+
+/// The soft and hard `RLIMIT_NOFILE`.
+pub fn limits() -> io::Result<(u64, u64)> {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into `l`, which is valid for writes.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((l.rlim_cur, l.rlim_max))
+}
+
+/// Raises the soft descriptor limit to the hard one; returns the limit now in force.
+pub fn raise() -> io::Result<u64> {
+    let (soft, hard) = limits()?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    let l = libc::rlimit {
+        rlim_cur: hard,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads one `rlimit` from `l`, which is valid for reads.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(hard)
+}
+
+/// Descriptors the process has open now.
+pub fn open() -> io::Result<u64> {
+    Ok(std::fs::read_dir("/proc/self/fd")?.count() as u64)
+}
+
+/// Descriptors kept free for the node's own files (disk bodies, the catalog, origin
+/// connections, logs) once clients have taken the rest: readiness fails past this.
+const RESERVE: u64 = 256;
+
+/// Whether the process is short of descriptors: within [`RESERVE`] (or a twentieth of the
+/// limit, whichever is smaller) of its soft limit.
+pub fn short() -> bool {
+    match (open(), limits()) {
+        (Ok(open), Ok((soft, _))) => open + RESERVE.min(soft / 20) >= soft,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_limit_is_raised_to_the_hard_one_and_descriptors_are_counted() {
+        let limit = raise().unwrap();
+        let (soft, hard) = limits().unwrap();
+        assert_eq!((soft, hard), (limit, hard));
+        let before = open().unwrap();
+        let files: Vec<_> = (0..5)
+            .map(|_| std::fs::File::open("/proc/self/status").unwrap())
+            .collect();
+        // Other tests open and close files meanwhile: at least this one's five.
+        assert!(open().unwrap() + 64 >= before + files.len() as u64);
+        assert!(!short());
+    }
+}

@@ -1,0 +1,420 @@
+//! Clients that hold a connection without finishing anything: idle, half a request head,
+//! idle keep-alive, a TLS handshake stopped after the ClientHello, an HTTP/2 connection with
+//! no stream, and readers that stop reading a large disk object. Each is closed by its timeout
+//! (`limits`, set short here) while a normal client is served, the memory the stalled readers
+//! hold stays within its bound, and `max_connections` refuses the excess and recovers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edge_tests::edge::{disk_cache, head_yaml, node_yaml, site, Edge, Scratch};
+use edge_tests::origin::{Origin, Reply};
+use edge_tests::pki::{Ca, CertFiles};
+use edge_tests::{client, eventually};
+
+/// Body of the large object the stalled readers ask for: far beyond what the kernel's socket
+/// buffers of a small-window client take.
+const LARGE: u64 = 8 << 20;
+
+fn origin() -> Origin {
+    Origin::start(|r| match r.path() {
+        "/large" => Reply::generated(LARGE, &[("cache-control", "max-age=600")]),
+        _ => Reply::ok("fine", &[("cache-control", "max-age=600")]),
+    })
+}
+
+/// An edge in front of `origin` with a memory cache and these `limits` (flow YAML).
+fn edge_with(origin: SocketAddr, limits: &str) -> Edge {
+    Edge::start_with(origin, &site(""), &format!("limits: {{ {limits} }}\n"))
+}
+
+/// An edge with a disk tier at `dir` (objects over 1 MiB are served from disk) and `limits`.
+fn disk_edge(origin: SocketAddr, dir: &Scratch, limits: &str) -> Edge {
+    let cache = disk_cache(&dir.0, "16MiB", "256MiB");
+    Edge::start_config("edge-test", |port, admin| {
+        format!(
+            "{}origins:\n  origin: {{ servers: [\"{origin}\"] }}\nsites:\n{}limits: {{ {limits} }}\n",
+            head_yaml("edge-test", port, admin, &cache),
+            site("")
+        )
+    })
+}
+
+/// Reads until the peer closes the connection; how long that took from `since`, or `None` if
+/// it was still open at `within`.
+fn closed_after(stream: &mut TcpStream, since: Instant, within: Duration) -> Option<Duration> {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 16 << 10];
+    while since.elapsed() < within {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(since.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(since.elapsed()),
+        }
+    }
+    None
+}
+
+fn closed_count(edge: &Edge, reason: &str) -> f64 {
+    edge.metric(&format!(
+        "edge_connections_closed_total{{reason=\"{reason}\"}}"
+    ))
+}
+
+/// A normal request answered in full while the slow clients wait.
+fn assert_served(edge: &Edge) {
+    let started = Instant::now();
+    let r = edge.get("/page", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "fine");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a normal client waited"
+    );
+}
+
+#[test]
+fn idle_and_half_header_connections_are_closed_by_the_header_timeout() {
+    let origin = origin();
+    let edge = edge_with(origin.addr, "client_header_timeout: 1s");
+    let t0 = Instant::now();
+    let mut idle = TcpStream::connect(edge.addr).unwrap();
+    let mut half = TcpStream::connect(edge.addr).unwrap();
+    half.write_all(b"GET /page HTTP/1.1\r\nHost: example.com\r\n")
+        .unwrap();
+    // A slowloris: a header byte every 200 ms, each read well within any per-read timeout.
+    let mut slow = TcpStream::connect(edge.addr).unwrap();
+    slow.write_all(b"GET /page HTTP/1.1\r\nHost: example.com\r\nX-A: ")
+        .unwrap();
+    let drip = {
+        let mut s = slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..30 {
+                if s.write_all(b"a").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    assert_served(&edge);
+    for (what, s) in [
+        ("idle", &mut idle),
+        ("half", &mut half),
+        ("slowloris", &mut slow),
+    ] {
+        let after = closed_after(s, t0, Duration::from_secs(8))
+            .unwrap_or_else(|| panic!("the {what} connection is still open"));
+        assert!(
+            after >= Duration::from_millis(900),
+            "{what} closed after {after:?}"
+        );
+    }
+    drip.join().unwrap();
+    eventually(Duration::from_secs(5), "the closes counted", || {
+        (closed_count(&edge, "client_header_timeout") >= 3.0).then_some(())
+    });
+    assert_served(&edge);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
+    let origin = origin();
+    let edge = edge_with(
+        origin.addr,
+        "client_header_timeout: 5s, keepalive_timeout: 1s",
+    );
+    let request = b"GET /page HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    let mut busy = TcpStream::connect(edge.addr).unwrap();
+    // Four requests 600 ms apart: each within the keep-alive timeout, 2.4 s in all.
+    for _ in 0..4 {
+        busy.write_all(request).unwrap();
+        let r = client::read_one(&mut busy).unwrap();
+        assert_eq!(r.status, 200);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    let t0 = Instant::now();
+    busy.write_all(request).unwrap();
+    assert_eq!(client::read_one(&mut busy).unwrap().status, 200);
+    let after = closed_after(&mut busy, t0, Duration::from_secs(8)).expect("still open");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
+    eventually(Duration::from_secs(5), "the close counted", || {
+        (closed_count(&edge, "keepalive_timeout") >= 1.0).then_some(())
+    });
+    // `0s` turns keep-alive off: one request per connection.
+    let edge = edge_with(origin.addr, "keepalive_timeout: 0s");
+    let r = edge.get("/page", &[]);
+    assert_eq!(r.header("connection"), Some("close"));
+}
+
+/// A TLS 1.2 ClientHello offering ECDHE-ECDSA with AES-GCM over x25519 or P-256, as a client
+/// would send it before stopping.
+fn client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x03];
+    body.extend((0..32u8).map(|i| i.wrapping_mul(7)));
+    body.push(0); // no session id
+    body.extend([0x00, 0x04, 0xc0, 0x2b, 0xc0, 0x2c]); // two cipher suites
+    body.extend([0x01, 0x00]); // no compression
+    let extensions: Vec<u8> = [
+        &[0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17][..], // groups
+        &[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00][..],                         // point formats
+        &[0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x03][..],             // ecdsa_secp256r1_sha256
+        &[0xff, 0x01, 0x00, 0x01, 0x00][..],                               // renegotiation_info
+    ]
+    .concat();
+    body.extend((extensions.len() as u16).to_be_bytes());
+    body.extend(extensions);
+    let mut handshake = vec![0x01, 0x00];
+    handshake.extend((body.len() as u16).to_be_bytes());
+    handshake.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend((handshake.len() as u16).to_be_bytes());
+    record.extend(handshake);
+    record
+}
+
+/// An edge with a TLS listener on `tls_port` (certificate `cert`) and these `limits`.
+fn tls_edge(origin: SocketAddr, tls_port: u16, cert: &CertFiles, limits: &str) -> Edge {
+    Edge::start_config("edge-tls", |port, admin| {
+        let head = node_yaml("edge-tls", port, admin).replace(
+            &format!("listen: [{{ addr: \"127.0.0.1:{port}\" }}]"),
+            &format!(
+                "listen:\n  - addr: \"127.0.0.1:{port}\"\n  - addr: \"127.0.0.1:{tls_port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}",
+                cert.cert.display(),
+                cert.key.display()
+            ),
+        );
+        format!(
+            "{head}origins:\n  origin: {{ servers: [\"{origin}\"] }}\nsites:\n{}limits: {{ {limits} }}\n",
+            site("")
+        )
+    })
+}
+
+/// `openssl s_client` that completes a handshake offering `alpn`, then sends nothing; how long
+/// until the edge closed the connection (s_client exits).
+fn idle_after_handshake(tls: SocketAddr, alpn: &str, within: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-alpn", alpn, "-connect"])
+        .arg(tls.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl runs (scripts/setup.sh installs it)");
+    let _stdin = child.stdin.take();
+    while t0.elapsed() < within {
+        if child.try_wait().unwrap().is_some() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn tls_handshakes_and_first_requests_have_their_deadlines() {
+    let origin = origin();
+    let dir = Scratch::new("slow-tls");
+    let ca = Ca::new(&dir.0, "ca");
+    let cert = ca.leaf("localhost", "leaf");
+    let tls_port = edge_tests::free_port();
+    let edge = tls_edge(
+        origin.addr,
+        tls_port,
+        &cert,
+        "tls_handshake_timeout: 1s, client_header_timeout: 1s",
+    );
+    let tls: SocketAddr = ([127, 0, 0, 1], tls_port).into();
+
+    // Sends nothing at all, and a ClientHello with nothing after the server's answer.
+    let t0 = Instant::now();
+    let mut silent = TcpStream::connect(tls).unwrap();
+    let mut hello = TcpStream::connect(tls).unwrap();
+    hello.write_all(&client_hello()).unwrap();
+    let mut first = [0u8; 6];
+    hello.read_exact(&mut first).unwrap();
+    assert_eq!(
+        (first[0], first[5]),
+        (0x16, 0x02),
+        "the edge answered the ClientHello with a ServerHello"
+    );
+    for (what, s) in [("silent", &mut silent), ("hello", &mut hello)] {
+        let after = closed_after(s, t0, Duration::from_secs(8))
+            .unwrap_or_else(|| panic!("the {what} handshake is still open"));
+        assert!(
+            after >= Duration::from_millis(900),
+            "{what} closed after {after:?}"
+        );
+    }
+    eventually(Duration::from_secs(5), "the closes counted", || {
+        (closed_count(&edge, "tls_handshake_timeout") >= 2.0).then_some(())
+    });
+
+    // A handshake done, then no request: HTTP/1.1 waits for its head, HTTP/2 for its preface
+    // and first stream; both for client_header_timeout.
+    for alpn in ["http/1.1", "h2"] {
+        let after = idle_after_handshake(tls, alpn, Duration::from_secs(8))
+            .unwrap_or_else(|| panic!("{alpn}: still open"));
+        assert!(
+            after >= Duration::from_millis(900),
+            "{alpn}: closed after {after:?}"
+        );
+    }
+    eventually(Duration::from_secs(5), "the closes counted", || {
+        (closed_count(&edge, "client_header_timeout") >= 2.0).then_some(())
+    });
+    assert_served(&edge);
+    // The places of the connections closed are free again.
+    eventually(Duration::from_secs(5), "no connection left open", || {
+        (edge.metric("edge_connections_open") == 0.0).then_some(())
+    });
+}
+
+/// Connects with a small receive buffer (so the kernel takes little of the body for it), asks
+/// for `path` and never reads.
+fn stalled_reader(addr: SocketAddr, path: &str) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(addr).await.unwrap()
+    });
+    let mut s = stream.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes())
+        .unwrap();
+    s
+}
+
+/// Primes `/large` into the disk tier (beyond the memory tier's object size).
+fn prime_large(edge: &Edge) {
+    let r = edge.get("/large", &[]);
+    assert_eq!(r.body.len() as u64, LARGE);
+    edge.wait_disk_objects(1, Duration::from_secs(20));
+    edge.get("/large", &[]).assert_cache_status("hit");
+}
+
+/// Memory one stalled reader may cost the edge.
+const PER_READER_KIB: u64 = 128;
+
+#[test]
+fn readers_that_stop_reading_hold_little_and_are_closed_by_the_send_timeout() {
+    let origin = origin();
+    let dir = Scratch::new("slow-readers");
+    let edge = disk_edge(origin.addr, &dir, "send_timeout: 3s");
+    prime_large(&edge);
+    let before = edge.memory_kib("VmRSS");
+    const READERS: u64 = 200;
+    let t0 = Instant::now();
+    let mut readers: Vec<TcpStream> = (0..READERS)
+        .map(|_| stalled_reader(edge.addr, "/large"))
+        .collect();
+    // Every reader has its first block out, and the edge's sends are stuck.
+    eventually(Duration::from_secs(10), "the readers to stall", || {
+        (edge.metric("edge_client_buffer_bytes") > 0.0).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let during = edge.memory_kib("VmRSS");
+    let held = edge.metric("edge_client_buffer_bytes");
+    let growth = during.saturating_sub(before);
+    assert!(
+        growth <= READERS * PER_READER_KIB,
+        "{READERS} stalled readers grew the edge by {growth} KiB ({} KiB each; {held} bytes of blocks held)",
+        growth / READERS
+    );
+    assert_served(&edge);
+    eventually(Duration::from_secs(20), "the send timeouts", || {
+        (closed_count(&edge, "send_timeout") >= READERS as f64).then_some(())
+    });
+    assert!(t0.elapsed() >= Duration::from_secs(3));
+    assert_eq!(edge.metric("edge_client_buffer_bytes"), 0.0);
+    // The clients see their connections end (once they read what the kernel had taken).
+    for r in readers.iter_mut().take(5) {
+        assert!(closed_after(r, Instant::now(), Duration::from_secs(10)).is_some());
+    }
+}
+
+#[test]
+fn past_the_client_buffer_ceiling_the_slowest_readers_are_cut() {
+    let origin = origin();
+    let dir = Scratch::new("slow-buffers");
+    let edge = disk_edge(origin.addr, &dir, "send_timeout: 60s, client_buffers: 1MiB");
+    prime_large(&edge);
+    // Forty blocks of 64 KiB would be 2.5 MiB.
+    let _readers: Vec<TcpStream> = (0..40)
+        .map(|_| stalled_reader(edge.addr, "/large"))
+        .collect();
+    eventually(Duration::from_secs(10), "readers cut", || {
+        (closed_count(&edge, "client_buffers") >= 20.0).then_some(())
+    });
+    eventually(
+        Duration::from_secs(10),
+        "the bytes held under the ceiling",
+        || (edge.metric("edge_client_buffer_bytes") <= (1 << 20) as f64).then_some(()),
+    );
+    // A reader that reads gets the whole object.
+    let r = edge.get("/large", &[]);
+    assert_eq!(r.body.len() as u64, LARGE);
+    assert!(r.complete);
+}
+
+#[test]
+fn max_connections_refuses_the_excess_and_recovers() {
+    let origin = origin();
+    let edge = edge_with(
+        origin.addr,
+        "max_connections: 4, client_header_timeout: 60s",
+    );
+    // The harness's own probe of the listener must have left.
+    eventually(Duration::from_secs(5), "no connection open", || {
+        (edge.metric("edge_connections_open") == 0.0).then_some(())
+    });
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(edge.addr).unwrap())
+        .collect();
+    eventually(Duration::from_secs(5), "four connections open", || {
+        (edge.metric("edge_connections_open") == 4.0).then_some(())
+    });
+    // The fifth is accepted by the kernel, then closed by the edge without an answer.
+    let refused = client::raw(
+        edge.addr,
+        b"GET /page HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        false,
+    );
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(edge.metric("edge_connections_refused_total") >= 1.0);
+    let ready = edge.readyz();
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.text().contains("\"at_connection_limit\":true"),
+        "{}",
+        ready.text()
+    );
+    assert_eq!(edge.metric("edge_connections_saturated"), 1.0);
+    held.truncate(2);
+    eventually(Duration::from_secs(5), "two places free", || {
+        (edge.metric("edge_connections_open") == 2.0).then_some(())
+    });
+    assert_served(&edge);
+    assert_eq!(edge.ready_status(), 200);
+}
