@@ -1,6 +1,6 @@
 //! The cache tiers on their own: memory put and hit, disk write (through to a durable commit),
 //! disk hit (read whole and checked; its head kept in memory, and read from the catalog and
-//! decoded) and a 256 KiB block read from a large body file.
+//! decoded) and a checked block read from a large body file.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -139,8 +139,8 @@ fn disk(c: &mut Criterion) {
     });
     let large = vec![5u8; 8 << 20];
     put(&tier, &rt, 99_999_999, &large);
-    g.throughput(Throughput::Bytes(256 << 10));
-    g.bench_function("block_read_256k", |b| {
+    g.throughput(Throughput::Bytes(edge::cache::body_file::BLOCK));
+    g.bench_function("block_read", |b| {
         let entry = tier.lookup(&hash(99_999_999)).unwrap();
         let Found::Object(_, DiskBody::File(file, _)) =
             tier.read(&hash(99_999_999), &entry, 0, false).unwrap()
@@ -150,7 +150,7 @@ fn disk(c: &mut Criterion) {
         let mut block = 0;
         b.iter_batched(
             || {
-                block = (block + 1) % 32;
+                block = (block + 1) % ((8 << 20) / edge::cache::body_file::BLOCK);
                 block
             },
             |b| file.read_block(b).unwrap().len(),

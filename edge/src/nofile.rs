@@ -45,11 +45,28 @@ pub fn open() -> io::Result<u64> {
 const RESERVE: u64 = 256;
 
 /// Whether the process is short of descriptors: within [`RESERVE`] (or a twentieth of the
-/// limit, whichever is smaller) of its soft limit.
+/// limit, whichever is smaller) of its soft limit, or out of them (counting them takes one).
 pub fn short() -> bool {
     match (open(), limits()) {
         (Ok(open), Ok((soft, _))) => open + RESERVE.min(soft / 20) >= soft,
+        (Err(e), _) => e.raw_os_error() == Some(libc::EMFILE),
         _ => false,
+    }
+}
+
+/// Client connections the descriptor limit leaves room for: the soft limit less what the disk
+/// tier may keep open (a quarter of the limit, at most 4,096) and [`RESERVE`] for the rest.
+/// `limits.max_connections` above it would run the process out of descriptors first, where
+/// every accept fails and is retried a second later instead of being refused at once.
+pub fn connection_ceiling() -> usize {
+    match limits() {
+        Ok((soft, _)) => soft
+            .saturating_sub((soft / 4).min(4096))
+            .saturating_sub(RESERVE)
+            .max(1)
+            .try_into()
+            .unwrap_or(usize::MAX),
+        Err(_) => usize::MAX,
     }
 }
 
@@ -69,5 +86,10 @@ mod tests {
         // Other tests open and close files meanwhile: at least this one's five.
         assert!(open().unwrap() + 64 >= before + files.len() as u64);
         assert!(!short());
+        let ceiling = connection_ceiling() as u64;
+        assert!(
+            ceiling < soft && ceiling + RESERVE + 4096 >= soft,
+            "{ceiling} of {soft}"
+        );
     }
 }

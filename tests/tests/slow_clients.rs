@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_tests::edge::{disk_cache, head_yaml, node_yaml, site, Edge, Scratch};
+use edge_tests::edge::{disk_cache, head_yaml, site, Edge, Scratch, DEFAULT_CACHE};
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::pki::{Ca, CertFiles};
 use edge_tests::{client, eventually};
@@ -186,10 +186,17 @@ fn client_hello() -> Vec<u8> {
     record
 }
 
-/// An edge with a TLS listener on `tls_port` (certificate `cert`) and these `limits`.
-fn tls_edge(origin: SocketAddr, tls_port: u16, cert: &CertFiles, limits: &str) -> Edge {
+/// An edge with a TLS listener on `tls_port` (certificate `cert`), this `cache:` mapping and
+/// these `limits`.
+fn tls_edge(
+    origin: SocketAddr,
+    tls_port: u16,
+    cert: &CertFiles,
+    cache: &str,
+    limits: &str,
+) -> Edge {
     Edge::start_config("edge-tls", |port, admin| {
-        let head = node_yaml("edge-tls", port, admin).replace(
+        let head = head_yaml("edge-tls", port, admin, cache).replace(
             &format!("listen: [{{ addr: \"127.0.0.1:{port}\" }}]"),
             &format!(
                 "listen:\n  - addr: \"127.0.0.1:{port}\"\n  - addr: \"127.0.0.1:{tls_port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}",
@@ -239,6 +246,7 @@ fn tls_handshakes_and_first_requests_have_their_deadlines() {
         origin.addr,
         tls_port,
         &cert,
+        DEFAULT_CACHE,
         "tls_handshake_timeout: 1s, client_header_timeout: 1s",
     );
     let tls: SocketAddr = ([127, 0, 0, 1], tls_port).into();
@@ -351,6 +359,71 @@ fn readers_that_stop_reading_hold_little_and_are_closed_by_the_send_timeout() {
     // The clients see their connections end (once they read what the kernel had taken).
     for r in readers.iter_mut().take(5) {
         assert!(closed_after(r, Instant::now(), Duration::from_secs(10)).is_some());
+    }
+}
+
+#[test]
+fn http2_streams_with_a_zero_window_hold_little_and_are_reset_by_the_send_timeout() {
+    let origin = origin();
+    let dir = Scratch::new("slow-h2");
+    let ca = Ca::new(&dir.0, "ca");
+    let cert = ca.leaf("localhost", "leaf");
+    let tls_port = edge_tests::free_port();
+    let cache = disk_cache(&dir.0, "16MiB", "256MiB");
+    let edge = tls_edge(origin.addr, tls_port, &cert, &cache, "send_timeout: 3s");
+    prime_large(&edge);
+    let before = edge.memory_kib("VmRSS");
+    const CONNECTIONS: u64 = 4;
+    const STREAMS: u64 = 50;
+    // Windows of 2^0 - 1 = 0 bytes: the client takes nothing, on any stream.
+    let clients = Killed(
+        (0..CONNECTIONS)
+            .map(|_| {
+                Command::new("nghttp")
+                    .args(["-n", "-w", "0", "-W", "0", "-m", &STREAMS.to_string()])
+                    .arg(format!("https://127.0.0.1:{tls_port}/large"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("nghttp runs (scripts/setup.sh installs nghttp2-client)")
+            })
+            .collect(),
+    );
+    let streams = CONNECTIONS * STREAMS;
+    eventually(
+        Duration::from_secs(30),
+        "every stream to hold its block",
+        || (edge.metric("edge_client_buffer_bytes") >= (streams * (64 << 10)) as f64).then_some(()),
+    );
+    let growth = edge.memory_kib("VmRSS").saturating_sub(before);
+    assert!(
+        growth <= streams * PER_READER_KIB,
+        "{streams} stalled streams grew the edge by {growth} KiB ({} KiB each)",
+        growth / streams
+    );
+    assert_served(&edge);
+    eventually(Duration::from_secs(20), "the send timeouts", || {
+        (edge.metric("edge_client_buffer_bytes") == 0.0).then_some(())
+    });
+    // A client whose streams are all reset may close its connection before its last stream's
+    // timeout fires; that stream ends as a write error.
+    let timed_out = closed_count(&edge, "send_timeout");
+    assert!(
+        timed_out >= (streams - CONNECTIONS) as f64,
+        "{timed_out} send timeouts"
+    );
+    drop(clients);
+}
+
+/// Child processes killed when the test ends, passed or failed.
+struct Killed(Vec<std::process::Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -131,6 +131,8 @@ impl ConnMetrics {
 /// the timeouts and ceilings keep. Shared by the workers' connection filters, the listeners'
 /// wrappers, the proxy and the admin listener's readiness.
 pub struct Connections {
+    /// What the descriptor limit leaves room for: `max_connections` is capped to it.
+    ceiling: usize,
     header_ms: AtomicU64,
     keepalive_s: AtomicU64,
     tls_ms: AtomicU64,
@@ -148,7 +150,13 @@ pub struct Connections {
 impl Connections {
     /// The node's connections under `limits`.
     pub fn new(limits: &Limits, metrics: ConnMetrics) -> Arc<Self> {
+        Self::with_ceiling(limits, metrics, crate::nofile::connection_ceiling())
+    }
+
+    /// As [`new`](Self::new), with `max_connections` capped to `ceiling`.
+    fn with_ceiling(limits: &Limits, metrics: ConnMetrics, ceiling: usize) -> Arc<Self> {
         let c = Arc::new(Connections {
+            ceiling,
             header_ms: AtomicU64::new(0),
             keepalive_s: AtomicU64::new(0),
             tls_ms: AtomicU64::new(0),
@@ -174,7 +182,16 @@ impl Connections {
             .store(ms(limits.tls_handshake_timeout), Ordering::Relaxed);
         self.send_ms
             .store(ms(limits.send_timeout), Ordering::Relaxed);
-        self.max.store(limits.max_connections, Ordering::Relaxed);
+        let max = limits.max_connections.min(self.ceiling);
+        if max < limits.max_connections {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                in_force = max,
+                "limits.max_connections is above what the descriptor limit leaves room for \
+                 (raise LimitNOFILE): the lower figure is in force"
+            );
+        }
+        self.max.store(max, Ordering::Relaxed);
         self.budget.set_limit(limits.client_buffers);
     }
 
@@ -295,12 +312,8 @@ impl Drop for Slot {
 mod tests {
     use super::*;
 
-    fn connections(max: usize) -> Arc<Connections> {
-        let limits = Limits {
-            max_connections: max,
-            ..Limits::default()
-        };
-        let metrics = ConnMetrics {
+    fn metrics() -> ConnMetrics {
+        ConnMetrics {
             open: IntGauge::new("open", "h").unwrap(),
             refused: IntCounter::new("refused", "h").unwrap(),
             closed: Closed::ALL
@@ -310,8 +323,26 @@ mod tests {
             buffered: IntGauge::new("buffered", "h").unwrap(),
             saturated: IntGauge::new("saturated", "h").unwrap(),
             descriptors: IntGauge::new("descriptors", "h").unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_descriptor_limit_caps_max_connections() {
+        let limits = Limits {
+            max_connections: 10,
+            ..Limits::default()
         };
-        Connections::new(&limits, metrics)
+        let c = Connections::with_ceiling(&limits, metrics(), 2);
+        assert!(c.admit() && c.admit());
+        assert!(!c.admit());
+    }
+
+    fn connections(max: usize) -> Arc<Connections> {
+        let limits = Limits {
+            max_connections: max,
+            ..Limits::default()
+        };
+        Connections::with_ceiling(&limits, metrics(), usize::MAX)
     }
 
     #[test]
