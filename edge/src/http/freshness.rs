@@ -107,7 +107,12 @@ pub fn decide(
     }
 
     let age = age(resp);
-    let created = now.checked_sub(age).unwrap_or(now);
+    // Never before the epoch, which the stored meta cannot encode: an age that large is stale
+    // for any lifetime a response can state.
+    let created = now
+        .checked_sub(age)
+        .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let fresh_until = if lifetime.is_zero() {
         // Strictly before now, so the first reuse revalidates.
         created
@@ -212,11 +217,26 @@ fn heuristic_lifetime(resp: &ResponseHeader, now: SystemTime) -> Option<Duration
 /// The origin's `Age`. The apparent age from `Date` is not used: an origin with a fast clock
 /// would expire everything early, and Varnish makes the same choice.
 fn age(resp: &ResponseHeader) -> Duration {
-    resp.headers
-        .get(AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs)
+    Duration::from_secs(age_value(&resp.headers).unwrap_or(0))
+}
+
+/// The largest delta-seconds a cache keeps (RFC 9111 §1.2.2): anything larger, however many
+/// digits it has, is this.
+pub const MAX_DELTA_SECONDS: u64 = 1 << 31;
+
+/// The `Age` of a message as RFC 9111 §5.1 reads it: the first member of the field (of the
+/// first field, when there are several), if it is a non-negative integer; `None` when absent or
+/// invalid (`1.5`, `-1`, `abc`), which a cache ignores. Saturates at [`MAX_DELTA_SECONDS`].
+pub fn age_value(headers: &http::HeaderMap) -> Option<u64> {
+    let first = headers.get(AGE)?.to_str().ok()?.split(',').next()?.trim();
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        first
+            .parse::<u64>()
+            .map_or(MAX_DELTA_SECONDS, |v| v.min(MAX_DELTA_SECONDS)),
+    )
 }
 
 fn stale_windows(control: Option<&Directives<'_>>, rule: Option<&Rule>) -> (u32, u32) {

@@ -7,6 +7,7 @@ pub mod cache_control;
 pub mod cache_status;
 pub mod encoding;
 pub mod freshness;
+pub mod hop;
 pub mod hygiene;
 pub mod stamp;
 pub mod tags;

@@ -43,10 +43,14 @@ fn sample(edge: &Edge) -> Sample {
         .map(|d| d.count())
         .unwrap_or(0);
     let t = Instant::now();
-    let probe = std::panic::catch_unwind(|| edge.get("/small", &[]))
-        .ok()
-        .filter(|r| r.status == 200)
-        .map(|_| t.elapsed().as_secs_f64() * 1e3);
+    let probe = edge_tests::client::raw(
+        edge.addr,
+        b"GET /small HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+        false,
+    )
+    .ok()
+    .filter(|r| r.status == 200)
+    .map(|_| t.elapsed().as_secs_f64() * 1e3);
     Sample {
         rss_mib: edge.memory_kib("VmRSS") as f64 / 1024.0,
         fds,

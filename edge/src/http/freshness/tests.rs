@@ -216,6 +216,38 @@ fn age_counts_against_freshness() {
 }
 
 #[test]
+fn age_is_read_as_rfc_9111_says_and_saturates() {
+    let age = |fields: &[&str]| {
+        let mut r = resp(200, &[]);
+        for f in fields {
+            r.append_header("age", *f).unwrap();
+        }
+        age_value(&r.headers)
+    };
+    assert_eq!(age(&["7200"]), Some(7200));
+    assert_eq!(age(&[" 7 "]), Some(7));
+    for invalid in ["1.5", "-1", "abc", "", "+5", "0x10"] {
+        assert_eq!(age(&[invalid]), None, "{invalid}");
+    }
+    // A list, or two fields: the first member.
+    assert_eq!(age(&["10, 20"]), Some(10));
+    assert_eq!(age(&["10", "20"]), Some(10));
+    assert_eq!(age(&["4294967295"]), Some(MAX_DELTA_SECONDS));
+    assert_eq!(age(&["99999999999999999999999"]), Some(MAX_DELTA_SECONDS));
+    assert_eq!(age(&[]), None);
+}
+
+#[test]
+fn an_age_past_the_epoch_is_stored_as_stale_never_before_the_epoch() {
+    for huge in ["4294967295", "99999999999999999999999"] {
+        let h = [("cache-control", "max-age=999999999"), ("age", huge)];
+        let f = decide(&resp(200, &h), false, None, now()).unwrap();
+        assert!(f.created >= SystemTime::UNIX_EPOCH);
+        assert!(f.fresh_until < now(), "{huge}: served as fresh");
+    }
+}
+
+#[test]
 fn heuristic_only_where_allowed() {
     let lm = fmt_http_date(now() - Duration::from_secs(1000));
     let h = [("last-modified", lm.as_str())];

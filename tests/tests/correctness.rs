@@ -1,0 +1,126 @@
+//! HTTP behaviours a standard cache conformance suite checks, against a real edge and origin:
+//! hop-by-hop fields of responses (RFC 9110 §7.6.1, RFC 9111 §3.1).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
+
+use edge_tests::edge::Edge;
+use edge_tests::origin::{Origin, Reply};
+
+#[test]
+fn hop_by_hop_response_fields_are_neither_forwarded_nor_stored() {
+    let origin = Origin::start(|_| {
+        Reply::ok(
+            "body",
+            &[
+                ("cache-control", "max-age=600"),
+                ("connection", "a, b"),
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "3"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-connection", "keep-alive"),
+                ("upgrade", "h2c"),
+                ("te", "trailers"),
+                ("trailer", "x-sum"),
+                ("proxy-authenticate", "Basic realm=x"),
+            ],
+        )
+    });
+    let edge = Edge::start(origin.addr, "");
+    let miss = edge.get("/hop", &[]);
+    miss.assert_cache_status("fwd=miss");
+    let hit = edge.get("/hop", &[]);
+    hit.assert_cache_status("hit");
+    for r in [&miss, &hit] {
+        for gone in [
+            "a",
+            "b",
+            "keep-alive",
+            "proxy-connection",
+            "upgrade",
+            "te",
+            "trailer",
+            "proxy-authenticate",
+        ] {
+            assert_eq!(r.header(gone), None, "{gone} forwarded: {:?}", r.headers);
+        }
+        assert_eq!(r.header("c"), Some("3"));
+        assert_eq!(r.text(), "body");
+    }
+}
+
+fn age_of(r: &edge_tests::client::Response) -> Option<u64> {
+    r.header("age").map(|a| a.parse().unwrap())
+}
+
+#[test]
+fn the_origins_age_is_forwarded_on_a_miss_a_hit_and_a_pass() {
+    let origin = Origin::start(|r| match r.path() {
+        "/private" => Reply::ok("p", &[("cache-control", "private"), ("age", "100")]),
+        _ => Reply::ok("a", &[("cache-control", "max-age=10000"), ("age", "7200")]),
+    });
+    let edge = Edge::start(origin.addr, "");
+    let miss = edge.get("/aged", &[]);
+    miss.assert_cache_status("fwd=miss");
+    let hit = edge.get("/aged", &[]);
+    hit.assert_cache_status("hit");
+    for r in [&miss, &hit] {
+        let age = age_of(r).expect("no Age");
+        assert!((7200..7210).contains(&age), "Age {age}");
+    }
+    // Not stored, passed on: the origin's Age still counts.
+    let pass = edge.get("/private", &[]);
+    assert_eq!(age_of(&pass), Some(100));
+}
+
+#[test]
+fn invalid_and_list_ages_are_read_as_rfc_9111_says() {
+    let origin = Origin::start(|r| {
+        let age = match r.path() {
+            "/dot" => "1.5",
+            "/neg" => "-1",
+            "/abc" => "abc",
+            _ => "10, 20",
+        };
+        Reply::ok("x", &[("cache-control", "max-age=600"), ("age", age)])
+    });
+    let edge = Edge::start(origin.addr, "");
+    for path in ["/dot", "/neg", "/abc"] {
+        // Ignored: the response is as fresh as the origin says, and no Age reaches the client.
+        assert_eq!(age_of(&edge.get(path, &[])), None, "{path}");
+        let hit = edge.get(path, &[]);
+        hit.assert_cache_status("hit");
+        assert!(age_of(&hit).unwrap() < 5, "{path}");
+    }
+    let list = edge.get("/list", &[]);
+    assert_eq!(age_of(&list), Some(10));
+}
+
+#[test]
+fn ages_too_large_to_represent_make_a_stale_object_never_a_storage_error() {
+    let origin = Origin::start(|r| {
+        let age = match r.path() {
+            "/u32" => "4294967295",
+            _ => "99999999999999999999999",
+        };
+        Reply::ok("x", &[("cache-control", "max-age=999999999"), ("age", age)])
+    });
+    let edge = Edge::start(origin.addr, "");
+    for path in ["/u32", "/huge"] {
+        let first = edge.get(path, &[]);
+        assert_eq!(first.status, 200);
+        assert!(
+            !first.cache_status().contains("StorageError"),
+            "{}",
+            first.cache_status()
+        );
+        // Stale on arrival: the next request goes to the origin again, never a fresh hit.
+        let second = edge.get(path, &[]);
+        assert!(
+            !second.cache_status().contains("; hit"),
+            "{}",
+            second.cache_status()
+        );
+        assert!(!second.cache_status().contains("StorageError"));
+        assert_eq!(origin.count(path), 2, "{path}");
+    }
+}
