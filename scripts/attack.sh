@@ -2,10 +2,11 @@
 # Bounded replay of slow and hostile clients against a release-built edge on loopback: an idle
 # flood (ATTACK_IDLE, default 20000 connections), readers that stop reading a large disk object
 # (ATTACK_READERS, 2000), and HTTP/2 streams with a zero window (h2load, from nghttp2-client).
-# Each attack is held ATTACK_HOLD seconds (65: past the default send_timeout); ATTACK_LIMITS sets
-# the edge's `limits` (flow YAML without braces, e.g. "send_timeout: 10s"). Prints a table of
-# the edge's RSS, descriptors, open connections, bytes held for clients, /readyz and a normal
-# request's latency during and after each attack. EDGE_BIN runs another edge binary.
+# A count of 0 skips that attack. Each attack is held ATTACK_HOLD seconds (65: past the default
+# send_timeout); ATTACK_LIMITS sets the edge's `limits` (flow YAML without braces, e.g.
+# "send_timeout: 10s"). Prints a table of the edge's RSS, descriptors, open connections, bytes
+# held for clients, /readyz and a normal request's latency during and after each attack.
+# EDGE_BIN runs another edge binary (one without `limits` keys needs ATTACK_LIMITS empty).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

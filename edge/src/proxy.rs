@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use edge_config::edge::{CacheKeySpec, Rule};
-use http::header::{ACCEPT_ENCODING, AUTHORIZATION, HOST};
+use http::header::{ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, HOST};
 use http::Method;
 use pingora::cache::key::CacheHashKey;
 use pingora::cache::lock::CacheKeyLockImpl;
@@ -26,8 +26,10 @@ use crate::cache::key::cache_key;
 use crate::cache::tiered::TieredStorage;
 use crate::cache::Hash;
 use crate::drain::{Drain, InFlight};
+use crate::http::cache_control::Directives;
 use crate::http::cache_status::{
-    CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ORIGIN_ERROR, STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
+    CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ONLY_IF_CACHED, ORIGIN_ERROR, STALE_IF_ERROR,
+    STALE_WHILE_REVALIDATE,
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 use crate::http::{encoding, hop, hygiene, stamp, tags, vary};
@@ -112,6 +114,8 @@ pub struct RequestCtx {
     origin_start: Option<Instant>,
     origin_time: Option<Duration>,
     origin_status: Option<u16>,
+    /// The lookup found a stored response that needs revalidating.
+    stale_found: bool,
     /// The origin's `Age` (RFC 9111 §5.1), when it sent a valid one.
     origin_age: Option<u64>,
     /// Header fields of a 304 from the origin, merged into the stored response.
@@ -180,8 +184,23 @@ impl EdgeProxy {
         detail: &'static str,
         body: String,
     ) -> Result<bool> {
+        self.respond_local_as(session, ctx, "bypass", status, detail, body)
+            .await
+    }
+
+    /// As [`respond_local`](Self::respond_local), for a request the cache would have forwarded
+    /// for `fwd`.
+    async fn respond_local_as(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        fwd: &'static str,
+        status: u16,
+        detail: &'static str,
+        body: String,
+    ) -> Result<bool> {
         let cs = CacheStatus {
-            fwd: Some("bypass"),
+            fwd: Some(fwd),
             detail: Some(detail),
             ..Default::default()
         };
@@ -321,6 +340,7 @@ impl ProxyHttp for EdgeProxy {
             origin_start: None,
             origin_time: None,
             origin_status: None,
+            stale_found: false,
             origin_age: None,
             not_modified: None,
             status: None,
@@ -483,9 +503,10 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         meta: &CacheMeta,
         hit_handler: &mut pingora::cache::storage::HitHandler,
-        _is_fresh: bool,
+        is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<pingora::cache::ForcedFreshness>> {
+        ctx.stale_found = !is_fresh;
         ctx.hit_detail = Some(crate::cache::tiered::hit_source(hit_handler));
         if !self
             .state
@@ -548,6 +569,31 @@ impl ProxyHttp for EdgeProxy {
                 Err(reason) => RespCacheable::Uncacheable(NoCacheReason::Custom(reason)),
             },
         )
+    }
+
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        // RFC 9111 §5.2.1.7: a client that asked for a stored response only gets a 504 when
+        // there is none it may have.
+        let only_if_cached = Directives::of(&session.req_header().headers, &CACHE_CONTROL)
+            .is_some_and(|d| d.only_if_cached());
+        if only_if_cached && ctx.fwd.is_none() {
+            let forwarded = self.cache_status(session, ctx).fwd.unwrap_or("miss");
+            self.respond_local_as(
+                session,
+                ctx,
+                forwarded,
+                504,
+                ONLY_IF_CACHED,
+                "504 Gateway Timeout: not in the cache (only-if-cached)\n".into(),
+            )
+            .await?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -776,6 +822,9 @@ impl ProxyHttp for EdgeProxy {
                 {
                     504
                 }
+                // A stored response that had to be revalidated and could be neither (the origin
+                // failed) nor served stale (must-revalidate and the like): RFC 9111 §4.3.3.
+                ErrorSource::Upstream if ctx.stale_found => 504,
                 ErrorSource::Upstream => 502,
                 ErrorSource::Downstream => match e.etype() {
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,

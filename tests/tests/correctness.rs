@@ -124,3 +124,45 @@ fn ages_too_large_to_represent_make_a_stale_object_never_a_storage_error() {
         assert_eq!(origin.count(path), 2, "{path}");
     }
 }
+
+#[test]
+fn only_if_cached_answers_from_the_cache_or_504_without_asking_the_origin() {
+    let origin = Origin::start(|_| Reply::ok("x", &[("cache-control", "max-age=600")]));
+    let edge = Edge::start(origin.addr, "");
+    let only = [("cache-control", "only-if-cached")];
+    let miss = edge.get("/oic", &only);
+    assert_eq!(miss.status, 504);
+    miss.assert_cache_status("detail=only-if-cached");
+    assert_eq!(origin.count("/oic"), 0);
+    edge.get("/oic", &[]);
+    let hit = edge.get("/oic", &only);
+    assert_eq!(hit.status, 200);
+    hit.assert_cache_status("hit");
+    assert_eq!(origin.count("/oic"), 1);
+}
+
+#[test]
+fn a_stale_must_revalidate_response_with_the_origin_down_is_a_504() {
+    let mut origin = Origin::start(|_| {
+        Reply::ok(
+            "x",
+            &[
+                ("cache-control", "max-age=1, must-revalidate"),
+                ("etag", "\"v1\""),
+            ],
+        )
+    });
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/mr", &[]).assert_cache_status("fwd=miss");
+    origin.stop();
+    edge_tests::eventually(
+        std::time::Duration::from_secs(5),
+        "the copy to go stale",
+        || {
+            let r = edge.get("/mr", &[]);
+            (r.status != 200).then_some(r)
+        },
+    );
+    let r = edge.get("/mr", &[]);
+    assert_eq!(r.status, 504, "{} {}", r.cache_status(), r.text());
+}

@@ -34,9 +34,11 @@ enum Known {
     ProxyRevalidate,
     StaleWhileRevalidate,
     StaleIfError,
+    /// A request directive (RFC 9111 §5.2.1.7).
+    OnlyIfCached,
 }
 
-const KNOWN: [(&[u8], Known); 10] = [
+const KNOWN: [(&[u8], Known); 11] = [
     (b"max-age", Known::MaxAge),
     (b"s-maxage", Known::SMaxAge),
     (b"no-cache", Known::NoCache),
@@ -47,6 +49,7 @@ const KNOWN: [(&[u8], Known); 10] = [
     (b"proxy-revalidate", Known::ProxyRevalidate),
     (b"stale-while-revalidate", Known::StaleWhileRevalidate),
     (b"stale-if-error", Known::StaleIfError),
+    (b"only-if-cached", Known::OnlyIfCached),
 ];
 
 /// One directive as last seen: absent, present alone, or present with its raw value (a
@@ -123,6 +126,11 @@ impl<'a> Directives<'a> {
     /// `no-cache` alone; `no-cache="field"` only withholds the fields it names.
     pub fn no_cache(&self) -> bool {
         self.alone(Known::NoCache)
+    }
+
+    /// `only-if-cached`, in a request: answer from the cache or with a 504, never the origin.
+    pub fn only_if_cached(&self) -> bool {
+        self.has(Known::OnlyIfCached)
     }
 
     /// `public`.

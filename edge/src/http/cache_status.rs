@@ -96,6 +96,8 @@ pub const ORIGIN_ERROR: &str = "origin-error";
 pub const CLIENT_ERROR: &str = "client-error";
 /// `detail` for a failure inside the edge.
 pub const INTERNAL_ERROR: &str = "internal-error";
+/// `detail` of a request with `only-if-cached` that the cache could not answer (504).
+pub const ONLY_IF_CACHED: &str = "only-if-cached";
 
 #[cfg(test)]
 mod tests {

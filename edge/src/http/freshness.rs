@@ -121,6 +121,10 @@ pub fn decide(
     } else {
         created.checked_add(lifetime).unwrap_or(created)
     };
+    if !validators && fresh_until <= now {
+        // Stale on arrival (its Age used its lifetime up) and no way to revalidate it.
+        return Err("stale-on-arrival");
+    }
     let (swr, sie) = stale_windows(control, rule);
     Ok(Freshness {
         created,

@@ -233,104 +233,110 @@ fn main() {
     print("-", "at rest", &sample(&edge), "");
 
     // 1. Idle connections that never send a byte, from helper processes of at most
-    // IDLE_PER_PROCESS each: one process's descriptors would run out first.
-    let mut helpers: Vec<Idle> = (0..idle.div_ceil(IDLE_PER_PROCESS))
-        .map(|i| Idle::start(edge.addr, IDLE_PER_PROCESS.min(idle - i * IDLE_PER_PROCESS)))
-        .collect();
-    let opened: u64 = helpers.iter_mut().map(Idle::opened).sum();
-    std::thread::sleep(Duration::from_secs(2));
-    print(
-        "idle flood",
-        "during",
-        &sample(&edge),
-        &format!("{opened} of {idle} opened"),
-    );
-    std::thread::sleep(hold);
-    let closed_idle: u64 = helpers.iter_mut().map(Idle::closed).sum();
-    print(
-        "idle flood",
-        "after",
-        &sample(&edge),
-        &format!("{closed_idle} of {opened} closed by the edge"),
-    );
-    drop(helpers);
-    std::thread::sleep(Duration::from_secs(2));
+    if idle > 0 {
+        // IDLE_PER_PROCESS each: one process's descriptors would run out first.
+        let mut helpers: Vec<Idle> = (0..idle.div_ceil(IDLE_PER_PROCESS))
+            .map(|i| Idle::start(edge.addr, IDLE_PER_PROCESS.min(idle - i * IDLE_PER_PROCESS)))
+            .collect();
+        let opened: u64 = helpers.iter_mut().map(Idle::opened).sum();
+        std::thread::sleep(Duration::from_secs(2));
+        print(
+            "idle flood",
+            "during",
+            &sample(&edge),
+            &format!("{opened} of {idle} opened"),
+        );
+        std::thread::sleep(hold);
+        let closed_idle: u64 = helpers.iter_mut().map(Idle::closed).sum();
+        print(
+            "idle flood",
+            "after",
+            &sample(&edge),
+            &format!("{closed_idle} of {opened} closed by the edge"),
+        );
+        drop(helpers);
+        std::thread::sleep(Duration::from_secs(2));
+    }
 
     // 2. Readers that ask for an 8 MiB disk object and stop reading.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    let before = sample(&edge);
-    let mut stalled: Vec<TcpStream> = (0..readers)
-        .filter_map(|_| stalled_reader(edge.addr, &rt))
-        .collect();
-    std::thread::sleep(Duration::from_secs(3));
-    let during = sample(&edge);
-    print(
-        "stalled readers",
-        "during",
-        &during,
-        &format!(
-            "{} readers, {:.0} KiB each",
-            stalled.len(),
-            (during.rss_mib - before.rss_mib).max(0.0) * 1024.0 / stalled.len().max(1) as f64
-        ),
-    );
-    std::thread::sleep(hold);
-    print(
-        "stalled readers",
-        "after",
-        &sample(&edge),
-        &format!(
-            "{} of {} closed by the edge",
-            closed(&mut stalled),
-            stalled.len()
-        ),
-    );
-    drop(stalled);
-    std::thread::sleep(Duration::from_secs(2));
+    if readers > 0 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let before = sample(&edge);
+        let mut stalled: Vec<TcpStream> = (0..readers)
+            .filter_map(|_| stalled_reader(edge.addr, &rt))
+            .collect();
+        std::thread::sleep(Duration::from_secs(3));
+        let during = sample(&edge);
+        print(
+            "stalled readers",
+            "during",
+            &during,
+            &format!(
+                "{} readers, {:.0} KiB each",
+                stalled.len(),
+                (during.rss_mib - before.rss_mib).max(0.0) * 1024.0 / stalled.len().max(1) as f64
+            ),
+        );
+        std::thread::sleep(hold);
+        print(
+            "stalled readers",
+            "after",
+            &sample(&edge),
+            &format!(
+                "{} of {} closed by the edge",
+                closed(&mut stalled),
+                stalled.len()
+            ),
+        );
+        drop(stalled);
+        std::thread::sleep(Duration::from_secs(2));
+    }
 
     // 3. HTTP/2 streams with a zero window.
-    let h2load = Command::new("h2load")
-        .args(["-c", &h2_connections.to_string()])
-        .args(["-m", &h2_streams.to_string()])
-        .args(["-n", &(h2_connections * h2_streams).to_string()])
-        .args(["-w", "0", "-W", "0"])
-        .arg(format!("https://127.0.0.1:{tls_port}/large"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    match h2load {
-        Err(_) => println!("| h2 zero window | skipped | | | | | | | h2load not installed |"),
-        Ok(mut child) => {
-            let before = sample(&edge);
-            std::thread::sleep(Duration::from_secs(5));
-            let during = sample(&edge);
-            print(
-                "h2 zero window",
-                "during",
-                &during,
-                &format!(
-                    "{h2_connections} connections x {h2_streams} streams, {:.0} KiB a stream",
-                    (during.rss_mib - before.rss_mib).max(0.0) * 1024.0
-                        / (h2_connections * h2_streams) as f64
-                ),
-            );
-            std::thread::sleep(hold);
-            let ended = child.try_wait().ok().flatten().is_some();
-            print(
-                "h2 zero window",
-                "after",
-                &sample(&edge),
-                if ended {
-                    "h2load's connections ended"
-                } else {
-                    "h2load still connected"
-                },
-            );
-            let _ = child.kill();
-            let _ = child.wait();
+    if h2_connections * h2_streams > 0 {
+        let h2load = Command::new("h2load")
+            .args(["-c", &h2_connections.to_string()])
+            .args(["-m", &h2_streams.to_string()])
+            .args(["-n", &(h2_connections * h2_streams).to_string()])
+            .args(["-w", "0", "-W", "0"])
+            .arg(format!("https://127.0.0.1:{tls_port}/large"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match h2load {
+            Err(_) => println!("| h2 zero window | skipped | | | | | | | h2load not installed |"),
+            Ok(mut child) => {
+                let before = sample(&edge);
+                std::thread::sleep(Duration::from_secs(5));
+                let during = sample(&edge);
+                print(
+                    "h2 zero window",
+                    "during",
+                    &during,
+                    &format!(
+                        "{h2_connections} connections x {h2_streams} streams, {:.0} KiB a stream",
+                        (during.rss_mib - before.rss_mib).max(0.0) * 1024.0
+                            / (h2_connections * h2_streams) as f64
+                    ),
+                );
+                std::thread::sleep(hold);
+                let ended = child.try_wait().ok().flatten().is_some();
+                print(
+                    "h2 zero window",
+                    "after",
+                    &sample(&edge),
+                    if ended {
+                        "h2load's connections ended"
+                    } else {
+                        "h2load still connected"
+                    },
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
     println!(

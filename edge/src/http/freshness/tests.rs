@@ -240,11 +240,30 @@ fn age_is_read_as_rfc_9111_says_and_saturates() {
 #[test]
 fn an_age_past_the_epoch_is_stored_as_stale_never_before_the_epoch() {
     for huge in ["4294967295", "99999999999999999999999"] {
-        let h = [("cache-control", "max-age=999999999"), ("age", huge)];
+        let h = [
+            ("cache-control", "max-age=999999999"),
+            ("age", huge),
+            ("etag", "\"v1\""),
+        ];
         let f = decide(&resp(200, &h), false, None, now()).unwrap();
         assert!(f.created >= SystemTime::UNIX_EPOCH);
         assert!(f.fresh_until < now(), "{huge}: served as fresh");
     }
+}
+
+#[test]
+fn a_response_stale_on_arrival_is_stored_only_with_a_validator() {
+    let h = [("cache-control", "max-age=10"), ("age", "20")];
+    assert_eq!(
+        decide(&resp(200, &h), false, None, now()).unwrap_err(),
+        "stale-on-arrival"
+    );
+    let h = [
+        ("cache-control", "max-age=10"),
+        ("age", "20"),
+        ("etag", "\"a\""),
+    ];
+    assert!(decide(&resp(200, &h), false, None, now()).is_ok());
 }
 
 #[test]
