@@ -150,10 +150,12 @@ fn is_cacheable_method(m: &Method) -> bool {
     m == Method::GET || m == Method::HEAD
 }
 
+/// Whether a success of `m` invalidates the stored responses of its URL: every method not known
+/// to be safe (RFC 9110 §9.2.1), those whose safety is unknown included (RFC 9111 §4.4).
 fn is_unsafe_method(m: &Method) -> bool {
-    matches!(
+    !matches!(
         *m,
-        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     )
 }
 
@@ -210,6 +212,29 @@ impl EdgeProxy {
         ctx.status = Some(cs);
         ctx.status_field = Some(field);
         Ok(true)
+    }
+
+    /// The primary key of the URL `target` (absolute, or a path) names, if it is on the same
+    /// scheme and host as the request, under the rule that URL's path selects.
+    fn same_origin_key(&self, session: &Session, ctx: &RequestCtx, target: &str) -> Option<Hash> {
+        let uri: http::Uri = target.parse().ok()?;
+        if let Some(authority) = uri.authority() {
+            let same_host = normalize_host(authority.as_str()).is_some_and(|h| h == ctx.host);
+            if !same_host || uri.scheme_str() != Some(ctx.scheme) {
+                return None;
+            }
+        }
+        let path_and_query = uri.path_and_query()?;
+        if !path_and_query.as_str().starts_with('/') {
+            return None;
+        }
+        let mut req = session.req_header().clone();
+        req.set_method(Method::GET);
+        req.set_uri(http::Uri::try_from(path_and_query.as_str()).ok()?);
+        let rules = &ctx.live.sites().get(ctx.site?)?.rules;
+        let spec = select_rule(rules, "GET", req.uri.path())
+            .map_or(&self.state.default_key, |(_, r)| &r.cache_key);
+        Some(cache_key(ctx.scheme, &ctx.host, &req, spec).primary_bin())
     }
 
     /// The `Age` of a response this request fetched from the origin (a fill, an uncacheable or
@@ -782,10 +807,18 @@ impl ProxyHttp for EdgeProxy {
             resp.insert_header(http::header::AGE, age)?;
         }
         if ctx.invalidates && (200..400).contains(&resp.status.as_u16()) {
+            let mut n = 0;
             if let Some(primary) = ctx.primary {
-                let n = self.state.storage.invalidate_primary(&primary);
-                self.state.metrics.invalidations.inc_by(n as u64);
+                n += self.state.storage.invalidate_primary(&primary);
             }
+            // RFC 9111 §4.4 allows the URLs the response names as changed too, on this origin.
+            for field in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+                let target = resp.headers.get(&field).and_then(|v| v.to_str().ok());
+                if let Some(primary) = target.and_then(|t| self.same_origin_key(session, ctx, t)) {
+                    n += self.state.storage.invalidate_primary(&primary);
+                }
+            }
+            self.state.metrics.invalidations.inc_by(n as u64);
         }
         ctx.status = Some(cs);
         Ok(())

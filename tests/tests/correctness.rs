@@ -166,3 +166,116 @@ fn a_stale_must_revalidate_response_with_the_origin_down_is_a_504() {
     let r = edge.get("/mr", &[]);
     assert_eq!(r.status, 504, "{} {}", r.cache_status(), r.text());
 }
+
+fn method(edge: &Edge, m: &str, host: &str, path: &str) -> edge_tests::client::Response {
+    edge_tests::client::request(edge.addr, m, host, path, &[], b"")
+}
+
+fn count_method(origin: &Origin, m: &str, path: &str) -> usize {
+    origin
+        .requests()
+        .iter()
+        .filter(|r| r.method == m && r.path() == path)
+        .count()
+}
+
+#[test]
+fn methods_of_unknown_safety_invalidate_and_so_do_location_and_content_location() {
+    let origin = Origin::start(|r| match (r.method.as_str(), r.path()) {
+        ("GET", _) => Reply::ok("stored", &[("cache-control", "max-age=600")]),
+        ("POST", "/form") => Reply::status(
+            303,
+            "",
+            &[
+                ("location", "/moved"),
+                ("content-location", "http://example.com/described"),
+            ],
+        ),
+        ("POST", "/elsewhere") => {
+            Reply::status(303, "", &[("location", "http://other.example/theirs")])
+        }
+        (_, "/broken") => Reply::status(500, "", &[]),
+        _ => Reply::ok("done", &[]),
+    });
+    let edge = Edge::start(origin.addr, "");
+    let hit_after = |host: &str, path: &str| {
+        edge_tests::client::get(edge.addr, host, path, &[]);
+        edge_tests::client::get(edge.addr, host, path, &[])
+            .cache_status()
+            .contains("hit")
+    };
+    for m in [
+        "M-SEARCH",
+        "PROPPATCH",
+        "MKCOL",
+        "MOVE",
+        "LOCK",
+        "PURGE",
+        "BAN",
+    ] {
+        assert!(hit_after("example.com", "/thing"));
+        assert_eq!(method(&edge, m, "example.com", "/thing").status, 200, "{m}");
+        edge.get("/thing", &[]).assert_cache_status("fwd=miss");
+    }
+    // Safe methods, and unsafe ones that failed, leave the stored response alone.
+    assert!(hit_after("example.com", "/thing"));
+    method(&edge, "OPTIONS", "example.com", "/thing");
+    assert!(hit_after("example.com", "/broken"));
+    assert_eq!(
+        method(&edge, "M-SEARCH", "example.com", "/broken").status,
+        500
+    );
+    edge.get("/thing", &[]).assert_cache_status("hit");
+    edge.get("/broken", &[]).assert_cache_status("hit");
+
+    // Location and Content-Location on this origin; never another origin's URL.
+    assert!(hit_after("example.com", "/moved"));
+    assert!(hit_after("example.com", "/described"));
+    assert!(hit_after("other.example", "/theirs"));
+    assert_eq!(method(&edge, "POST", "example.com", "/form").status, 303);
+    assert_eq!(
+        method(&edge, "POST", "example.com", "/elsewhere").status,
+        303
+    );
+    edge.get("/moved", &[]).assert_cache_status("fwd=miss");
+    edge.get("/described", &[]).assert_cache_status("fwd=miss");
+    assert!(
+        edge_tests::client::get(edge.addr, "other.example", "/theirs", &[])
+            .cache_status()
+            .contains("hit")
+    );
+}
+
+#[test]
+fn an_invalidation_wins_over_a_fill_that_began_before_it() {
+    let origin = Origin::start(|r| match r.method.as_str() {
+        "GET" => {
+            // 12 writes of 16 KiB, 250 ms apart: a fill of about 3 s.
+            let mut reply = Reply::ok(vec![b'a'; 12 * 16384], &[("cache-control", "max-age=600")]);
+            reply.drip = std::time::Duration::from_millis(250);
+            reply
+        }
+        _ => Reply::ok("changed", &[]),
+    });
+    let edge = Edge::start(origin.addr, "");
+    let slow = {
+        let addr = edge.addr;
+        std::thread::spawn(move || edge_tests::client::get(addr, "example.com", "/race", &[]))
+    };
+    edge_tests::eventually(
+        std::time::Duration::from_secs(5),
+        "the fill to start",
+        || (count_method(&origin, "GET", "/race") == 1).then_some(()),
+    );
+    assert_eq!(method(&edge, "POST", "example.com", "/race").status, 200);
+    let first = slow.join().unwrap();
+    assert_eq!(
+        first.body.len(),
+        12 * 16384,
+        "the fill's own client gets it whole"
+    );
+    // Not stored: the next request goes to the origin.
+    let after = edge.get("/race", &[]);
+    after.assert_cache_status("fwd=miss");
+    assert_eq!(count_method(&origin, "GET", "/race"), 2);
+}

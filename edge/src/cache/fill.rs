@@ -49,6 +49,11 @@ struct Body {
 /// One fill in flight.
 pub(crate) struct Fill {
     pub id: u64,
+    /// The primary hash of its key: what an invalidation of the URL names.
+    pub primary: super::Hash,
+    /// Set when the URL was invalidated (an unsafe method) while the fill ran: it finishes for
+    /// the clients following it, and is stored nowhere.
+    invalidated: std::sync::atomic::AtomicBool,
     /// Key and meta, made from the live meta the fill began with: followers (the writer's own
     /// client first) read it, and the memory tier stores it as it is.
     pub head: Arc<Head>,
@@ -58,9 +63,17 @@ pub(crate) struct Fill {
 
 impl Fill {
     /// A fill of `head` whose body goes to `file` (if any) and is kept in memory while `keep`.
-    pub fn new(id: u64, head: Arc<Head>, file: Option<Arc<File>>, keep: bool) -> Self {
+    pub fn new(
+        id: u64,
+        primary: super::Hash,
+        head: Arc<Head>,
+        file: Option<Arc<File>>,
+        keep: bool,
+    ) -> Self {
         Fill {
             id,
+            primary,
+            invalidated: std::sync::atomic::AtomicBool::new(false),
             head,
             body: Mutex::new(Body {
                 mem: VecDeque::new(),
@@ -71,6 +84,17 @@ impl Fill {
             }),
             progress: watch::Sender::new(Progress::Writing),
         }
+    }
+
+    /// Marks the fill as overtaken by an invalidation of its URL.
+    pub fn invalidate(&self) {
+        self.invalidated
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether its URL was invalidated while it ran.
+    pub fn invalidated(&self) -> bool {
+        self.invalidated.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Appends a chunk; `in_file` says whether it was written to the file first.
@@ -158,7 +182,7 @@ mod tests {
         let t = std::time::UNIX_EPOCH;
         let meta = pingora::cache::CacheMeta::new(t, t, 0, 0, header);
         let head = Head::of_live(bytes::Bytes::new(), &meta).unwrap();
-        Fill::new(1, Arc::new(head), file, true)
+        Fill::new(1, [0; 16], Arc::new(head), file, true)
     }
 
     fn data(n: &Next) -> Option<Bytes> {

@@ -148,12 +148,14 @@ impl TieredStorage {
         judge_stored(self.bans, primary, &record.key, &record.meta) == Verdict::Keep
     }
 
-    /// Whether a fill's body may enter a tier: the bans in force let it in, and it did not
-    /// begin before a purge whose ban is retired already (see
-    /// [`outlived_by_a_purge`](Self::outlived_by_a_purge)). Judged on the fill's head, which the
-    /// disk record's meta is serialized from.
-    fn admits_fill(&self, primary: &Hash, fill: &Head) -> bool {
-        self.admits(primary, fill) && !self.outlived_by_a_purge(fill)
+    /// Whether a fill's body may enter a tier: its URL was not invalidated while it ran, the
+    /// bans in force let it in, and it did not begin before a purge whose ban is retired
+    /// already (see [`outlived_by_a_purge`](Self::outlived_by_a_purge)). Judged on the fill's
+    /// head, which the disk record's meta is serialized from.
+    fn admits_fill(&self, fill: &Fill) -> bool {
+        !fill.invalidated()
+            && self.admits(&fill.primary, &fill.head)
+            && !self.outlived_by_a_purge(&fill.head)
     }
 
     /// Whether the body a fill fetches began before a purge whose ban is retired already: it
@@ -165,10 +167,16 @@ impl TieredStorage {
         })
     }
 
-    /// Drops every stored variant of a URL (its primary key) from both tiers. Fills in flight
-    /// are left to finish: they started after the request that asks for this, or race with it
-    /// as any write does.
+    /// Drops every stored variant of a URL (its primary key) from both tiers. Fills of it in
+    /// flight finish for the clients following them, but are stored nowhere and followed by
+    /// no new request: they began before the invalidation, so may carry what it replaced. They
+    /// are marked first, so one that ends meanwhile is either refused or removed here.
     pub fn invalidate_primary(&self, primary: &Hash) -> usize {
+        for fill in self.fills.lock().values().flatten() {
+            if fill.primary == *primary {
+                fill.invalidate();
+            }
+        }
         let mut n = self.memory.remove_primary(primary);
         if let Some(disk) = self.disk {
             // The unlinks are quick; the catalog change is queued, not awaited.
@@ -287,7 +295,7 @@ impl TieredStorage {
         self.fills
             .lock()
             .get(combined)
-            .and_then(|v| v.last().cloned())
+            .and_then(|v| v.last().filter(|f| !f.invalidated()).cloned())
     }
 
     fn unregister(&self, combined: &Hash, id: u64) {
@@ -418,7 +426,7 @@ impl Storage for TieredStorage {
         };
         let file = disk.as_ref().map(|p| p.writer.shared());
         let head = Head::of_live(Bytes::copy_from_slice(key.primary_key()), meta)?;
-        let fill = Arc::new(Fill::new(id, Arc::new(head), file, keep));
+        let fill = Arc::new(Fill::new(id, key.primary_bin(), Arc::new(head), file, keep));
         self.fills
             .lock()
             .entry(combined)
@@ -622,7 +630,7 @@ impl DiskCommit {
                     meta,
                     key: fill.head.key.to_vec(),
                 };
-                let admit = || storage.admits_fill(&primary, &fill.head);
+                let admit = || storage.admits_fill(&fill);
                 disk.commit(combined, gen, body_len, primary, &record, admit)
                     .await
             }
@@ -678,7 +686,7 @@ impl HandleMiss for TieredMiss {
                     self.fill.head.clone(),
                     body.clone(),
                 )),
-                |o| storage.admits_fill(&o.primary, &o.head),
+                |_| storage.admits_fill(&self.fill),
             );
         }
         self.fill.set(Progress::Done);
