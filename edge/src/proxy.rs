@@ -120,6 +120,8 @@ pub struct RequestCtx {
     origin_age: Option<u64>,
     /// Header fields of a 304 from the origin, merged into the stored response.
     not_modified: Option<http::HeaderMap>,
+    /// The `Set-Cookie` fields of that 304: for this client only.
+    cookies_of_304: Vec<http::HeaderValue>,
     status: Option<CacheStatus>,
     /// The `Cache-Status` field sent, for the access log.
     status_field: Option<String>,
@@ -368,6 +370,7 @@ impl ProxyHttp for EdgeProxy {
             stale_found: false,
             origin_age: None,
             not_modified: None,
+            cookies_of_304: Vec::new(),
             status: None,
             status_field: None,
             upstream_status: None,
@@ -567,7 +570,13 @@ impl ProxyHttp for EdgeProxy {
         let merged;
         let resp = match ctx.not_modified.take() {
             Some(fields) => {
-                merged = freshness::merge_not_modified(resp, &fields);
+                // Onto the stored header itself: Pingora's merge already took the 304's
+                // validator, which must stay the stored body's.
+                let stored = session
+                    .cache
+                    .maybe_cache_meta()
+                    .map(|m| m.response_header());
+                merged = freshness::merge_not_modified(stored.unwrap_or(resp), &fields);
                 &merged
             }
             None => resp,
@@ -766,6 +775,12 @@ impl ProxyHttp for EdgeProxy {
             // Pingora merges only a few validators into the stored header; RFC 9111 §4.3.4
             // wants every field the 304 carries. Kept for `response_cache_filter`.
             ctx.not_modified = Some(resp.headers.clone());
+            ctx.cookies_of_304 = resp
+                .headers
+                .get_all(http::header::SET_COOKIE)
+                .iter()
+                .cloned()
+                .collect();
         }
         if let Some(start) = ctx.origin_start {
             let t = start.elapsed();
@@ -805,6 +820,15 @@ impl ProxyHttp for EdgeProxy {
         strip_internal(resp);
         if let Some(age) = self.forwarded_age(session, ctx) {
             resp.insert_header(http::header::AGE, age)?;
+        }
+        if matches!(
+            session.cache.phase(),
+            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_)
+        ) {
+            // The 304's cookies, kept out of the stored copy, go to the client who asked.
+            for cookie in ctx.cookies_of_304.drain(..) {
+                resp.append_header(http::header::SET_COOKIE, cookie)?;
+            }
         }
         if ctx.invalidates && (200..400).contains(&resp.status.as_u16()) {
             let mut n = 0;

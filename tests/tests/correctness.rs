@@ -279,3 +279,53 @@ fn an_invalidation_wins_over_a_fill_that_began_before_it() {
     after.assert_cache_status("fwd=miss");
     assert_eq!(count_method(&origin, "GET", "/race"), 2);
 }
+
+#[test]
+fn a_304_updates_the_stored_fields_but_not_the_ones_of_the_body_nor_its_cookies() {
+    let origin = Origin::start(|r| {
+        if r.header("if-none-match").is_some() {
+            Reply::status(
+                304,
+                "",
+                &[
+                    ("etag", "\"b\""),
+                    ("content-md5", "bmV3"),
+                    ("x-rev", "2"),
+                    ("cache-control", "max-age=600"),
+                    ("set-cookie", "session=for-this-client"),
+                ],
+            )
+        } else {
+            Reply::ok(
+                "body",
+                &[
+                    ("etag", "\"a\""),
+                    ("content-md5", "b2xk"),
+                    ("x-rev", "1"),
+                    ("cache-control", "max-age=1"),
+                ],
+            )
+        }
+    });
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/rv", &[]).assert_cache_status("fwd=miss");
+    let revalidated =
+        edge_tests::eventually(std::time::Duration::from_secs(5), "a revalidation", || {
+            let r = edge.get("/rv", &[]);
+            r.cache_status().contains("fwd-status=304").then_some(r)
+        });
+    assert_eq!(revalidated.header("x-rev"), Some("2"));
+    assert_eq!(revalidated.header("etag"), Some("\"a\""));
+    assert_eq!(revalidated.header("content-md5"), Some("b2xk"));
+    assert_eq!(
+        revalidated.header("set-cookie"),
+        Some("session=for-this-client")
+    );
+    assert_eq!(revalidated.text(), "body");
+    // The next client gets the updated copy, without the first one's cookie.
+    let hit = edge.get("/rv", &[]);
+    hit.assert_cache_status("hit");
+    assert_eq!(hit.header("x-rev"), Some("2"));
+    assert_eq!(hit.header("etag"), Some("\"a\""));
+    assert_eq!(hit.header("set-cookie"), None);
+}

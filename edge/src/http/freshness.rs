@@ -154,26 +154,32 @@ pub fn prepare_for_store(resp: &mut ResponseHeader) {
     resp.remove_header(&AGE);
 }
 
-/// The stored response updated with the fields of a 304 (RFC 9111 §4.3.4), except the framing
-/// fields, which describe the 304 and not the stored body.
+/// The stored response updated with the fields of a 304 (RFC 9111 §3.2, §4.3.4), except those
+/// that describe the stored body itself, which the 304 has just confirmed (its length, coding,
+/// range, digest and validator), and the framing of the 304 message.
 pub fn merge_not_modified(stored: &ResponseHeader, fields: &http::HeaderMap) -> ResponseHeader {
     use http::header::{
-        CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, TE, TRAILER,
+        CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, ETAG, TE, TRAILER,
         TRANSFER_ENCODING, UPGRADE,
     };
     let mut out = stored.clone();
-    let framing = [
+    let kept = [
         CONNECTION,
         CONTENT_ENCODING,
         CONTENT_LENGTH,
         CONTENT_RANGE,
+        ETAG,
         TE,
         TRAILER,
         TRANSFER_ENCODING,
         UPGRADE,
     ];
     for name in fields.keys() {
-        if framing.contains(name) || name.as_str() == "keep-alive" {
+        // A cookie set by the 304 is for the client who asked (the proxy forwards it), never
+        // for the stored copy that everyone gets.
+        if kept.contains(name)
+            || matches!(name.as_str(), "keep-alive" | "content-md5" | "set-cookie")
+        {
             continue;
         }
         out.remove_header(name);

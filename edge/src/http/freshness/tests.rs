@@ -418,11 +418,17 @@ fn a_304_updates_every_field_but_framing() {
     fields.insert("x-rev", "2".parse().unwrap());
     fields.insert("cache-control", "max-age=60".parse().unwrap());
     fields.insert("content-length", "0".parse().unwrap());
+    // Fields that describe the stored body, which the 304 just confirmed, stay as stored.
+    fields.insert("etag", "\"b\"".parse().unwrap());
+    fields.insert("content-md5", "bmV3".parse().unwrap());
+    fields.insert("date", "Sun, 06 Dec 2026 10:00:00 GMT".parse().unwrap());
     let merged = merge_not_modified(&stored, &fields);
     assert_eq!(merged.headers["x-rev"], "2");
     assert_eq!(merged.headers["cache-control"], "max-age=60");
     assert_eq!(merged.headers["content-length"], "10");
     assert_eq!(merged.headers["etag"], "\"a\"");
+    assert!(!merged.headers.contains_key("content-md5"));
+    assert_eq!(merged.headers["date"], "Sun, 06 Dec 2026 10:00:00 GMT");
     assert_eq!(merged.status, 200);
 }
 
