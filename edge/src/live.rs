@@ -137,7 +137,9 @@ impl Live {
         if old.admin.addr != new.admin.addr {
             out.push("admin.addr");
         }
-        if old.cache != new.cache {
+        // All of the cache's settings but the stale window, read per response.
+        let tiers = |c: &EdgeConfig| (c.cache.memory, c.cache.disk.clone(), c.cache.lock_timeout);
+        if tiers(old) != tiers(new) {
             out.push("cache");
         }
         if old.runtime != new.runtime {

@@ -57,6 +57,9 @@ pub struct Metrics {
     tier_errors: IntCounterVec,
     /// `edge_cache_invalidations_total`: objects removed by unsafe methods (RFC 9111 §4.4).
     pub invalidations: IntCounter,
+    /// `edge_stale_unreachable_total`: stale copies served because the origin could not be
+    /// reached.
+    pub stale_unreachable: IntCounter,
     /// `edge_purge_requests_total{result}`: purge calls by outcome.
     pub purge_requests: IntCounterVec,
     /// `edge_purge_applied_seq`: last purge-log sequence applied.
@@ -176,6 +179,10 @@ impl Metrics {
             invalidations: register_int_counter!(
                 "edge_cache_invalidations_total",
                 "Stored objects removed because an unsafe method succeeded on their URL."
+            )?,
+            stale_unreachable: register_int_counter!(
+                "edge_stale_unreachable_total",
+                "Stale copies served because the origin could not be reached (cache.stale_if_unreachable)."
             )?,
             purge_requests: register_int_counter_vec!(
                 "edge_purge_requests_total",

@@ -28,8 +28,8 @@ use crate::cache::Hash;
 use crate::drain::{Drain, InFlight};
 use crate::http::cache_control::Directives;
 use crate::http::cache_status::{
-    CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ONLY_IF_CACHED, ORIGIN_ERROR, STALE_IF_ERROR,
-    STALE_WHILE_REVALIDATE,
+    CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ONLY_IF_CACHED, ORIGIN_ERROR, ORIGIN_UNREACHABLE,
+    STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 use crate::http::{encoding, hop, hygiene, stamp, tags, vary};
@@ -116,6 +116,8 @@ pub struct RequestCtx {
     origin_status: Option<u16>,
     /// The lookup found a stored response that needs revalidating.
     stale_found: bool,
+    /// The origin could not be reached (nothing came back), and a stale copy may stand in.
+    origin_unreachable: bool,
     /// The origin's `Age` (RFC 9111 §5.1), when it sent a valid one.
     origin_age: Option<u64>,
     /// Header fields of a 304 from the origin, merged into the stored response.
@@ -309,7 +311,11 @@ impl EdgeProxy {
             CachePhase::Stale => {
                 cs.fwd = Some("stale");
                 cs.fwd_status = ctx.origin_status;
-                cs.detail = Some(STALE_IF_ERROR);
+                cs.detail = Some(if ctx.origin_unreachable {
+                    ORIGIN_UNREACHABLE
+                } else {
+                    STALE_IF_ERROR
+                });
             }
             CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
                 cs.fwd = Some("stale");
@@ -368,6 +374,7 @@ impl ProxyHttp for EdgeProxy {
             origin_time: None,
             origin_status: None,
             stale_found: false,
+            origin_unreachable: false,
             origin_age: None,
             not_modified: None,
             cookies_of_304: Vec::new(),
@@ -584,7 +591,13 @@ impl ProxyHttp for EdgeProxy {
         let rule = ctx.rule();
         Ok(
             match freshness::decide(resp, authorization, rule, SystemTime::now()) {
-                Ok(f) => {
+                Ok(mut f) => {
+                    let unreachable = ctx.live.config.cache.stale_if_unreachable;
+                    f.stale_if_error = f.stale_if_error.max(freshness::stale_if_unreachable(
+                        resp,
+                        rule,
+                        unreachable,
+                    ));
                     let mut header = resp.clone();
                     freshness::prepare_for_store(&mut header);
                     // What the caches upstream said of their copy describes that fetch; a hit
@@ -818,6 +831,9 @@ impl ProxyHttp for EdgeProxy {
         resp.insert_header(CACHE_STATUS, &field)?;
         ctx.status_field = Some(field);
         strip_internal(resp);
+        if ctx.origin_unreachable && session.cache.phase() == CachePhase::Stale {
+            self.state.metrics.stale_unreachable.inc();
+        }
         if let Some(age) = self.forwarded_age(session, ctx) {
             resp.insert_header(http::header::AGE, age)?;
         }
@@ -850,13 +866,30 @@ impl ProxyHttp for EdgeProxy {
 
     fn should_serve_stale(
         &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
         error: Option<&Error>,
     ) -> bool {
         // During revalidation (no error) the stored windows decide; Pingora checks them.
+        let Some(e) = error else { return true };
         // On an error, only origin-side failures: a broken client must not be fed stale data.
-        error.is_none_or(|e| e.esource() == &ErrorSource::Upstream)
+        if e.esource() != &ErrorSource::Upstream {
+            return false;
+        }
+        let ErrorType::HTTPStatus(_) = e.etype() else {
+            // Nothing came back: the stored window (stale_if_unreachable at least) decides.
+            ctx.origin_unreachable = true;
+            return true;
+        };
+        // The origin answered with an error: only the window the response or rule gives.
+        let Some(meta) = session.cache.maybe_cache_meta() else {
+            return false;
+        };
+        let window = freshness::stale_if_error(meta.response_header(), ctx.rule());
+        let stale_for = SystemTime::now()
+            .duration_since(meta.fresh_until())
+            .unwrap_or_default();
+        window > 0 && stale_for <= Duration::from_secs(u64::from(window))
     }
 
     async fn fail_to_proxy(

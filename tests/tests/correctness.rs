@@ -329,3 +329,65 @@ fn a_304_updates_the_stored_fields_but_not_the_ones_of_the_body_nor_its_cookies(
     assert_eq!(hit.header("etag"), Some("\"a\""));
     assert_eq!(hit.header("set-cookie"), None);
 }
+
+#[test]
+fn a_stale_copy_stands_in_when_the_origin_cannot_be_reached_within_the_window() {
+    let fresh_for_a_second =
+        |_: &edge_tests::origin::Req| Reply::ok("stored", &[("cache-control", "max-age=1")]);
+    let stale_after = |edge: &Edge, path: &str| {
+        edge_tests::eventually(
+            std::time::Duration::from_secs(5),
+            "the copy to go stale",
+            || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let r = edge.get(path, &[]);
+                (!r.cache_status().contains("hit")).then_some(r)
+            },
+        )
+    };
+    // The node's default (a day): served stale, and said so.
+    let mut origin = Origin::start(fresh_for_a_second);
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/down", &[]);
+    origin.stop();
+    let r = stale_after(&edge, "/down");
+    assert_eq!(r.status, 200, "{}", r.cache_status());
+    assert_eq!(r.text(), "stored");
+    r.assert_cache_status("fwd=stale");
+    r.assert_cache_status("detail=origin-unreachable");
+    assert!(
+        edge.metric("edge_stale_unreachable_total") >= 1.0,
+        "{}",
+        edge.metrics()
+            .lines()
+            .filter(|l| l.contains("stale"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // Turned off: the error.
+    let mut origin = Origin::start(fresh_for_a_second);
+    let cache = "{ memory: { max_size: 64MiB }, stale_if_unreachable: 0s }";
+    let edge = Edge::start_cache(origin.addr, "", cache);
+    edge.get("/down", &[]);
+    origin.stop();
+    let r = stale_after(&edge, "/down");
+    assert!(r.status >= 500, "{} {}", r.status, r.cache_status());
+
+    // An origin that answers 503 is reachable: only stale-if-error would allow the copy.
+    let origin = Origin::start(|r| {
+        if r.header("x-fail").is_some() || r.method == "GET" && r.path() == "/later" {
+            Reply::status(503, "down", &[])
+        } else {
+            Reply::ok("stored", &[("cache-control", "max-age=1")])
+        }
+    });
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/answers", &[]);
+    let r = edge_tests::eventually(std::time::Duration::from_secs(5), "a revalidation", || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let r = edge.get("/answers", &[("x-fail", "1")]);
+        (!r.cache_status().contains("hit")).then_some(r)
+    });
+    assert_eq!(r.status, 503, "{}", r.cache_status());
+}

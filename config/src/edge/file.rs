@@ -64,6 +64,8 @@ pub struct CacheFile {
     pub disk: Option<DiskFile>,
     /// How long concurrent misses for one key wait for the first fetch before going to the origin.
     pub lock_timeout: Option<Spanned<HumanDuration>>,
+    /// How long a stale copy may stand in when the origin cannot be reached.
+    pub stale_if_unreachable: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -75,7 +75,14 @@ pub struct Cache {
     pub disk: Option<DiskTier>,
     /// How long readers of a key wait for the one fetch in flight before going to the origin.
     pub lock_timeout: Duration,
+    /// How long past its freshness a stored response may stand in when the origin cannot be
+    /// reached at all, unless the response forbids stale or gives its own `stale-if-error` (a
+    /// rule's `stale_if_error` replaces it too); zero: never.
+    pub stale_if_unreachable: Duration,
 }
+
+/// `cache.stale_if_unreachable` when the file does not set it.
+pub const DEFAULT_STALE_IF_UNREACHABLE: Duration = Duration::from_secs(86_400);
 
 /// Memory tier bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

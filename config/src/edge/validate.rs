@@ -192,10 +192,21 @@ fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
             p.at(t, "cache.lock_timeout", "must be greater than 0");
         }
     }
+    let stale_if_unreachable = dur(&f.stale_if_unreachable).unwrap_or(DEFAULT_STALE_IF_UNREACHABLE);
+    if let Some(t) = &f.stale_if_unreachable {
+        if t.value.0 > Duration::from_secs(u64::from(u32::MAX)) {
+            p.at(
+                t,
+                "cache.stale_if_unreachable",
+                "must be at most 7000w, about 136 years (0s turns it off)",
+            );
+        }
+    }
     Cache {
         memory,
         disk,
         lock_timeout,
+        stale_if_unreachable,
     }
 }
 

@@ -61,7 +61,7 @@ impl CacheStatus {
     /// Always one of [`LABELS`].
     pub fn label(&self) -> &'static str {
         match (self.detail, self.hit, self.fwd) {
-            (Some(STALE_WHILE_REVALIDATE | STALE_IF_ERROR), _, _) => "stale",
+            (Some(STALE_WHILE_REVALIDATE | STALE_IF_ERROR | ORIGIN_UNREACHABLE), _, _) => "stale",
             (Some(ORIGIN_ERROR | CLIENT_ERROR | INTERNAL_ERROR), _, _) => "error",
             (_, true, _) => "hit",
             (_, false, Some("stale")) if self.fwd_status == Some(304) => "revalidated",
@@ -90,6 +90,8 @@ pub const LABELS: [&str; 8] = [
 pub const STALE_WHILE_REVALIDATE: &str = "stale-while-revalidate";
 /// `detail` of a stale copy served because the origin failed.
 pub const STALE_IF_ERROR: &str = "stale-if-error";
+/// `detail` of a stale copy served because the origin could not be reached at all.
+pub const ORIGIN_UNREACHABLE: &str = "origin-unreachable";
 /// `detail` when the origin failed and nothing could be served.
 pub const ORIGIN_ERROR: &str = "origin-error";
 /// `detail` when the client's side of the exchange failed.
@@ -143,6 +145,10 @@ mod tests {
             (st(true, None, None, Some(STALE_WHILE_REVALIDATE)), "stale"),
             (
                 st(false, Some("stale"), Some(503), Some(STALE_IF_ERROR)),
+                "stale",
+            ),
+            (
+                st(false, Some("stale"), None, Some(ORIGIN_UNREACHABLE)),
                 "stale",
             ),
             (st(false, Some("stale"), Some(304), None), "revalidated"),

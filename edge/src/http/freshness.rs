@@ -249,6 +249,28 @@ pub fn age_value(headers: &http::HeaderMap) -> Option<u64> {
     )
 }
 
+/// The stale-if-error window to store with a response: how long past its freshness a stale
+/// copy may stand in when the origin cannot be reached at all (RFC 9111 §4.2.4 allows it when
+/// disconnected). The response's own `stale-if-error`, else the rule's, else `default`; none
+/// when the response forbids stale (`no-cache`, `must-revalidate`, `proxy-revalidate`,
+/// `s-maxage`). An origin that answers with an error gets only [`decide`]'s window.
+pub fn stale_if_unreachable(resp: &ResponseHeader, rule: Option<&Rule>, default: Duration) -> u32 {
+    let control = controlling_cache_control(resp);
+    if control.as_ref().is_some_and(Directives::no_cache) {
+        return 0;
+    }
+    let window = control
+        .and_then(|c| c.stale_if_error())
+        .or_else(|| rule.and_then(|r| r.stale_if_error))
+        .unwrap_or(default);
+    u32::try_from(window.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// The stale-if-error window [`decide`] gives `resp`: what an origin error allows.
+pub fn stale_if_error(resp: &ResponseHeader, rule: Option<&Rule>) -> u32 {
+    stale_windows(controlling_cache_control(resp).as_ref(), rule).1
+}
+
 fn stale_windows(control: Option<&Directives<'_>>, rule: Option<&Rule>) -> (u32, u32) {
     let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
     // must-revalidate, proxy-revalidate and s-maxage forbid stale (the directives say

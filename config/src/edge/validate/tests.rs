@@ -542,6 +542,20 @@ fn connection_timeouts_and_ceilings_are_read_and_bounded() {
 }
 
 #[test]
+fn stale_if_unreachable_defaults_to_a_day_and_zero_turns_it_off() {
+    let c = EdgeConfig::from_yaml(BASE).unwrap();
+    assert_eq!(c.cache.stale_if_unreachable, Duration::from_secs(86_400));
+    let off = BASE.replace(
+        "cache:\n  memory: { max_size: 64MiB, max_object_size: 1MiB }",
+        "cache:\n  memory: { max_size: 64MiB, max_object_size: 1MiB }\n  stale_if_unreachable: 0s",
+    );
+    let c = EdgeConfig::from_yaml(&off).unwrap();
+    assert_eq!(c.cache.stale_if_unreachable, Duration::ZERO);
+    let bad = off.replace("stale_if_unreachable: 0s", "stale_if_unreachable: 8000w");
+    rejects(&bad, 9, "cache.stale_if_unreachable");
+}
+
+#[test]
 fn work_stealing_is_off_unless_asked_and_must_be_a_bool() {
     assert!(!EdgeConfig::from_yaml(BASE).unwrap().runtime.work_stealing);
     let on = format!("{BASE}runtime: {{ work_stealing: true }}\n");
