@@ -583,7 +583,19 @@ impl ProxyHttp for EdgeProxy {
                     .cache
                     .maybe_cache_meta()
                     .map(|m| m.response_header());
-                merged = freshness::merge_not_modified(stored.unwrap_or(resp), &fields);
+                let stored = stored.unwrap_or(resp);
+                if vary::changed_by(stored, &fields) {
+                    // The copy was stored for any request; the origin now says it varies. It
+                    // stays this client's answer (the 304 was for its request), and goes.
+                    if let Some(primary) = ctx.primary {
+                        let n = self.state.storage.invalidate_primary(&primary);
+                        self.state.metrics.invalidations.inc_by(n as u64);
+                    }
+                    return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                        "vary-changed",
+                    )));
+                }
+                merged = freshness::merge_not_modified(stored, &fields);
                 &merged
             }
             None => resp,

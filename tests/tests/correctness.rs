@@ -391,3 +391,38 @@ fn a_stale_copy_stands_in_when_the_origin_cannot_be_reached_within_the_window() 
     });
     assert_eq!(r.status, 503, "{}", r.cache_status());
 }
+
+#[test]
+fn a_vary_that_a_304_adds_keeps_one_users_copy_from_another() {
+    let origin = Origin::start(|r| {
+        let lang = r.header("accept-language").unwrap_or("none").to_string();
+        if r.header("if-none-match").is_some() {
+            Reply::status(
+                304,
+                "",
+                &[
+                    ("vary", "Accept-Language"),
+                    ("cache-control", "max-age=600"),
+                ],
+            )
+        } else {
+            Reply::ok(
+                format!("for {lang}"),
+                &[("etag", "\"v\""), ("cache-control", "max-age=1")],
+            )
+        }
+    });
+    let edge = Edge::start(origin.addr, "");
+    let en = [("accept-language", "en")];
+    let fr = [("accept-language", "fr")];
+    assert_eq!(edge.get("/lang", &en).text(), "for en");
+    let revalidated =
+        edge_tests::eventually(std::time::Duration::from_secs(5), "a revalidation", || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let r = edge.get("/lang", &en);
+            r.cache_status().contains("fwd-status=304").then_some(r)
+        });
+    assert_eq!(revalidated.text(), "for en");
+    // The French client must not get the English copy the origin now says varies.
+    assert_eq!(edge.get("/lang", &fr).text(), "for fr");
+}

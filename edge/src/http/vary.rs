@@ -4,7 +4,7 @@
 use http::header::{ACCEPT_ENCODING, VARY};
 use pingora::cache::key::HashBinary;
 use pingora::cache::VarianceBuilder;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 use super::encoding;
 
@@ -23,6 +23,12 @@ pub fn names(stored: &http::HeaderMap) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// Whether the fields of a 304 name a `Vary` other than the stored response's: the stored copy
+/// was kept for requests the origin now tells apart. A 304 without `Vary` changes nothing.
+pub fn changed_by(stored: &ResponseHeader, not_modified: &http::HeaderMap) -> bool {
+    not_modified.contains_key(VARY) && names(not_modified) != names(&stored.headers)
 }
 
 /// The variance of a request against the `names` of [`names`]: the request's values of those
@@ -71,6 +77,18 @@ mod tests {
             r.append_header(n.to_string(), *v).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn a_304_changes_the_variance_only_when_it_names_other_fields() {
+        let mut stored = ResponseHeader::build(200, None).unwrap();
+        stored.append_header("vary", "Accept-Encoding").unwrap();
+        let mut fields = http::HeaderMap::new();
+        assert!(!changed_by(&stored, &fields), "no Vary: nothing said");
+        fields.insert("vary", "accept-encoding".parse().unwrap());
+        assert!(!changed_by(&stored, &fields), "the same names");
+        fields.insert("vary", "Accept-Encoding, Accept-Language".parse().unwrap());
+        assert!(changed_by(&stored, &fields));
     }
 
     #[test]
