@@ -426,3 +426,24 @@ fn a_vary_that_a_304_adds_keeps_one_users_copy_from_another() {
     // The French client must not get the English copy the origin now says varies.
     assert_eq!(edge.get("/lang", &fr).text(), "for fr");
 }
+
+#[test]
+fn vary_matches_requests_that_spell_a_list_differently() {
+    let origin = Origin::start(|r| {
+        Reply::ok(
+            format!("for {}", r.header("accept-language").unwrap_or("")),
+            &[
+                ("cache-control", "max-age=600"),
+                ("vary", "Accept-Language"),
+            ],
+        )
+    });
+    let edge = Edge::start(origin.addr, "");
+    edge.get("/v", &[("accept-language", "en-US, fr;q=0.5")])
+        .assert_cache_status("fwd=miss");
+    let same = edge.get("/v", &[("accept-language", "fr; q=0.5,EN-us")]);
+    same.assert_cache_status("hit");
+    let other = edge.get("/v", &[("accept-language", "de")]);
+    other.assert_cache_status("fwd=miss");
+    assert_eq!(other.text(), "for de");
+}

@@ -50,21 +50,41 @@ pub fn variance(names: &[String], req: &RequestHeader) -> Option<HashBinary> {
             builder.add_value(name, ae.as_bytes());
             continue;
         }
-        let mut values = req.headers.get_all(name.as_str()).iter();
-        match (values.next(), values.next()) {
-            (None, _) => builder.add_value(name, b""),
-            (Some(one), None) => builder.add_value(name, one.as_bytes()),
-            (Some(first), Some(second)) => {
-                let mut value = first.as_bytes().to_vec();
-                for v in std::iter::once(second).chain(values) {
-                    value.push(b',');
-                    value.extend_from_slice(v.as_bytes());
-                }
-                builder.add_owned_value(name, value);
-            }
-        }
+        let lines = req.headers.get_all(name.as_str());
+        builder.add_owned_value(name, normalized(name, lines.iter().map(|v| v.as_bytes())));
     }
     builder.finalize()
+}
+
+/// A varied field's value as its variance keys it: all its lines as one list, each member
+/// trimmed of the whitespace around it, so requests that differ only in how they wrote the
+/// list are one variant (RFC 9110 §5.3, §5.6.1). `Accept-Language` members are lower-cased
+/// (language tags are case-insensitive) and sorted (members of equal weight have no order, and
+/// a weight is part of its member).
+fn normalized<'a>(name: &str, lines: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let language = name == "accept-language";
+    let mut members: Vec<Vec<u8>> = lines
+        .flat_map(|line| line.split(|b| *b == b','))
+        .map(|m| m.trim_ascii())
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            if language {
+                let mut m: Vec<u8> = m
+                    .iter()
+                    .filter(|b| !matches!(b, b' ' | b'\t'))
+                    .copied()
+                    .collect();
+                m.make_ascii_lowercase();
+                m
+            } else {
+                m.to_vec()
+            }
+        })
+        .collect();
+    if language {
+        members.sort_unstable();
+    }
+    members.join(&b',')
 }
 
 #[cfg(test)]
@@ -77,6 +97,40 @@ mod tests {
             r.append_header(n.to_string(), *v).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn list_values_that_differ_only_in_spelling_are_one_variant() {
+        let names = vec!["accept-language".to_string(), "x-list".to_string()];
+        let v = |fields: &[(&str, &str)]| variance(&names, &req(fields)).unwrap();
+        let base = v(&[("accept-language", "en-US, fr;q=0.5"), ("x-list", "a, b")]);
+        assert_eq!(
+            base,
+            v(&[("Accept-Language", "fr; q=0.5 ,EN-us"), ("x-list", "a,b")])
+        );
+        assert_eq!(
+            base,
+            v(&[
+                ("accept-language", "en-US"),
+                ("accept-language", "fr;q=0.5"),
+                ("x-list", "a"),
+                ("x-list", " b ")
+            ])
+        );
+        // Other fields keep their case and order; different languages stay different.
+        assert_ne!(
+            base,
+            v(&[("accept-language", "en-US, fr;q=0.5"), ("x-list", "b, a")])
+        );
+        assert_ne!(
+            base,
+            v(&[("accept-language", "en-US, fr;q=0.5"), ("x-list", "A, b")])
+        );
+        assert_ne!(
+            base,
+            v(&[("accept-language", "en-GB, fr;q=0.5"), ("x-list", "a, b")])
+        );
+        assert_ne!(base, v(&[("x-list", "a, b")]));
     }
 
     #[test]
