@@ -88,6 +88,26 @@ fn patient_node_yaml(node_id: &str, port: u16, admin: u16, shutdown_timeout: &st
     runtime_yaml(node_id, port, admin, DEFAULT_CACHE, shutdown_timeout)
 }
 
+/// [`head_yaml`] with a second listener, on `tls_port`, speaking TLS with `cert` (HTTP/2 by
+/// ALPN).
+pub fn tls_head_yaml(
+    node_id: &str,
+    port: u16,
+    admin: u16,
+    cache: &str,
+    tls_port: u16,
+    cert: &crate::pki::CertFiles,
+) -> String {
+    head_yaml(node_id, port, admin, cache).replace(
+        &format!("listen: [{{ addr: \"127.0.0.1:{port}\" }}]"),
+        &format!(
+            "listen:\n  - addr: \"127.0.0.1:{port}\"\n  - addr: \"127.0.0.1:{tls_port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}",
+            cert.cert.display(),
+            cert.key.display()
+        ),
+    )
+}
+
 /// [`node_yaml`] with this `cache:` mapping (flow YAML) instead of the harness's memory cache.
 pub fn head_yaml(node_id: &str, port: u16, admin: u16, cache: &str) -> String {
     runtime_yaml(node_id, port, admin, cache, SHUTDOWN_TIMEOUT)

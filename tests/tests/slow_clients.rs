@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_tests::edge::{disk_cache, head_yaml, site, Edge, Scratch, DEFAULT_CACHE};
+use edge_tests::edge::{disk_cache, head_yaml, site, tls_head_yaml, Edge, Scratch, DEFAULT_CACHE};
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::pki::{Ca, CertFiles};
 use edge_tests::{client, eventually};
@@ -71,6 +71,25 @@ fn closed_count(edge: &Edge, reason: &str) -> f64 {
     ))
 }
 
+/// Waits until the edge has counted at least `n` connections closed for `reason`.
+fn counted(edge: &Edge, reason: &str, n: u64) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{n} closes for {reason}"),
+        || (closed_count(edge, reason) >= n as f64).then_some(()),
+    );
+}
+
+/// `what` was closed (`after`, from [`closed_after`] or the like), and not before a timeout of
+/// a second could have fired.
+fn assert_timed_out(what: &str, after: Option<Duration>) {
+    let after = after.unwrap_or_else(|| panic!("{what}: still open"));
+    assert!(
+        after >= Duration::from_millis(900),
+        "{what}: closed after {after:?}"
+    );
+}
+
 /// A normal request answered in full while the slow clients wait.
 fn assert_served(edge: &Edge) {
     let started = Instant::now();
@@ -113,17 +132,10 @@ fn idle_and_half_header_connections_are_closed_by_the_header_timeout() {
         ("half", &mut half),
         ("slowloris", &mut slow),
     ] {
-        let after = closed_after(s, t0, Duration::from_secs(8))
-            .unwrap_or_else(|| panic!("the {what} connection is still open"));
-        assert!(
-            after >= Duration::from_millis(900),
-            "{what} closed after {after:?}"
-        );
+        assert_timed_out(what, closed_after(s, t0, Duration::from_secs(8)));
     }
     drip.join().unwrap();
-    eventually(Duration::from_secs(5), "the closes counted", || {
-        (closed_count(&edge, "client_header_timeout") >= 3.0).then_some(())
-    });
+    counted(&edge, "client_header_timeout", 3);
     assert_served(&edge);
 }
 
@@ -151,9 +163,7 @@ fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
         after >= Duration::from_millis(900),
         "closed after {after:?}"
     );
-    eventually(Duration::from_secs(5), "the close counted", || {
-        (closed_count(&edge, "keepalive_timeout") >= 1.0).then_some(())
-    });
+    counted(&edge, "keepalive_timeout", 1);
     // `0s` turns keep-alive off: one request per connection.
     let edge = edge_with(origin.addr, "keepalive_timeout: 0s");
     let r = edge.get("/page", &[]);
@@ -196,14 +206,7 @@ fn tls_edge(
     limits: &str,
 ) -> Edge {
     Edge::start_config("edge-tls", |port, admin| {
-        let head = head_yaml("edge-tls", port, admin, cache).replace(
-            &format!("listen: [{{ addr: \"127.0.0.1:{port}\" }}]"),
-            &format!(
-                "listen:\n  - addr: \"127.0.0.1:{port}\"\n  - addr: \"127.0.0.1:{tls_port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}",
-                cert.cert.display(),
-                cert.key.display()
-            ),
-        );
+        let head = tls_head_yaml("edge-tls", port, admin, cache, tls_port, cert);
         format!(
             "{head}origins:\n  origin: {{ servers: [\"{origin}\"] }}\nsites:\n{}limits: {{ {limits} }}\n",
             site("")
@@ -264,30 +267,19 @@ fn tls_handshakes_and_first_requests_have_their_deadlines() {
         "the edge answered the ClientHello with a ServerHello"
     );
     for (what, s) in [("silent", &mut silent), ("hello", &mut hello)] {
-        let after = closed_after(s, t0, Duration::from_secs(8))
-            .unwrap_or_else(|| panic!("the {what} handshake is still open"));
-        assert!(
-            after >= Duration::from_millis(900),
-            "{what} closed after {after:?}"
-        );
+        assert_timed_out(what, closed_after(s, t0, Duration::from_secs(8)));
     }
-    eventually(Duration::from_secs(5), "the closes counted", || {
-        (closed_count(&edge, "tls_handshake_timeout") >= 2.0).then_some(())
-    });
+    counted(&edge, "tls_handshake_timeout", 2);
 
     // A handshake done, then no request: HTTP/1.1 waits for its head, HTTP/2 for its preface
     // and first stream; both for client_header_timeout.
     for alpn in ["http/1.1", "h2"] {
-        let after = idle_after_handshake(tls, alpn, Duration::from_secs(8))
-            .unwrap_or_else(|| panic!("{alpn}: still open"));
-        assert!(
-            after >= Duration::from_millis(900),
-            "{alpn}: closed after {after:?}"
+        assert_timed_out(
+            alpn,
+            idle_after_handshake(tls, alpn, Duration::from_secs(8)),
         );
     }
-    eventually(Duration::from_secs(5), "the closes counted", || {
-        (closed_count(&edge, "client_header_timeout") >= 2.0).then_some(())
-    });
+    counted(&edge, "client_header_timeout", 2);
     assert_served(&edge);
     // The places of the connections closed are free again.
     eventually(Duration::from_secs(5), "no connection left open", || {
@@ -351,9 +343,7 @@ fn readers_that_stop_reading_hold_little_and_are_closed_by_the_send_timeout() {
         growth / READERS
     );
     assert_served(&edge);
-    eventually(Duration::from_secs(20), "the send timeouts", || {
-        (closed_count(&edge, "send_timeout") >= READERS as f64).then_some(())
-    });
+    counted(&edge, "send_timeout", READERS);
     assert!(t0.elapsed() >= Duration::from_secs(3));
     assert_eq!(edge.metric("edge_client_buffer_bytes"), 0.0);
     // The clients see their connections end (once they read what the kernel had taken).
@@ -437,9 +427,7 @@ fn past_the_client_buffer_ceiling_the_slowest_readers_are_cut() {
     let _readers: Vec<TcpStream> = (0..40)
         .map(|_| stalled_reader(edge.addr, "/large"))
         .collect();
-    eventually(Duration::from_secs(10), "readers cut", || {
-        (closed_count(&edge, "client_buffers") >= 20.0).then_some(())
-    });
+    counted(&edge, "client_buffers", 20);
     eventually(
         Duration::from_secs(10),
         "the bytes held under the ceiling",

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use edge_tests::edge::{node_yaml, Edge, Scratch};
+use edge_tests::edge::{node_yaml, tls_head_yaml, Edge, Scratch, DEFAULT_CACHE};
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::pki::{Ca, CertFiles};
 use edge_tests::{eventually, free_port};
@@ -55,14 +55,7 @@ fn tls_yaml(
     sites: &str,
     origin: std::net::SocketAddr,
 ) -> String {
-    let head = node_yaml(node, port, admin).replace(
-        &format!("listen: [{{ addr: \"127.0.0.1:{port}\" }}]"),
-        &format!(
-            "listen:\n  - addr: \"127.0.0.1:{port}\"\n  - addr: \"127.0.0.1:{tls_port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}",
-            default.cert.display(),
-            default.key.display()
-        ),
-    );
+    let head = tls_head_yaml(node, port, admin, DEFAULT_CACHE, tls_port, default);
     format!("{head}origins:\n  origin: {{ servers: [\"{origin}\"] }}\nsites:\n{sites}")
 }
 

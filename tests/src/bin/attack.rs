@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_tests::edge::{disk_cache, head_yaml, site, Edge, Scratch};
+use edge_tests::edge::{disk_cache, site, tls_head_yaml, Edge, Scratch};
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::pki::Ca;
 
@@ -199,14 +199,7 @@ fn main() {
         format!("limits: {{ {limits} }}\n")
     };
     let edge = Edge::start_config("edge-attack", |port, admin| {
-        let head = head_yaml("edge-attack", port, admin, &cache).replace(
-            &format!("listen: [{{ addr: \"127.0.0.1:{port}\" }}]"),
-            &format!(
-                "listen:\n  - addr: \"127.0.0.1:{port}\"\n  - addr: \"127.0.0.1:{tls_port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}",
-                cert.cert.display(),
-                cert.key.display()
-            ),
-        );
+        let head = tls_head_yaml("edge-attack", port, admin, &cache, tls_port, &cert);
         format!(
             "{head}origins:\n  origin: {{ servers: [\"{}\"] }}\nsites:\n{}{limits_yaml}",
             origin.addr,
