@@ -43,6 +43,15 @@ pub fn parts_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// The number in the environment variable `name`, or `default` when it is unset or not a
+/// number (the load programs' settings).
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
 pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -21,13 +21,6 @@ use edge_tests::pki::Ca;
 
 const LARGE: u64 = 8 << 20;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// What one look at the edge process shows.
 struct Sample {
     rss_mib: f64,
@@ -176,13 +169,13 @@ fn main() {
         idle_helper(args[2].parse().unwrap(), args[3].parse().unwrap());
         return;
     }
-    let idle = env("ATTACK_IDLE", 20_000);
-    let readers = env("ATTACK_READERS", 2_000);
-    let h2_connections = env("ATTACK_H2_CONNECTIONS", 40);
-    let h2_streams = env("ATTACK_H2_STREAMS", 100);
+    let idle = edge_tests::env_or("ATTACK_IDLE", 20_000);
+    let readers = edge_tests::env_or("ATTACK_READERS", 2_000);
+    let h2_connections = edge_tests::env_or("ATTACK_H2_CONNECTIONS", 40);
+    let h2_streams = edge_tests::env_or("ATTACK_H2_STREAMS", 100);
     let limits = std::env::var("ATTACK_LIMITS").unwrap_or_default();
     // The product's defaults: header 10 s, send 60 s.
-    let hold = Duration::from_secs(env("ATTACK_HOLD", 65));
+    let hold = Duration::from_secs(edge_tests::env_or("ATTACK_HOLD", 65));
 
     let origin = Origin::start(|r| match r.path() {
         "/large" => Reply::generated(LARGE, &[("cache-control", "max-age=3600")]),

@@ -19,13 +19,6 @@ const BIG: u64 = 20;
 const MEMORY: u64 = 16 << 20;
 const DISK: u64 = 128 << 20;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The body of a path: its name repeated to a size its prefix chooses, so every body is
 /// checkable and a body under the wrong key does not compare equal.
 fn body_of(path: &str) -> Vec<u8> {
@@ -169,8 +162,8 @@ struct Sample {
 }
 
 fn main() {
-    let seconds = env("SOAK_SECONDS", 300);
-    let concurrency = env("SOAK_CONCURRENCY", 64);
+    let seconds = edge_tests::env_or("SOAK_SECONDS", 300);
+    let concurrency = edge_tests::env_or("SOAK_CONCURRENCY", 64);
     let origin = Origin::start(|r| {
         let tag = r.path().split('/').nth(1).unwrap_or("none").to_string();
         Reply::ok(
