@@ -447,3 +447,18 @@ fn vary_matches_requests_that_spell_a_list_differently() {
     other.assert_cache_status("fwd=miss");
     assert_eq!(other.text(), "for de");
 }
+
+#[test]
+fn a_rule_may_store_a_fresh_5xx_and_by_default_none_is_stored() {
+    let origin = Origin::start(|_| Reply::status(503, "busy", &[("cache-control", "max-age=60")]));
+    let edge = Edge::start(
+        origin.addr,
+        "- { match: { path_prefix: /errors/ }, cache_errors: true }",
+    );
+    for path in ["/errors/a", "/other"] {
+        assert_eq!(edge.get(path, &[]).status, 503);
+        edge.get(path, &[]);
+    }
+    assert_eq!(origin.count("/errors/a"), 1, "stored for its max-age");
+    assert_eq!(origin.count("/other"), 2, "no 5xx stored without the rule");
+}

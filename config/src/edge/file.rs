@@ -175,6 +175,9 @@ pub struct RuleFile {
     pub tags: Vec<Spanned<String>>,
     #[serde(default)]
     pub allow_set_cookie: bool,
+    /// Store a 5xx that states its own freshness.
+    #[serde(default)]
+    pub cache_errors: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

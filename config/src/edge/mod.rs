@@ -230,6 +230,9 @@ pub struct Rule {
     pub tags: Vec<String>,
     /// Store responses that carry `Set-Cookie` (the cookie is stored and replayed).
     pub allow_set_cookie: bool,
+    /// Store a 5xx response that states its own freshness (`max-age`, `s-maxage`, `Expires`),
+    /// for that long; without it no 5xx is stored.
+    pub cache_errors: bool,
 }
 
 /// The request side of a rule.

@@ -417,12 +417,13 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
                 r.cache_key.is_some(),
                 !r.tags.is_empty(),
                 r.allow_set_cookie,
+                r.cache_errors,
             ];
             if extras.iter().any(|x| *x) {
                 p.at(
                     c,
                     format!("{field}.cache"),
-                    "`cache: false` bypasses the cache, so ttl, stale, cache_key, tags and allow_set_cookie do nothing here; remove them",
+                    "`cache: false` bypasses the cache, so ttl, stale, cache_key, tags, allow_set_cookie and cache_errors do nothing here; remove them",
                 );
             }
         }
@@ -519,6 +520,7 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
         cache_key,
         tags: r.tags.iter().map(|t| t.value.clone()).collect(),
         allow_set_cookie: r.allow_set_cookie,
+        cache_errors: r.cache_errors,
     }
 }
 

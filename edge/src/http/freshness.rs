@@ -46,8 +46,11 @@ pub fn decide(
     now: SystemTime,
 ) -> Result<Freshness, NotStored> {
     let status = resp.status.as_u16();
-    // 206 and 304 are never stored as such (Pingora fetches whole bodies); 5xx never.
-    if !(200..500).contains(&status) || status == 206 || status == 304 {
+    // 206 and 304 are never stored as such (Pingora fetches whole bodies); 5xx only when the
+    // rule opts in, and then only for the freshness the response states itself.
+    let error = (500..600).contains(&status);
+    let stored_error = error && rule.is_some_and(|r| r.cache_errors);
+    if !((200..500).contains(&status) || stored_error) || status == 206 || status == 304 {
         return Err("status");
     }
     let control = controlling_cache_control(resp);
@@ -79,10 +82,14 @@ pub fn decide(
     // an asset rule with `ttl: 365d` must not pin a missing file for a year.
     let rule_applies = matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 410);
     let negative = matches!(status, 404 | 405 | 414);
+    let explicit = explicit_lifetime(control, resp, now);
+    if error && explicit.is_none() {
+        return Err("no-freshness");
+    }
     let lifetime = rule
         .and_then(|r| r.ttl)
         .filter(|_| rule_applies)
-        .or_else(|| explicit_lifetime(control, resp, now))
+        .or(explicit)
         .or_else(|| rule.and_then(|r| r.default_ttl).filter(|_| rule_applies))
         .or_else(|| {
             (rule_applies || control.is_some_and(Directives::public))

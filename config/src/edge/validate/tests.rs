@@ -306,6 +306,14 @@ fn bypass_rule_with_ttl_is_contradictory() {
         17,
         "sites[0].rules[0].cache",
     );
+    rejects(
+        &with("ttl: 365d", "cache: false\n        cache_errors: true"),
+        17,
+        "sites[0].rules[0].cache",
+    );
+    let opted = with("ttl: 365d", "ttl: 365d\n        cache_errors: true");
+    assert!(EdgeConfig::from_yaml(&opted).unwrap().sites[0].rules[0].cache_errors);
+    assert!(!EdgeConfig::from_yaml(BASE).unwrap().sites[0].rules[0].cache_errors);
 }
 
 #[test]

@@ -484,3 +484,36 @@ fn a_404_is_stored_for_the_negative_ttl_at_most() {
         );
     }
 }
+
+#[test]
+fn a_rule_may_store_a_5xx_for_the_freshness_it_states_and_no_other() {
+    let stated = [("cache-control", "max-age=30")];
+    let pinned = rule("{ match: { path_prefix: / }, cache_errors: true, ttl: 1d }");
+    assert_eq!(
+        ttl(decide(&resp(503, &stated), false, Some(&pinned), now()).unwrap()),
+        30,
+        "the rule's ttl is not for errors"
+    );
+    let opted = rule("{ match: { path_prefix: / }, cache_errors: true, default_ttl: 1h }");
+    assert_eq!(
+        ttl(decide(&resp(503, &stated), false, Some(&opted), now()).unwrap()),
+        30
+    );
+    // Without a stated lifetime (a default_ttl or a heuristic would apply to a 200): not stored.
+    let lm = fmt_http_date(now() - Duration::from_secs(1000));
+    for silent in [
+        &[][..],
+        &[("cache-control", "public"), ("last-modified", lm.as_str())][..],
+    ] {
+        assert_eq!(
+            decide(&resp(500, silent), false, Some(&opted), now()),
+            Err("no-freshness")
+        );
+    }
+    // The other limits still hold.
+    let private = [("cache-control", "private, max-age=30")];
+    assert_eq!(
+        decide(&resp(503, &private), false, Some(&opted), now()),
+        Err("private")
+    );
+}
