@@ -10,6 +10,7 @@ use edge_config::edge::EdgeConfig;
 use pingora::cache::lock::CacheLock;
 use pingora::cache::predictor::Predictor;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -157,9 +158,6 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
     }
     let connections = Connections::new(&config.limits, ConnMetrics::register()?);
-    connections
-        .budget
-        .report_to(connections.metrics.buffered.clone());
 
     let memory = MemoryTier::new(
         config.cache.memory.max_size,
@@ -296,7 +294,7 @@ fn proxy_service(
     for (i, l) in config.listen.iter().enumerate() {
         let addr = l.addr.to_string();
         match &l.tls {
-            None => proxy.add_tcp(&addr),
+            None => proxy.add_listener(ListenerConfig::tcp(addr).l4_buffer(client_buffers())),
             Some(tls) => {
                 // The files were loaded by `Live::build`; the resolver serves them (and the
                 // sites' certificates) from the configuration in force.
@@ -310,11 +308,26 @@ fn proxy_service(
                 })?;
                 settings.set_cert_resolver(Arc::new(SniResolver::new(state.clone(), i)));
                 settings.enable_h2();
-                proxy.add_tls_with_settings(&addr, None, settings);
+                proxy.add_listener(
+                    ListenerConfig::tcp(addr)
+                        .tls(settings)
+                        .l4_buffer(client_buffers()),
+                );
             }
         }
     }
     Ok(proxy)
+}
+
+/// Bytes each client connection buffers reading: a request head within the default limits
+/// (32 KiB) in two reads, and a quarter of Pingora's default, which every connection, idle
+/// ones included, carries for as long as it is open.
+const CLIENT_READ_BUFFER: usize = 16 << 10;
+
+/// The socket buffers of a client connection: [`CLIENT_READ_BUFFER`] to read, Pingora's
+/// default to write (the corked fast hit relies on its size).
+fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings::default().read(CLIENT_READ_BUFFER)
 }
 
 /// Opens the disk tier. During an upgrade the old process holds the catalog until it has

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use prometheus::IntGauge;
 
 use super::guard::{self, Cut};
 use crate::cache::{BufferHold, ClientBuffers};
@@ -22,7 +21,6 @@ use crate::cache::{BufferHold, ClientBuffers};
 pub struct Budget {
     limit: AtomicU64,
     state: Mutex<State>,
-    gauge: Mutex<Option<IntGauge>>,
 }
 
 #[derive(Default)]
@@ -49,14 +47,7 @@ impl Budget {
         Budget {
             limit: AtomicU64::new(limit),
             state: Mutex::new(State::default()),
-            gauge: Mutex::new(None),
         }
-    }
-
-    /// Reports the bytes held in `gauge` from now on.
-    pub fn report_to(&self, gauge: IntGauge) {
-        gauge.set(self.held() as i64);
-        *self.gauge.lock() = Some(gauge);
     }
 
     /// A new ceiling (a reload).
@@ -114,9 +105,6 @@ impl Budget {
                 leaving: false,
             },
         );
-        let held = s.held;
-        drop(s);
-        self.report(held);
         (id, cut_now)
     }
 
@@ -127,15 +115,6 @@ impl Budget {
             if h.leaving {
                 s.leaving -= h.bytes;
             }
-        }
-        let held = s.held;
-        drop(s);
-        self.report(held);
-    }
-
-    fn report(&self, held: u64) {
-        if let Some(g) = &*self.gauge.lock() {
-            g.set(held as i64);
         }
     }
 }

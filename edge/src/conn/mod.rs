@@ -77,7 +77,7 @@ pub struct ConnMetrics {
     pub refused: IntCounter,
     /// `edge_connections_closed_total{reason}`, in [`Closed::ALL`] order.
     closed: Vec<IntCounter>,
-    /// `edge_client_buffer_bytes`: disk bytes held for clients now.
+    /// `edge_client_buffer_bytes`: disk bytes held for clients, as of the last scrape.
     pub buffered: IntGauge,
     /// `edge_connections_saturated`: 1 while the node cannot take more clients.
     saturated: IntGauge,
@@ -241,7 +241,10 @@ impl Connections {
     /// Whether the node can take more clients: below `max_connections` and not short of
     /// descriptors. Updates the connection gauges; called by `/readyz` and `/metrics`.
     pub fn saturation(&self) -> Saturation {
+        // Read at the scrape: a gauge set by each of several threads as it changes the count
+        // could be left at an older value by the last two to race.
         self.metrics.open.set(self.open() as i64);
+        self.metrics.buffered.set(self.budget.held() as i64);
         let s = Saturation {
             at_connection_limit: self.at_limit(),
             short_of_descriptors: crate::nofile::short(),
