@@ -10,7 +10,6 @@ use edge_config::edge::EdgeConfig;
 use pingora::cache::lock::CacheLock;
 use pingora::cache::predictor::Predictor;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -294,7 +293,7 @@ fn proxy_service(
     for (i, l) in config.listen.iter().enumerate() {
         let addr = l.addr.to_string();
         match &l.tls {
-            None => proxy.add_listener(ListenerConfig::tcp(addr).l4_buffer(client_buffers())),
+            None => proxy.add_tcp(&addr),
             Some(tls) => {
                 // The files were loaded by `Live::build`; the resolver serves them (and the
                 // sites' certificates) from the configuration in force.
@@ -308,26 +307,11 @@ fn proxy_service(
                 })?;
                 settings.set_cert_resolver(Arc::new(SniResolver::new(state.clone(), i)));
                 settings.enable_h2();
-                proxy.add_listener(
-                    ListenerConfig::tcp(addr)
-                        .tls(settings)
-                        .l4_buffer(client_buffers()),
-                );
+                proxy.add_tls_with_settings(&addr, None, settings);
             }
         }
     }
     Ok(proxy)
-}
-
-/// Bytes each client connection buffers reading: a request head within the default limits
-/// (32 KiB) in two reads, and a quarter of Pingora's default, which every connection, idle
-/// ones included, carries for as long as it is open.
-const CLIENT_READ_BUFFER: usize = 16 << 10;
-
-/// The socket buffers of a client connection: [`CLIENT_READ_BUFFER`] to read, Pingora's
-/// default to write (the corked fast hit relies on its size).
-fn client_buffers() -> L4BufferSettings {
-    L4BufferSettings::default().read(CLIENT_READ_BUFFER)
 }
 
 /// Opens the disk tier. During an upgrade the old process holds the catalog until it has
