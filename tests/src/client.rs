@@ -95,8 +95,8 @@ pub fn raw(addr: SocketAddr, bytes: &[u8], head: bool) -> std::io::Result<Respon
     })
 }
 
-/// Reads one response framed by `Content-Length` from a connection kept open, leaving it ready
-/// for the next request.
+/// Reads one response framed by `Content-Length` (or a 204 or 304, which have no body) from a
+/// connection kept open, leaving it ready for the next request.
 pub fn read_one(s: &mut TcpStream) -> std::io::Result<Response> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
@@ -107,6 +107,9 @@ pub fn read_one(s: &mut TcpStream) -> std::io::Result<Response> {
         buf.push(byte[0]);
     }
     let head = parse(&buf, true).ok_or_else(|| std::io::Error::other("unparsable head"))?;
+    if matches!(head.status, 204 | 304) {
+        return Ok(head);
+    }
     let len: usize = head
         .header("content-length")
         .and_then(|v| v.parse().ok())

@@ -462,3 +462,80 @@ fn a_rule_may_store_a_fresh_5xx_and_by_default_none_is_stored() {
     assert_eq!(origin.count("/errors/a"), 1, "stored for its max-age");
     assert_eq!(origin.count("/other"), 2, "no 5xx stored without the rule");
 }
+
+/// An origin that closes a keep-alive connection 300 ms after its last answer, as many
+/// application servers do; answers `If-None-Match` with a 304.
+fn closing_origin() -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || {
+                conn.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+                    .unwrap();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut out = conn;
+                loop {
+                    let mut conditional = false;
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(n) if n > 0 => {}
+                        _ => return,
+                    }
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).is_err() {
+                            return;
+                        }
+                        if h.to_ascii_lowercase().starts_with("if-none-match") {
+                            conditional = true;
+                        }
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    let reply: &[u8] = if conditional {
+                        b"HTTP/1.1 304 Not Modified\r\nETag: \"v\"\r\nCache-Control: max-age=1, must-revalidate\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nETag: \"v\"\r\nCache-Control: max-age=1, must-revalidate\r\nContent-Length: 4\r\n\r\nbody"
+                    };
+                    if out.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_request_read_after_a_pause_is_always_answered() {
+    use std::io::Write;
+    let edge = Edge::start(closing_origin(), "");
+    for round in 0..3 {
+        let mut conn = std::net::TcpStream::connect(edge.addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let path = format!("/paused{round}");
+        conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes())
+            .unwrap();
+        assert_eq!(edge_tests::client::read_one(&mut conn).unwrap().status, 200);
+        conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes())
+            .unwrap();
+        assert_eq!(edge_tests::client::read_one(&mut conn).unwrap().status, 200);
+        // The origin has closed its side of the pooled connection meanwhile, and the copy is
+        // stale and must be revalidated.
+        std::thread::sleep(std::time::Duration::from_millis(1500 + 300 * round));
+        conn.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: example.com\r\nIf-None-Match: \"v\"\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        let r = edge_tests::client::read_one(&mut conn)
+            .unwrap_or_else(|e| panic!("round {round}: no answer: {e}"));
+        assert!(matches!(r.status, 200 | 304), "round {round}: {}", r.status);
+    }
+}
