@@ -42,6 +42,7 @@ use crate::router::{normalize_host, select_rule};
 pub mod cork;
 mod fast_hit;
 mod hit_header;
+mod stale;
 
 /// Header naming the cache in RFC 9211.
 const CACHE_STATUS: &str = "cache-status";
@@ -910,6 +911,12 @@ impl ProxyHttp for EdgeProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if let Ok(true) = self.stale_after_failure(session, ctx, e).await {
+            return FailToProxy {
+                error_code: 200,
+                can_reuse_downstream: false,
+            };
+        }
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             _ => match e.esource() {

@@ -539,3 +539,36 @@ fn a_request_read_after_a_pause_is_always_answered() {
         assert!(matches!(r.status, 200 | 304), "round {round}: {}", r.status);
     }
 }
+
+#[test]
+fn an_origin_that_dies_before_its_body_leaves_the_stale_copy_in_place() {
+    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = fail.clone();
+    let origin = Origin::start(move |_| {
+        let mut r = Reply::ok(
+            vec![b'x'; 100_000],
+            &[("cache-control", "max-age=1, stale-if-error=60")],
+        );
+        if f.load(std::sync::atomic::Ordering::SeqCst) {
+            // The header, then the connection closes before any of the body.
+            r.truncate_after = Some(0);
+        }
+        r
+    });
+    let edge = Edge::start(origin.addr, "");
+    assert_eq!(edge.get("/dies", &[]).body.len(), 100_000);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..5 {
+        let r = edge.get("/dies", &[]);
+        let cs = r.cache_status();
+        // Never an error while the stored copy may stand in. When the origin's header reached
+        // the client before its connection broke, the response can only be cut short, and is.
+        assert_eq!(r.status, 200, "{cs}");
+        if r.complete {
+            assert_eq!(r.body.len(), 100_000, "{cs}");
+            r.assert_cache_status("fwd=stale");
+            r.assert_cache_status("detail=stale-if-error");
+        }
+    }
+}

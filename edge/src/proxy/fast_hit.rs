@@ -20,6 +20,7 @@ use http::header::{
 use super::cork::Cork;
 use super::hit_header;
 use super::*;
+use crate::cache::StoredObject;
 use crate::purge::Verdict;
 
 /// Request fields that ask for more than a whole stored response.
@@ -38,16 +39,15 @@ pub(super) fn eligible(req: &RequestHeader) -> bool {
 }
 
 impl EdgeProxy {
-    /// Answers a fresh hit of a whole object; `Ok(false)` when the request needs the full path.
-    pub(super) async fn fresh_hit(
+    /// The whole stored object the request would hit, of the variant its `Vary` fields select,
+    /// with the tier that holds it; `None` when there is none held whole. Sets the request's
+    /// primary key and keeps its cache key for the full path.
+    pub(super) async fn whole_stored(
         &self,
-        session: &mut Session,
+        session: &Session,
         ctx: &mut RequestCtx,
-    ) -> Result<bool> {
+    ) -> Option<(Arc<StoredObject>, &'static str)> {
         let s = &self.state;
-        if !s.purge_ready.load(Ordering::Acquire) {
-            return Ok(false);
-        }
         let key = self.key(session, ctx);
         let primary = key.primary_bin();
         ctx.primary = Some(primary);
@@ -72,30 +72,42 @@ impl EdgeProxy {
             }
         }
         ctx.key = Some(key);
-        let Some((object, tier)) = object else {
-            return Ok(false);
+        object
+    }
+
+    /// Whether no purge covers the stored response `header` of the request's URL.
+    pub(super) fn unpurged(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        header: &ResponseHeader,
+    ) -> bool {
+        let s = &self.state;
+        if s.bans.is_empty() {
+            return true;
+        }
+        let Some(primary) = ctx.primary else {
+            return false;
         };
+        let path = session.req_header().uri.path();
+        let subject = purge::subject_of(&primary, &ctx.host, path, &header.headers);
+        matches!(s.bans.judge(&subject), Verdict::Keep)
+    }
+
+    /// Writes the stored `object` (from `tier`) as the whole response, with its `Age` and the
+    /// `Cache-Status` `cs`, which gets the remaining freshness.
+    pub(super) async fn write_stored(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        object: &StoredObject,
+        mut cs: CacheStatus,
+        now: SystemTime,
+    ) -> Result<()> {
         let Some(stored) = object.decoded() else {
-            return Ok(false);
+            return Error::e_explain(ErrorType::InternalError, "stored meta not decoded");
         };
-        let now = SystemTime::now();
-        // As Pingora: fresh while `fresh_until` has not passed. An object without a length is
-        // sent chunked by the full path.
-        if stored.fresh_until < now
-            || !stored
-                .header
-                .headers
-                .contains_key(http::header::CONTENT_LENGTH)
-        {
-            return Ok(false);
-        }
-        if !s.bans.is_empty() {
-            let path = session.req_header().uri.path();
-            let subject = purge::subject_of(&primary, &ctx.host, path, &stored.header.headers);
-            if !matches!(s.bans.judge(&subject), Verdict::Keep) {
-                return Ok(false);
-            }
-        }
+        let s = &self.state;
         let mut header = hit_header::for_hit(&object.head, &stored.header, |header| {
             header.set_version(http::Version::HTTP_11);
             // As Pingora's range filter (and nginx): a whole 200 of known length may be asked
@@ -111,19 +123,12 @@ impl EdgeProxy {
         })?;
         let age = now.duration_since(stored.epoch).unwrap_or_default();
         header.insert_header(AGE, age.as_secs())?;
-        let ttl = stored
-            .fresh_until
-            .duration_since(now)
-            .map_or(0, |d| d.as_secs() as i64);
-        let cs = CacheStatus {
-            hit: true,
-            ttl: Some(ttl),
-            detail: Some(tier),
-            ..Default::default()
-        };
+        cs.ttl = Some(match stored.fresh_until.duration_since(now) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        });
         let field = cs.render(&s.node_id);
         header.insert_header(CACHE_STATUS, &field)?;
-        s.storage.count_hit(tier);
         ctx.status = Some(cs);
         ctx.status_field = Some(field);
         let head_only = session.req_header().method == Method::HEAD;
@@ -139,6 +144,44 @@ impl EdgeProxy {
                 .write_response_body(Some(object.body.clone()), true)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Answers a fresh hit of a whole object; `Ok(false)` when the request needs the full path.
+    pub(super) async fn fresh_hit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let s = &self.state;
+        if !s.purge_ready.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let Some((object, tier)) = self.whole_stored(session, ctx).await else {
+            return Ok(false);
+        };
+        let Some(stored) = object.decoded() else {
+            return Ok(false);
+        };
+        let now = SystemTime::now();
+        // As Pingora: fresh while `fresh_until` has not passed. An object without a length is
+        // sent chunked by the full path.
+        if stored.fresh_until < now
+            || !stored
+                .header
+                .headers
+                .contains_key(http::header::CONTENT_LENGTH)
+            || !self.unpurged(session, ctx, &stored.header)
+        {
+            return Ok(false);
+        }
+        let cs = CacheStatus {
+            hit: true,
+            detail: Some(tier),
+            ..Default::default()
+        };
+        s.storage.count_hit(tier);
+        self.write_stored(session, ctx, &object, cs, now).await?;
         Ok(true)
     }
 }
