@@ -18,15 +18,19 @@ use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerAp
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use tokio::sync::Notify;
 
 use super::{Closed, Connections, Slot};
 
-/// A request's way to be cut short from outside its task.
+/// What one request's task shares with [`Guarded`]: what its hooks saw, and its way to be cut
+/// short from outside the task.
 #[derive(Debug, Default)]
 pub struct Cut {
+    head_read: AtomicBool,
+    /// The response could not be written in `send_timeout`.
+    send_timed_out: AtomicBool,
     done: AtomicBool,
-    notify: Notify,
+    /// The request's task, once [`Cutting`] has been polled.
+    waker: parking_lot::Mutex<Option<std::task::Waker>>,
 }
 
 impl Cut {
@@ -34,7 +38,9 @@ impl Cut {
     pub fn cut(&self) -> bool {
         let first = !self.done.swap(true, Ordering::AcqRel);
         if first {
-            self.notify.notify_one();
+            if let Some(waker) = self.waker.lock().take() {
+                waker.wake();
+            }
         }
         first
     }
@@ -45,17 +51,34 @@ impl Cut {
     }
 }
 
-/// What one request's task shares with [`Guarded`].
-#[derive(Debug, Default)]
-struct Watch {
-    head_read: AtomicBool,
-    /// The response could not be written in `send_timeout`.
-    send_timed_out: AtomicBool,
-    cut: Arc<Cut>,
+/// Ready once the request is cut. It leaves its task's waker once, on its first poll: a task's
+/// waker stays the same, and most requests are never cut, so the common poll is one load.
+struct Cutting<'a> {
+    cut: &'a Cut,
+    registered: bool,
+}
+
+impl std::future::Future for Cutting<'_> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if !self.registered {
+            *self.cut.waker.lock() = Some(cx.waker().clone());
+            self.registered = true;
+        }
+        if self.cut.is_cut() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
 }
 
 tokio::task_local! {
-    static REQUEST: Arc<Watch>;
+    static REQUEST: Arc<Cut>;
     static CONNECTION: std::cell::Cell<u64>;
 }
 
@@ -75,7 +98,7 @@ pub fn request_ended(error: Option<&pingora::Error>) {
 
 /// The current request's [`Cut`], when the caller runs in a client request's task.
 pub fn current_cut() -> Option<Arc<Cut>> {
-    REQUEST.try_with(|w| w.cut.clone()).ok()
+    REQUEST.try_with(Arc::clone).ok()
 }
 
 /// The proxy, each of its requests watched (see the module).
@@ -128,10 +151,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Guarded<A> {
                 session.set_keepalive(Some(c.keepalive_secs()));
             }
             let wait = if reused { keepalive } else { Duration::ZERO };
-            deadline = Some(Instant::now() + wait + c.client_header_timeout());
+            deadline = Some(wait + c.client_header_timeout());
         }
         let started = Instant::now();
-        let watch = Arc::new(Watch::default());
+        let deadline = deadline.map(|d| started + d);
+        let watch = Arc::new(Cut::default());
         let request = REQUEST.scope(watch.clone(), self.app.process_new_http(session, shutdown));
         tokio::pin!(request);
         let timer = tokio::time::sleep_until(deadline.unwrap_or(started).into());
@@ -151,7 +175,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Guarded<A> {
                     }
                     return reused_stream;
                 }
-                _ = watch.cut.notify.notified() => {
+                _ = Cutting { cut: &watch, registered: false } => {
                     c.metrics.closed(Closed::ClientBuffers);
                     return None;
                 }
@@ -243,7 +267,7 @@ mod tests {
     async fn the_watch_is_seen_only_inside_the_request() {
         assert!(current_cut().is_none());
         head_read();
-        let watch = Arc::new(Watch::default());
+        let watch = Arc::new(Cut::default());
         REQUEST
             .scope(watch.clone(), async {
                 head_read();
@@ -251,6 +275,6 @@ mod tests {
             })
             .await;
         assert!(watch.head_read.load(Ordering::Acquire));
-        assert!(watch.cut.is_cut());
+        assert!(watch.is_cut());
     }
 }
