@@ -12,7 +12,6 @@ use pingora::protocols::http::ServerSession;
 use edge_config::purge::Purge;
 
 use crate::cache::tiered::TieredStorage;
-use crate::conn::Connections;
 use crate::metrics::Metrics;
 use crate::proxy::EdgeState;
 use crate::purge::{PurgeError, Purger};
@@ -33,7 +32,29 @@ pub struct AdminApp {
     /// The node, for the tokens in force (`None` turns the purge endpoints off).
     pub state: Arc<EdgeState>,
     /// Client connections: a node that cannot take more is not ready.
-    pub connections: Arc<Connections>,
+    pub capacity: Arc<dyn Capacity>,
+}
+
+/// Why a node cannot take more clients, if it cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Saturation {
+    /// `max_connections` are open.
+    pub at_connection_limit: bool,
+    /// Nearly every descriptor the process may open is open.
+    pub short_of_descriptors: bool,
+}
+
+impl Saturation {
+    /// Either.
+    pub fn any(self) -> bool {
+        self.at_connection_limit || self.short_of_descriptors
+    }
+}
+
+/// What `/readyz` asks of the node's client connections, and `/metrics` has refresh.
+pub trait Capacity: Send + Sync {
+    /// Whether the node can take more clients; brings the connection gauges up to date.
+    fn saturation(&self) -> Saturation;
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -164,7 +185,7 @@ impl ServeHttp for AdminApp {
                 let state = self.purger.node_state();
                 let drain = &self.state.drain;
                 let stopping = drain.is_stopping();
-                let saturation = self.connections.saturation();
+                let saturation = self.capacity.saturation();
                 // A stopping node is not ready, however far it has caught up; nor is one that
                 // would refuse the clients a load balancer sends it.
                 let ready = state.ready && !stopping && !saturation.any();
@@ -182,7 +203,7 @@ impl ServeHttp for AdminApp {
                 json(status, &body)
             }
             "/metrics" => {
-                self.connections.saturation();
+                self.capacity.saturation();
                 self.metrics
                     .observe_tier("memory", self.storage.memory().stats());
                 if let Some(disk) = self.storage.disk() {

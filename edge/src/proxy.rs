@@ -43,6 +43,7 @@ pub mod cork;
 mod fast_hit;
 mod hit_header;
 mod stale;
+pub mod watch;
 
 /// Header naming the cache in RFC 9211.
 const CACHE_STATUS: &str = "cache-status";
@@ -396,7 +397,7 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        crate::conn::guard::head_read();
+        watch::head_read();
         let limits = &ctx.live.config.limits;
         // Each write to the client: one that makes no progress this long ends the connection
         // (the client stopped reading), whatever the response's size.
@@ -885,24 +886,16 @@ impl ProxyHttp for EdgeProxy {
     ) -> bool {
         // During revalidation (no error) the stored windows decide; Pingora checks them.
         let Some(e) = error else { return true };
-        // On an error, only origin-side failures: a broken client must not be fed stale data.
-        if e.esource() != &ErrorSource::Upstream {
-            return false;
-        }
-        let ErrorType::HTTPStatus(_) = e.etype() else {
-            // Nothing came back: the stored window (stale_if_unreachable at least) decides.
-            ctx.origin_unreachable = true;
-            return true;
-        };
-        // The origin answered with an error: only the window the response or rule gives.
         let Some(meta) = session.cache.maybe_cache_meta() else {
             return false;
         };
-        let window = freshness::stale_if_error(meta.response_header(), ctx.rule());
-        let stale_for = SystemTime::now()
-            .duration_since(meta.fresh_until())
-            .unwrap_or_default();
-        window > 0 && stale_for <= Duration::from_secs(u64::from(window))
+        match self.stand_in(ctx, meta.response_header(), meta.fresh_until(), e) {
+            Some(detail) => {
+                ctx.origin_unreachable = detail == ORIGIN_UNREACHABLE;
+                true
+            }
+            None => false,
+        }
     }
 
     async fn fail_to_proxy(
@@ -978,7 +971,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        crate::conn::guard::request_ended(e);
+        watch::request_ended(e);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let label = ctx.status.as_ref().map_or("error", CacheStatus::label);
         let bytes = session.body_bytes_sent() as u64;

@@ -152,7 +152,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
 
     // Each client connection takes a descriptor: the usual soft limit is far below
     // `limits.max_connections`.
-    match crate::nofile::raise() {
+    match crate::fds::raise() {
         Ok(limit) => tracing::info!(limit, "descriptor limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
     }
@@ -260,7 +260,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
             node_id: config.node_id.clone(),
             purger,
             state,
-            connections,
+            capacity: connections,
         },
     );
     admin.add_tcp(&config.admin.addr.to_string());

@@ -13,7 +13,7 @@ pub mod index;
 pub mod key;
 pub mod memory;
 mod object;
-mod open_files;
+pub(crate) mod open_files;
 mod pread;
 mod slots;
 pub mod stats;

@@ -22,11 +22,16 @@ pub struct OpenFiles {
     slots: Slots<Arc<File>>,
 }
 
+/// Body files the tier keeps open under a descriptor limit of `limit`: a quarter of it, and at
+/// most 4,096; the rest stay for connections.
+pub fn most_kept(limit: u64) -> u64 {
+    (limit / 4).min(MAX_KEPT)
+}
+
 impl OpenFiles {
-    /// Keeps at most a quarter of the process's descriptor limit (`RLIMIT_NOFILE`), and at
-    /// most 4,096: the rest stay for connections.
+    /// Keeps at most [`most_kept`] under the process's descriptor limit (`RLIMIT_NOFILE`).
     pub fn new() -> Self {
-        Self::with_capacity(nofile_limit().map_or(0, |n| (n / 4).min(MAX_KEPT)) as usize)
+        Self::with_capacity(nofile_limit().map_or(0, most_kept) as usize)
     }
 
     /// Keeps at most `max` descriptors (0: none).
@@ -55,7 +60,7 @@ impl OpenFiles {
 
 /// The soft limit on open descriptors, if it can be read.
 fn nofile_limit() -> Option<u64> {
-    crate::nofile::limits().ok().map(|(soft, _)| soft)
+    crate::fds::limits().ok().map(|(soft, _)| soft)
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! A disk hit holds one checked block between reading it and the client taking it; a client
 //! that stops reading keeps its block until `send_timeout` closes it. Many such clients at once
 //! could still hold a lot, so each block is accounted here with the time it was handed out and
-//! the request's [`Cut`]: when a new block would take the total past the ceiling, the requests
-//! whose blocks have waited longest, the slowest readers, are cut until it fits.
+//! the request's [`Watch`](crate::proxy::watch::Watch): when a new block would take the total
+//! past the ceiling, the requests whose blocks have waited longest, the slowest readers, are
+//! cut until it fits.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +15,8 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::guard::{self, Cut};
 use crate::cache::{BufferHold, ClientBuffers};
+use crate::proxy::watch::{self, Watch};
 
 /// Bytes held for clients, and who holds them.
 pub struct Budget {
@@ -36,7 +37,7 @@ struct Holder {
     bytes: u64,
     since: Instant,
     /// The request to cut; none for work outside a client request (a background refresh).
-    cut: Option<Arc<Cut>>,
+    cut: Option<Arc<Watch>>,
     /// Cut, its bytes on their way back.
     leaving: bool,
 }
@@ -62,7 +63,7 @@ impl Budget {
 
     /// Accounts `bytes` for `cut`'s request; cuts the longest-waiting holders while the total
     /// is over the ceiling. Returns the holder's id and how many requests it cut.
-    fn take(&self, bytes: u64, cut: Option<Arc<Cut>>) -> (u64, usize) {
+    fn take(&self, bytes: u64, cut: Option<Arc<Watch>>) -> (u64, usize) {
         let limit = self.limit.load(Ordering::Relaxed);
         let mut s = self.state.lock();
         let id = s.next;
@@ -136,7 +137,7 @@ pub struct Shared(pub Arc<Budget>);
 
 impl ClientBuffers for Shared {
     fn hold(&self, bytes: usize) -> BufferHold {
-        let (id, _) = self.0.take(bytes as u64, guard::current_cut());
+        let (id, _) = self.0.take(bytes as u64, watch::current());
         Box::new(Held {
             budget: self.0.clone(),
             id,
@@ -164,7 +165,7 @@ mod tests {
     #[test]
     fn over_the_ceiling_the_longest_waiting_requests_are_cut_first() {
         let b = Budget::new(300);
-        let cuts: Vec<Arc<Cut>> = (0..4).map(|_| Arc::new(Cut::default())).collect();
+        let cuts: Vec<Arc<Watch>> = (0..4).map(|_| Arc::new(Watch::default())).collect();
         let mut ids = Vec::new();
         for c in &cuts[..3] {
             // 100 bytes each: 300, at the ceiling, nobody cut.

@@ -4,12 +4,11 @@
 //! [`budget`](super::budget)).
 //!
 //! Pingora reads the request head inside the proxy's `process_new_http`; only the proxy's
-//! first hook knows it has arrived. The two sides meet through a task-local [`Watch`] that
-//! `Guarded` sets around the call and [`head_read`] marks. An HTTP/1.x connection runs all its
-//! requests on its own task, so `Counted` keeps a task-local count of them as well; HTTP/2
-//! streams each run on a task of their own, with their head read before they start.
+//! first hook knows it has arrived. The two sides meet through the proxy's per-request
+//! [`Watch`] that `Guarded` sets around the call. An HTTP/1.x connection runs all its requests
+//! on its own task, so `Counted` keeps a task-local count of them as well; HTTP/2 streams each
+//! run on a task of their own, with their head read before they start.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,85 +19,10 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 
 use super::{Closed, Connections, Slot};
-
-/// What one request's task shares with [`Guarded`]: what its hooks saw, and its way to be cut
-/// short from outside the task.
-#[derive(Debug, Default)]
-pub struct Cut {
-    head_read: AtomicBool,
-    /// The response could not be written in `send_timeout`.
-    send_timed_out: AtomicBool,
-    done: AtomicBool,
-    /// The request's task, once [`Cutting`] has been polled.
-    waker: parking_lot::Mutex<Option<std::task::Waker>>,
-}
-
-impl Cut {
-    /// Cuts the request; `false` if it was cut already.
-    pub fn cut(&self) -> bool {
-        let first = !self.done.swap(true, Ordering::AcqRel);
-        if first {
-            if let Some(waker) = self.waker.lock().take() {
-                waker.wake();
-            }
-        }
-        first
-    }
-
-    /// Whether the request was cut.
-    pub fn is_cut(&self) -> bool {
-        self.done.load(Ordering::Acquire)
-    }
-}
-
-/// Ready once the request is cut. It leaves its task's waker once, on its first poll: a task's
-/// waker stays the same, and most requests are never cut, so the common poll is one load.
-struct Cutting<'a> {
-    cut: &'a Cut,
-    registered: bool,
-}
-
-impl std::future::Future for Cutting<'_> {
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if !self.registered {
-            *self.cut.waker.lock() = Some(cx.waker().clone());
-            self.registered = true;
-        }
-        if self.cut.is_cut() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    }
-}
+use crate::proxy::watch::{self, Watch};
 
 tokio::task_local! {
-    static REQUEST: Arc<Cut>;
     static CONNECTION: std::cell::Cell<u64>;
-}
-
-/// Marks the current request's head as read: its deadline no longer applies. Called by the
-/// proxy's first hook.
-pub fn head_read() {
-    let _ = REQUEST.try_with(|w| w.head_read.store(true, Ordering::Release));
-}
-
-/// Notes how the current request ended, from the proxy's last hook: a write to the client that
-/// timed out is counted when the request's task returns.
-pub fn request_ended(error: Option<&pingora::Error>) {
-    if error.is_some_and(|e| e.etype() == &pingora::ErrorType::WriteTimedout) {
-        let _ = REQUEST.try_with(|w| w.send_timed_out.store(true, Ordering::Release));
-    }
-}
-
-/// The current request's [`Cut`], when the caller runs in a client request's task.
-pub fn current_cut() -> Option<Arc<Cut>> {
-    REQUEST.try_with(Arc::clone).ok()
 }
 
 /// The proxy, each of its requests watched (see the module).
@@ -155,8 +79,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Guarded<A> {
         }
         let started = Instant::now();
         let deadline = deadline.map(|d| started + d);
-        let watch = Arc::new(Cut::default());
-        let request = REQUEST.scope(watch.clone(), self.app.process_new_http(session, shutdown));
+        let watch = Arc::new(Watch::default());
+        let request = watch::scope(watch.clone(), self.app.process_new_http(session, shutdown));
         tokio::pin!(request);
         let timer = tokio::time::sleep_until(deadline.unwrap_or(started).into());
         tokio::pin!(timer);
@@ -165,22 +89,22 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Guarded<A> {
             tokio::select! {
                 biased;
                 reused_stream = &mut request => {
-                    if watch.send_timed_out.load(Ordering::Acquire) {
+                    if watch.send_timed_out() {
                         c.metrics.closed(Closed::SendTimeout);
                     }
-                    if reused && reused_stream.is_none() && !watch.head_read.load(Ordering::Acquire)
+                    if reused && reused_stream.is_none() && !watch.head_was_read()
                         && started.elapsed() >= Duration::from_secs(c.keepalive_secs())
                     {
                         c.metrics.closed(Closed::KeepaliveTimeout);
                     }
                     return reused_stream;
                 }
-                _ = Cutting { cut: &watch, registered: false } => {
+                _ = watch.cutting() => {
                     c.metrics.closed(Closed::ClientBuffers);
                     return None;
                 }
                 _ = &mut timer, if timing => {
-                    if watch.head_read.load(Ordering::Acquire) {
+                    if watch.head_was_read() {
                         timing = false;
                         continue;
                     }
@@ -247,34 +171,5 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Counted<A> {
 
     async fn cleanup(&self) {
         self.app.cleanup().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_request_is_cut_once() {
-        let cut = Cut::default();
-        assert!(!cut.is_cut());
-        assert!(cut.cut());
-        assert!(!cut.cut());
-        assert!(cut.is_cut());
-    }
-
-    #[tokio::test]
-    async fn the_watch_is_seen_only_inside_the_request() {
-        assert!(current_cut().is_none());
-        head_read();
-        let watch = Arc::new(Cut::default());
-        REQUEST
-            .scope(watch.clone(), async {
-                head_read();
-                current_cut().unwrap().cut();
-            })
-            .await;
-        assert!(watch.head_read.load(Ordering::Acquire));
-        assert!(watch.is_cut());
     }
 }

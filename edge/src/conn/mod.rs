@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_config::edge::Limits;
+
+use crate::admin::{Capacity, Saturation};
 use prometheus::{register_int_counter, register_int_counter_vec, register_int_gauge};
 use prometheus::{IntCounter, IntGauge};
 
@@ -150,7 +152,11 @@ pub struct Connections {
 impl Connections {
     /// The node's connections under `limits`.
     pub fn new(limits: &Limits, metrics: ConnMetrics) -> Arc<Self> {
-        Self::with_ceiling(limits, metrics, crate::nofile::connection_ceiling())
+        Self::with_ceiling(
+            limits,
+            metrics,
+            crate::fds::connection_ceiling(crate::cache::open_files::most_kept),
+        )
     }
 
     /// As [`new`](Self::new), with `max_connections` capped to `ceiling`.
@@ -238,24 +244,6 @@ impl Connections {
         self.open.load(Ordering::Relaxed) >= self.max.load(Ordering::Relaxed)
     }
 
-    /// Whether the node can take more clients: below `max_connections` and not short of
-    /// descriptors. Updates the connection gauges; called by `/readyz` and `/metrics`.
-    pub fn saturation(&self) -> Saturation {
-        // Read at the scrape: a gauge set by each of several threads as it changes the count
-        // could be left at an older value by the last two to race.
-        self.metrics.open.set(self.open() as i64);
-        self.metrics.buffered.set(self.budget.held() as i64);
-        let s = Saturation {
-            at_connection_limit: self.at_limit(),
-            short_of_descriptors: crate::nofile::short(),
-        };
-        self.metrics.saturated.set(i64::from(s.any()));
-        if let Ok(n) = crate::nofile::open() {
-            self.metrics.descriptors.set(n as i64);
-        }
-        s
-    }
-
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -270,28 +258,32 @@ impl Connections {
     }
 }
 
+impl Capacity for Connections {
+    /// Below `max_connections` and not short of descriptors. Updates the connection gauges.
+    fn saturation(&self) -> Saturation {
+        // Read at the scrape: a gauge set by each of several threads as it changes the count
+        // could be left at an older value by the last two to race.
+        self.metrics.open.set(self.open() as i64);
+        self.metrics.buffered.set(self.budget.held() as i64);
+        let descriptors = crate::fds::open();
+        if let Ok(n) = &descriptors {
+            self.metrics.descriptors.set(*n as i64);
+        }
+        let s = Saturation {
+            at_connection_limit: self.at_limit(),
+            short_of_descriptors: crate::fds::short(descriptors),
+        };
+        self.metrics.saturated.set(i64::from(s.any()));
+        s
+    }
+}
+
 impl std::fmt::Debug for Connections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connections")
             .field("open", &self.open())
             .field("max", &self.max.load(Ordering::Relaxed))
             .finish_non_exhaustive()
-    }
-}
-
-/// Why a node cannot take more clients, if it cannot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Saturation {
-    /// `max_connections` are open.
-    pub at_connection_limit: bool,
-    /// Nearly every descriptor the process may open is open.
-    pub short_of_descriptors: bool,
-}
-
-impl Saturation {
-    /// Either.
-    pub fn any(self) -> bool {
-        self.at_connection_limit || self.short_of_descriptors
     }
 }
 

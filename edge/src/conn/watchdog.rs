@@ -137,7 +137,7 @@ impl Connections {
         }
         if let Some(after) = first_stream {
             // Without a duplicate the stream waits as Pingora lets it: the idle timeout.
-            if let Ok(socket) = crate::workers::duplicate(stream.id()) {
+            if let Ok(socket) = crate::fds::duplicate(stream.id()) {
                 self.arm(cookie, socket, after, Phase::FirstStream);
             }
         }
@@ -168,7 +168,7 @@ impl PreTlsProcess for TlsDeadline {
         let c = &self.0;
         let fd = stream.as_raw_fd();
         let armed = get_socket_cookie(fd).and_then(|cookie| {
-            let socket = crate::workers::duplicate(fd)?;
+            let socket = crate::fds::duplicate(fd)?;
             c.arm(cookie, socket, c.tls_handshake_timeout(), Phase::Handshake);
             Ok(())
         });

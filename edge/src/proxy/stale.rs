@@ -9,6 +9,43 @@ use std::time::{Duration, SystemTime};
 use super::*;
 
 impl EdgeProxy {
+    /// The `Cache-Status` detail under which a stored response (`header`, fresh until
+    /// `fresh_until`) may stand in after the origin failed with `e`; `None` when it may not.
+    /// Only origin-side failures: a broken client must not be fed stale data. An error status
+    /// gets the window `stale-if-error` (the response's or the rule's) gives; a broken exchange
+    /// the wider `stale_if_unreachable`, called unreachable if nothing came back.
+    pub(super) fn stand_in(
+        &self,
+        ctx: &RequestCtx,
+        header: &ResponseHeader,
+        fresh_until: SystemTime,
+        e: &Error,
+    ) -> Option<&'static str> {
+        if e.esource() != &ErrorSource::Upstream {
+            return None;
+        }
+        let rule = ctx.rule();
+        let (window, detail) = match e.etype() {
+            ErrorType::HTTPStatus(_) => (freshness::stale_if_error(header, rule), STALE_IF_ERROR),
+            _ => (
+                freshness::stale_if_unreachable(
+                    header,
+                    rule,
+                    ctx.live.config.cache.stale_if_unreachable,
+                ),
+                if ctx.origin_status.is_some() {
+                    STALE_IF_ERROR
+                } else {
+                    ORIGIN_UNREACHABLE
+                },
+            ),
+        };
+        let stale_for = SystemTime::now()
+            .duration_since(fresh_until)
+            .unwrap_or_default();
+        (window > 0 && stale_for <= Duration::from_secs(u64::from(window))).then_some(detail)
+    }
+
     /// Serves the stored copy after the origin failed with `e`, if one may stand in for it:
     /// nothing was written yet, the lookup had found it stale, no purge covers it, and its
     /// window allows (`stale-if-error` for an error status, `stale_if_unreachable` for a
@@ -21,7 +58,6 @@ impl EdgeProxy {
     ) -> Result<bool> {
         let s = &self.state;
         if !ctx.stale_found
-            || e.esource() != &ErrorSource::Upstream
             || session.response_written().is_some()
             || !s.purge_ready.load(Ordering::Acquire)
         {
@@ -36,31 +72,10 @@ impl EdgeProxy {
         if !self.unpurged(session, ctx, &stored.header) {
             return Ok(false);
         }
-        let rule = ctx.rule();
-        let (window, detail) = match e.etype() {
-            ErrorType::HTTPStatus(_) => (
-                freshness::stale_if_error(&stored.header, rule),
-                STALE_IF_ERROR,
-            ),
-            // A broken exchange: unreachable if nothing came back, an error if a header did.
-            _ => (
-                freshness::stale_if_unreachable(
-                    &stored.header,
-                    rule,
-                    ctx.live.config.cache.stale_if_unreachable,
-                ),
-                if ctx.origin_status.is_some() {
-                    STALE_IF_ERROR
-                } else {
-                    ORIGIN_UNREACHABLE
-                },
-            ),
-        };
         let now = SystemTime::now();
-        let stale_for = now.duration_since(stored.fresh_until).unwrap_or_default();
-        if window == 0 || stale_for > Duration::from_secs(u64::from(window)) {
+        let Some(detail) = self.stand_in(ctx, &stored.header, stored.fresh_until, e) else {
             return Ok(false);
-        }
+        };
         let cs = CacheStatus {
             fwd: Some("stale"),
             fwd_status: ctx.origin_status,

@@ -1,22 +1,9 @@
-//! The two calls on listening sockets the workers need that the standard library lacks.
+//! The call on listening sockets the workers need that the standard library lacks.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-
-/// A new descriptor, closed on exec, for the socket `fd` names; closed when dropped.
-pub(crate) fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) touches no memory of this process; if `fd` were not open
-    // it would fail with EBADF, returned below.
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        // SAFETY: `dup` was just opened by this call and nothing else owns it.
-        Ok(unsafe { OwnedFd::from_raw_fd(dup) })
-    }
-}
+use std::os::fd::RawFd;
 
 /// How many connections wait in the accept queue of the listening TCP socket `fd`: for a
 /// listener the kernel reports its accept backlog as `tcpi_unacked`.
@@ -46,20 +33,6 @@ pub(super) fn queued(fd: RawFd) -> io::Result<u32> {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
-
-    #[test]
-    fn a_duplicate_is_a_new_descriptor_for_the_same_socket() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dup = duplicate(listener.as_raw_fd()).unwrap();
-        assert_ne!(dup.as_raw_fd(), listener.as_raw_fd());
-        let shared = std::net::TcpListener::from(dup);
-        assert_eq!(shared.local_addr().unwrap(), listener.local_addr().unwrap());
-        drop(listener);
-        // The socket outlives the first descriptor: a client still connects through the copy.
-        let _client = std::net::TcpStream::connect(shared.local_addr().unwrap()).unwrap();
-        assert!(shared.accept().is_ok());
-        assert!(duplicate(-1).is_err());
-    }
 
     #[test]
     fn the_accept_queue_length_counts_connections_not_yet_accepted() {

@@ -39,7 +39,6 @@ use crate::proxy::EdgeProxy;
 mod fd;
 mod pace;
 
-pub(crate) use fd::duplicate;
 pub use pace::Balance;
 use pace::Pace;
 
@@ -106,7 +105,7 @@ impl Worker {
     fn duplicates(&self, addrs: Vec<String>, fds: &[RawFd]) -> Option<(Fds, Vec<RawFd>)> {
         let mut dups = Vec::with_capacity(fds.len());
         for (addr, fd) in addrs.iter().zip(fds) {
-            match fd::duplicate(*fd) {
+            match crate::fds::duplicate(*fd) {
                 Ok(dup) => dups.push(dup),
                 Err(e) => {
                     tracing::error!(worker = self.index, %addr, error = %e,

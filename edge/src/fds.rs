@@ -1,9 +1,11 @@
-//! The process's descriptor limit: raised to the hard limit at start (each client connection
+//! Descriptors: the process's limit, raised to the hard limit at start (each client connection
 //! takes one, and the usual soft limit of 1024 is far below `limits.max_connections`), read by
-//! the disk tier to size its open files, and watched for readiness.
+//! the disk tier to size its open files and watched for readiness; and duplicates of sockets
+//! (the workers' shared listeners, the connection watchdog's hold on a socket).
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// The soft and hard `RLIMIT_NOFILE`.
 pub fn limits() -> io::Result<(u64, u64)> {
@@ -40,14 +42,28 @@ pub fn open() -> io::Result<u64> {
     Ok(std::fs::read_dir("/proc/self/fd")?.count() as u64)
 }
 
+/// A new descriptor, closed on exec, for the socket `fd` names; closed when dropped.
+pub fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) touches no memory of this process; if `fd` were not open
+    // it would fail with EBADF, returned below.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: `dup` was just opened by this call and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+    }
+}
+
 /// Descriptors kept free for the node's own files (disk bodies, the catalog, origin
 /// connections, logs) once clients have taken the rest: readiness fails past this.
 const RESERVE: u64 = 256;
 
-/// Whether the process is short of descriptors: within [`RESERVE`] (or a twentieth of the
-/// limit, whichever is smaller) of its soft limit, or out of them (counting them takes one).
-pub fn short() -> bool {
-    match (open(), limits()) {
+/// Whether the process is short of descriptors, having `open` of them ([`open`]'s answer):
+/// within [`RESERVE`] (or a twentieth of the limit, whichever is smaller) of its soft limit, or
+/// out of them (counting them takes one).
+pub fn short(open: io::Result<u64>) -> bool {
+    match (open, limits()) {
         (Ok(open), Ok((soft, _))) => open + RESERVE.min(soft / 20) >= soft,
         (Err(e), _) => e.raw_os_error() == Some(libc::EMFILE),
         _ => false,
@@ -55,13 +71,13 @@ pub fn short() -> bool {
 }
 
 /// Client connections the descriptor limit leaves room for: the soft limit less what the disk
-/// tier may keep open (a quarter of the limit, at most 4,096) and [`RESERVE`] for the rest.
+/// tier may keep open under it (`kept_open` of the limit) and [`RESERVE`] for the rest.
 /// `limits.max_connections` above it would run the process out of descriptors first, where
 /// every accept fails and is retried a second later instead of being refused at once.
-pub fn connection_ceiling() -> usize {
+pub fn connection_ceiling(kept_open: impl Fn(u64) -> u64) -> usize {
     match limits() {
         Ok((soft, _)) => soft
-            .saturating_sub((soft / 4).min(4096))
+            .saturating_sub(kept_open(soft))
             .saturating_sub(RESERVE)
             .max(1)
             .try_into()
@@ -73,6 +89,21 @@ pub fn connection_ceiling() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_duplicate_is_a_new_descriptor_for_the_same_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dup = duplicate(listener.as_raw_fd()).unwrap();
+        assert_ne!(dup.as_raw_fd(), listener.as_raw_fd());
+        let shared = std::net::TcpListener::from(dup);
+        assert_eq!(shared.local_addr().unwrap(), listener.local_addr().unwrap());
+        drop(listener);
+        // The socket outlives the first descriptor: a client still connects through the copy.
+        let _client = std::net::TcpStream::connect(shared.local_addr().unwrap()).unwrap();
+        assert!(shared.accept().is_ok());
+        assert!(duplicate(-1).is_err());
+    }
 
     #[test]
     fn the_soft_limit_is_raised_to_the_hard_one_and_descriptors_are_counted() {
@@ -85,11 +116,10 @@ mod tests {
             .collect();
         // Other tests open and close files meanwhile: at least this one's five.
         assert!(open().unwrap() + 64 >= before + files.len() as u64);
-        assert!(!short());
-        let ceiling = connection_ceiling() as u64;
-        assert!(
-            ceiling < soft && ceiling + RESERVE + 4096 >= soft,
-            "{ceiling} of {soft}"
-        );
+        assert!(!short(open()));
+        assert!(short(Err(io::Error::from_raw_os_error(libc::EMFILE))));
+        assert!(short(Ok(soft)));
+        let ceiling = connection_ceiling(|l| l / 4) as u64;
+        assert_eq!(ceiling, (soft - soft / 4 - RESERVE).max(1), "of {soft}");
     }
 }
