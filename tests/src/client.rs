@@ -95,6 +95,24 @@ pub fn raw(addr: SocketAddr, bytes: &[u8], head: bool) -> std::io::Result<Respon
     })
 }
 
+/// Asks for `path` on a connection whose receive buffer is 4 KiB (so the kernel takes little
+/// of the body for it), and never reads: a client that stopped reading. Blocks on a runtime of
+/// its own only to connect.
+pub fn stalled_get(addr: SocketAddr, path: &str) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        socket.connect(addr).await
+    })?;
+    let mut s = stream.into_std()?;
+    s.set_nonblocking(false)?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes())?;
+    Ok(s)
+}
+
 /// Reads one response framed by `Content-Length` (or a 204 or 304, which have no body) from a
 /// connection kept open, leaving it ready for the next request.
 pub fn read_one(s: &mut TcpStream) -> std::io::Result<Response> {

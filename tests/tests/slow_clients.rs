@@ -214,28 +214,81 @@ fn tls_edge(
     })
 }
 
-/// `openssl s_client` that completes a handshake offering `alpn`, then sends nothing; how long
-/// until the edge closed the connection (s_client exits).
-fn idle_after_handshake(tls: SocketAddr, alpn: &str, within: Duration) -> Option<Duration> {
+/// `openssl s_client` that completes a handshake offering `alpn`, sends `bytes` (none: nothing
+/// at all) and then nothing more; how long until the edge closed the connection (s_client
+/// exits), and how many bytes it answered.
+fn idle_after_handshake(
+    tls: SocketAddr,
+    alpn: &str,
+    bytes: &[u8],
+    within: Duration,
+) -> (Option<Duration>, usize) {
     let t0 = Instant::now();
     let mut child = Command::new("openssl")
         .args(["s_client", "-quiet", "-alpn", alpn, "-connect"])
         .arg(tls.to_string())
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("openssl runs (scripts/setup.sh installs it)");
-    let _stdin = child.stdin.take();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(bytes).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let answered = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = stdout.read_to_end(&mut all);
+        all.len()
+    });
+    let mut closed = None;
     while t0.elapsed() < within {
         if child.try_wait().unwrap().is_some() {
-            return Some(t0.elapsed());
+            closed = Some(t0.elapsed());
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     let _ = child.wait();
-    None
+    drop(stdin);
+    (closed, answered.join().unwrap())
+}
+
+/// An HTTP/2 client's opening (preface and empty SETTINGS) and one `GET /page` on stream 1,
+/// its header block in HPACK's static table but for a literal `:authority`.
+fn h2_get() -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    let mut block = vec![0x82, 0x87, 0x44, 5]; // GET, https, :path literal of 5 bytes
+    block.extend(b"/page");
+    block.extend([0x41, 11]); // :authority literal of 11 bytes
+    block.extend(b"example.com");
+    out.extend([0, 0, block.len() as u8, 1, 0x05, 0, 0, 0, 1]); // HEADERS, END_STREAM|END_HEADERS
+    out.extend(block);
+    out
+}
+
+#[test]
+fn an_idle_http2_connection_is_closed_by_the_keepalive_timeout_after_its_stream() {
+    let origin = origin();
+    let dir = Scratch::new("slow-h2-idle");
+    let ca = Ca::new(&dir.0, "ca");
+    let cert = ca.leaf("localhost", "leaf");
+    let tls_port = edge_tests::free_port();
+    let edge = tls_edge(
+        origin.addr,
+        tls_port,
+        &cert,
+        DEFAULT_CACHE,
+        "keepalive_timeout: 1s, client_header_timeout: 30s",
+    );
+    let tls: SocketAddr = ([127, 0, 0, 1], tls_port).into();
+    let (closed, answered) = idle_after_handshake(tls, "h2", &h2_get(), Duration::from_secs(10));
+    // The stream was answered (its HEADERS and DATA frames), and the connection closed a
+    // second later, long before the 30 s the header timeout would give it.
+    assert!(answered > 20, "answered {answered} bytes");
+    assert_eq!(origin.count("/page"), 1);
+    assert_timed_out("idle HTTP/2", closed);
 }
 
 #[test]
@@ -274,10 +327,8 @@ fn tls_handshakes_and_first_requests_have_their_deadlines() {
     // A handshake done, then no request: HTTP/1.1 waits for its head, HTTP/2 for its preface
     // and first stream; both for client_header_timeout.
     for alpn in ["http/1.1", "h2"] {
-        assert_timed_out(
-            alpn,
-            idle_after_handshake(tls, alpn, Duration::from_secs(8)),
-        );
+        let (closed, _) = idle_after_handshake(tls, alpn, b"", Duration::from_secs(8));
+        assert_timed_out(alpn, closed);
     }
     counted(&edge, "client_header_timeout", 2);
     assert_served(&edge);
@@ -285,25 +336,6 @@ fn tls_handshakes_and_first_requests_have_their_deadlines() {
     eventually(Duration::from_secs(5), "no connection left open", || {
         (edge.metric("edge_connections_open") == 0.0).then_some(())
     });
-}
-
-/// Connects with a small receive buffer (so the kernel takes little of the body for it), asks
-/// for `path` and never reads.
-fn stalled_reader(addr: SocketAddr, path: &str) -> TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    let stream = rt.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.connect(addr).await.unwrap()
-    });
-    let mut s = stream.into_std().unwrap();
-    s.set_nonblocking(false).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").as_bytes())
-        .unwrap();
-    s
 }
 
 /// Primes `/large` into the disk tier (beyond the memory tier's object size).
@@ -329,7 +361,7 @@ fn readers_that_stop_reading_hold_little_and_are_closed_by_the_send_timeout() {
     const READERS: u64 = 200;
     let t0 = Instant::now();
     let mut readers: Vec<TcpStream> = (0..READERS)
-        .map(|_| stalled_reader(edge.addr, "/large"))
+        .map(|_| client::stalled_get(edge.addr, "/large").unwrap())
         .collect();
     // Every reader has its first block out, and the edge's sends are stuck.
     eventually(Duration::from_secs(10), "the readers to stall", || {
@@ -448,7 +480,7 @@ fn past_the_client_buffer_ceiling_the_slowest_readers_are_cut() {
     prime_large(&edge);
     // Forty blocks of 64 KiB would be 2.5 MiB.
     let _readers: Vec<TcpStream> = (0..40)
-        .map(|_| stalled_reader(edge.addr, "/large"))
+        .map(|_| client::stalled_get(edge.addr, "/large").unwrap())
         .collect();
     counted(&edge, "client_buffers", 20);
     eventually(

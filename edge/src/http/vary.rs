@@ -62,29 +62,30 @@ pub fn variance(names: &[String], req: &RequestHeader) -> Option<HashBinary> {
 /// (language tags are case-insensitive) and sorted (members of equal weight have no order, and
 /// a weight is part of its member).
 fn normalized<'a>(name: &str, lines: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    let language = name == "accept-language";
-    let mut members: Vec<Vec<u8>> = lines
+    let members = lines
         .flat_map(|line| line.split(|b| *b == b','))
         .map(|m| m.trim_ascii())
-        .filter(|m| !m.is_empty())
-        .map(|m| {
-            if language {
-                let mut m: Vec<u8> = m
-                    .iter()
-                    .filter(|b| !matches!(b, b' ' | b'\t'))
-                    .copied()
-                    .collect();
-                m.make_ascii_lowercase();
-                m
-            } else {
-                m.to_vec()
+        .filter(|m| !m.is_empty());
+    if name != "accept-language" {
+        let mut out = Vec::new();
+        for m in members {
+            if !out.is_empty() {
+                out.push(b',');
             }
+            out.extend_from_slice(m);
+        }
+        return out;
+    }
+    let mut tags: Vec<Vec<u8>> = members
+        .map(|m| {
+            m.iter()
+                .filter(|b| !matches!(b, b' ' | b'\t'))
+                .map(u8::to_ascii_lowercase)
+                .collect()
         })
         .collect();
-    if language {
-        members.sort_unstable();
-    }
-    members.join(&b',')
+    tags.sort_unstable();
+    tags.join(&b',')
 }
 
 #[cfg(test)]

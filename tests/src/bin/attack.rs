@@ -83,21 +83,6 @@ fn closed(streams: &mut [TcpStream]) -> usize {
     n
 }
 
-fn stalled_reader(addr: SocketAddr, rt: &tokio::runtime::Runtime) -> Option<TcpStream> {
-    let stream = rt
-        .block_on(async {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.set_recv_buffer_size(4096)?;
-            socket.connect(addr).await
-        })
-        .ok()?;
-    let mut s = stream.into_std().ok()?;
-    s.set_nonblocking(false).ok()?;
-    s.write_all(b"GET /large HTTP/1.1\r\nHost: example.com\r\n\r\n")
-        .ok()?;
-    Some(s)
-}
-
 /// Idle connections one helper process holds.
 const IDLE_PER_PROCESS: u64 = 9_000;
 
@@ -246,13 +231,9 @@ fn main() {
 
     // 2. Readers that ask for an 8 MiB disk object and stop reading.
     if readers > 0 {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap();
         let before = sample(&edge);
         let mut stalled: Vec<TcpStream> = (0..readers)
-            .filter_map(|_| stalled_reader(edge.addr, &rt))
+            .filter_map(|_| edge_tests::client::stalled_get(edge.addr, "/large").ok())
             .collect();
         std::thread::sleep(Duration::from_secs(3));
         let during = sample(&edge);
