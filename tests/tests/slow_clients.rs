@@ -275,7 +275,7 @@ fn an_idle_http2_connection_is_closed_by_the_keepalive_timeout_after_its_stream(
     let ca = Ca::new(&dir.0, "ca");
     let cert = ca.leaf("localhost", "leaf");
     let tls_port = edge_tests::free_port();
-    let edge = tls_edge(
+    let _edge = tls_edge(
         origin.addr,
         tls_port,
         &cert,
