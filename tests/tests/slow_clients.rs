@@ -214,6 +214,21 @@ fn tls_edge(
     })
 }
 
+/// [`tls_edge`] with a certificate of its own for `localhost`, in a scratch directory named by
+/// `tag` (which `cache` may put a disk tier in): the edge, its TLS listener and the directory.
+fn tls_node(
+    origin: SocketAddr,
+    tag: &str,
+    cache: impl FnOnce(&Scratch) -> String,
+    limits: &str,
+) -> (Edge, SocketAddr, Scratch) {
+    let dir = Scratch::new(tag);
+    let cert = Ca::new(&dir.0, "ca").leaf("localhost", "leaf");
+    let tls_port = edge_tests::free_port();
+    let edge = tls_edge(origin, tls_port, &cert, &cache(&dir), limits);
+    (edge, ([127, 0, 0, 1], tls_port).into(), dir)
+}
+
 /// `openssl s_client` that completes a handshake offering `alpn`, sends `bytes` (none: nothing
 /// at all) and then nothing more; how long until the edge closed the connection (s_client
 /// exits), and how many bytes it answered.
@@ -271,18 +286,12 @@ fn h2_get() -> Vec<u8> {
 #[test]
 fn an_idle_http2_connection_is_closed_by_the_keepalive_timeout_after_its_stream() {
     let origin = origin();
-    let dir = Scratch::new("slow-h2-idle");
-    let ca = Ca::new(&dir.0, "ca");
-    let cert = ca.leaf("localhost", "leaf");
-    let tls_port = edge_tests::free_port();
-    let _edge = tls_edge(
+    let (_edge, tls, _dir) = tls_node(
         origin.addr,
-        tls_port,
-        &cert,
-        DEFAULT_CACHE,
+        "slow-h2-idle",
+        |_| DEFAULT_CACHE.into(),
         "keepalive_timeout: 1s, client_header_timeout: 30s",
     );
-    let tls: SocketAddr = ([127, 0, 0, 1], tls_port).into();
     let (closed, answered) = idle_after_handshake(tls, "h2", &h2_get(), Duration::from_secs(10));
     // The stream was answered (its HEADERS and DATA frames), and the connection closed a
     // second later, long before the 30 s the header timeout would give it.
@@ -294,18 +303,12 @@ fn an_idle_http2_connection_is_closed_by_the_keepalive_timeout_after_its_stream(
 #[test]
 fn tls_handshakes_and_first_requests_have_their_deadlines() {
     let origin = origin();
-    let dir = Scratch::new("slow-tls");
-    let ca = Ca::new(&dir.0, "ca");
-    let cert = ca.leaf("localhost", "leaf");
-    let tls_port = edge_tests::free_port();
-    let edge = tls_edge(
+    let (edge, tls, _dir) = tls_node(
         origin.addr,
-        tls_port,
-        &cert,
-        DEFAULT_CACHE,
+        "slow-tls",
+        |_| DEFAULT_CACHE.into(),
         "tls_handshake_timeout: 1s, client_header_timeout: 1s",
     );
-    let tls: SocketAddr = ([127, 0, 0, 1], tls_port).into();
 
     // Sends nothing at all, and a ClientHello with nothing after the server's answer.
     let t0 = Instant::now();
@@ -389,13 +392,13 @@ fn readers_that_stop_reading_hold_little_and_are_closed_by_the_send_timeout() {
 #[test]
 fn http2_streams_with_a_zero_window_hold_little_and_are_reset_by_the_send_timeout() {
     let origin = origin();
-    let dir = Scratch::new("slow-h2");
-    let ca = Ca::new(&dir.0, "ca");
-    let cert = ca.leaf("localhost", "leaf");
-    let tls_port = edge_tests::free_port();
-    let cache = disk_cache(&dir.0, "16MiB", "256MiB");
     // Long enough for every nghttp to be connected and stalled before the first is cut.
-    let edge = tls_edge(origin.addr, tls_port, &cert, &cache, "send_timeout: 6s");
+    let (edge, tls, dir) = tls_node(
+        origin.addr,
+        "slow-h2",
+        |dir| disk_cache(&dir.0, "16MiB", "256MiB"),
+        "send_timeout: 6s",
+    );
     prime_large(&edge);
     let before = edge.memory_kib("VmRSS");
     const CONNECTIONS: u64 = 4;
@@ -407,7 +410,7 @@ fn http2_streams_with_a_zero_window_hold_little_and_are_reset_by_the_send_timeou
             .map(|i| {
                 Command::new("nghttp")
                     .args(["-v", "-n", "-w", "0", "-W", "0", "-m", &STREAMS.to_string()])
-                    .arg(format!("https://127.0.0.1:{tls_port}/large"))
+                    .arg(format!("https://{tls}/large"))
                     .stdout(std::fs::File::create(log(i)).unwrap())
                     .stderr(Stdio::null())
                     .spawn()
