@@ -258,6 +258,22 @@ impl AccessLog {
     pub fn reopen(&self) {
         self.reopen.store(true, Ordering::Release);
     }
+
+    /// A handle that asks for the reopen without holding the log (for the reloader).
+    pub fn reopener(&self) -> Reopen {
+        Reopen(self.reopen.clone())
+    }
+}
+
+/// Asks an [`AccessLog`] to reopen its file before its next line.
+#[derive(Clone)]
+pub struct Reopen(Arc<AtomicBool>);
+
+impl Reopen {
+    /// See [`AccessLog::reopen`].
+    pub fn reopen(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl Drop for AccessLog {

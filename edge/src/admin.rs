@@ -12,8 +12,9 @@ use pingora::protocols::http::ServerSession;
 use edge_config::purge::Purge;
 
 use crate::cache::tiered::TieredStorage;
+use crate::drain::Drain;
+use crate::live::LiveHandle;
 use crate::metrics::Metrics;
-use crate::proxy::EdgeState;
 use crate::purge::{PurgeError, Purger};
 
 /// Largest purge body accepted (purge-api sends at most a few hundred KiB).
@@ -29,8 +30,10 @@ pub struct AdminApp {
     pub node_id: String,
     /// Purge state and operations.
     pub purger: Arc<Purger>,
-    /// The node, for the tokens in force (`None` turns the purge endpoints off).
-    pub state: Arc<EdgeState>,
+    /// The configuration in force, for its admin tokens (`None` turns the purge endpoints off).
+    pub live: LiveHandle,
+    /// The node's stop: a stopping node is not ready.
+    pub drain: &'static Drain,
     /// Client connections: a node that cannot take more is not ready.
     pub capacity: Arc<dyn Capacity>,
 }
@@ -82,7 +85,7 @@ fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Vec<u8>> {
 impl AdminApp {
     /// `None` when the caller may use the purge endpoints, else the refusal.
     fn refuse(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
-        let live = self.state.live.load();
+        let live = self.live.load();
         let Some(tokens) = &live.admin_tokens else {
             return Some(json_error(
                 StatusCode::FORBIDDEN,
@@ -154,7 +157,7 @@ impl AdminApp {
                 let body = serde_json::json!({ "error": e.to_string(), "applied_seq": applied });
                 json(StatusCode::CONFLICT, &body)
             }
-            Err(e @ PurgeError::Store(_)) => {
+            Err(e @ (PurgeError::Store(_) | PurgeError::Encode(_))) => {
                 self.count("error");
                 tracing::error!(error = %e, "purge not recorded");
                 json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
@@ -183,7 +186,7 @@ impl ServeHttp for AdminApp {
             }
             "/readyz" => {
                 let state = self.purger.node_state();
-                let drain = &self.state.drain;
+                let drain = self.drain;
                 let stopping = drain.is_stopping();
                 let saturation = self.capacity.saturation();
                 // A stopping node is not ready, however far it has caught up; nor is one that

@@ -5,9 +5,11 @@
 pub mod access_log;
 pub mod admin;
 pub mod cache;
+pub mod certs;
 pub mod conn;
 pub mod drain;
 pub mod fds;
+pub mod health;
 pub mod http;
 pub mod live;
 pub mod logging;

@@ -8,10 +8,47 @@ use std::sync::Arc;
 use edge_config::edge::{Compression, EdgeConfig, Site};
 use edge_config::token::Tokens;
 
-use crate::origin::OriginPool;
+use arc_swap::ArcSwap;
+
+use crate::certs::{self, CertError, Certs};
+use crate::origin::{OriginPool, PoolError};
 use crate::router::Router;
-use crate::server::BuildError;
-use crate::tls::{self, Certs};
+
+/// The configuration in force, shared by everything that reads it per request or per
+/// handshake (the proxy, SNI, health checks, purge) and swapped whole by a reload.
+pub type LiveHandle = Arc<ArcSwap<Live>>;
+
+/// A handle on `live` as the configuration in force.
+pub fn handle(live: Live) -> LiveHandle {
+    Arc::new(ArcSwap::from_pointee(live))
+}
+
+/// Why a configuration could not be built into a [`Live`].
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// An origin pool could not be built.
+    #[error("origin `{name}`: {source}")]
+    Origin {
+        /// Origin name.
+        name: String,
+        /// What went wrong.
+        source: PoolError,
+    },
+    /// A site names an origin the file does not define (validation prevents it).
+    #[error("site origin `{0}`: no such origin")]
+    NoSuchOrigin(String),
+    /// A certificate or key could not be loaded.
+    #[error("{at}: TLS: {source}")]
+    Tls {
+        /// The listener or site.
+        at: String,
+        /// What went wrong.
+        source: Box<CertError>,
+    },
+    /// The admin token file could not be read, or holds no token.
+    #[error("admin.token_file: {0}")]
+    Token(String),
+}
 
 /// One generation of the reloadable configuration.
 pub struct Live {
@@ -45,7 +82,7 @@ impl Live {
     /// Builds a generation from `config`. Pools whose settings did not change are carried over
     /// from `previous` with their health state and connections; the rest are built anew (which
     /// resolves host names: call off the async runtime).
-    pub fn build(config: &EdgeConfig, previous: Option<&Live>) -> Result<Live, BuildError> {
+    pub fn build(config: &EdgeConfig, previous: Option<&Live>) -> Result<Live, LiveError> {
         let mut pools = BTreeMap::new();
         for (name, origin) in &config.origins {
             let reused = previous
@@ -55,7 +92,7 @@ impl Live {
             let pool = match reused {
                 Some(p) => p,
                 None => Arc::new(OriginPool::build(name, origin).map_err(|source| {
-                    BuildError::Origin {
+                    LiveError::Origin {
                         name: name.clone(),
                         source,
                     }
@@ -71,34 +108,36 @@ impl Live {
                 pools
                     .get(&s.origin)
                     .cloned()
-                    .ok_or_else(|| BuildError::Tls {
-                        at: format!("site origin `{}`", s.origin),
-                        message: "no such origin".into(),
-                    })
+                    .ok_or_else(|| LiveError::NoSuchOrigin(s.origin.clone()))
             })
             .collect::<Result<_, _>>()?;
-        let tls_err = |at: String| move |message| BuildError::Tls { at, message };
+        let tls_err = |at: String| {
+            move |source| LiveError::Tls {
+                at,
+                source: Box::new(source),
+            }
+        };
         let mut certs = Certs::default();
         for l in &config.listen {
             certs.listeners.push(match &l.tls {
                 Some(files) => {
-                    Some(tls::load(files).map_err(tls_err(format!("listener {}", l.addr)))?)
+                    Some(certs::load(files).map_err(tls_err(format!("listener {}", l.addr)))?)
                 }
                 None => None,
             });
         }
         for (i, s) in config.sites.iter().enumerate() {
             certs.sites.push(match &s.tls {
-                Some(files) => Some(tls::load(files).map_err(tls_err(format!("sites[{i}]")))?),
+                Some(files) => Some(certs::load(files).map_err(tls_err(format!("sites[{i}]")))?),
                 None => None,
             });
         }
         let admin_tokens = match &config.admin.token_file {
             Some(path) => {
-                let tokens = Tokens::read(path).map_err(BuildError::Token)?;
+                let tokens = Tokens::read(path).map_err(LiveError::Token)?;
                 if tokens.any_scoped() {
                     // Scopes bind purge-api callers; here a scope would be silently ignored.
-                    return Err(BuildError::Token(format!(
+                    return Err(LiveError::Token(format!(
                         "{}: admin tokens cannot be scoped to hosts (scopes are for purge-api's tokens_file)",
                         path.display()
                     )));

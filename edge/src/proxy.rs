@@ -33,10 +33,10 @@ use crate::http::cache_status::{
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 use crate::http::{encoding, hop, hygiene, stamp, tags, vary};
-use crate::live::Live;
+use crate::live::{Live, LiveHandle};
 use crate::metrics::Metrics;
 use crate::origin::OriginPool;
-use crate::purge::{self, Bans};
+use crate::purge::{Bans, Readiness, Subject};
 use crate::router::{normalize_host, select_rule};
 
 pub mod cork;
@@ -55,7 +55,7 @@ pub struct EdgeState {
     /// Cache name in `Cache-Status`.
     pub node_id: String,
     /// Sites, rules, origins and certificates: replaced whole by a reload.
-    pub live: arc_swap::ArcSwap<Live>,
+    pub live: LiveHandle,
     /// Cache storage.
     pub storage: &'static TieredStorage,
     /// Coalesces concurrent misses for one key into one origin fetch.
@@ -74,7 +74,7 @@ pub struct EdgeState {
     pub bans: &'static Bans,
     /// Caught up with the purge log since start-up. Until then every hit is revalidated with
     /// the origin first, so purges the node missed while it was down cannot be served.
-    pub purge_ready: std::sync::atomic::AtomicBool,
+    pub readiness: Arc<Readiness>,
     /// The node's stop, which waits for the requests in flight.
     pub drain: &'static Drain,
 }
@@ -545,19 +545,15 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<Option<pingora::cache::ForcedFreshness>> {
         ctx.stale_found = !is_fresh;
         ctx.hit_detail = Some(crate::cache::tiered::hit_source(hit_handler));
-        if !self
-            .state
-            .purge_ready
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        if !self.state.readiness.is_ready() {
             return Ok(Some(pingora::cache::ForcedFreshness::ForceExpired));
         }
         let (Some(primary), false) = (ctx.primary, self.state.bans.is_empty()) else {
             return Ok(None);
         };
         let path = session.req_header().uri.path();
-        let subject = purge::subject(&primary, &ctx.host, path, meta);
-        Ok(purge::forced(self.state.bans.judge(&subject)))
+        let subject = Subject::of(&primary, &ctx.host, path, meta.headers());
+        Ok(self.state.bans.judge(&subject).forced())
     }
 
     fn cache_vary_filter(

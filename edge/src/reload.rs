@@ -14,14 +14,35 @@ use edge_config::edge::EdgeConfig;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use edge_config::ConfigError;
+
+use crate::access_log::Reopen;
 use crate::conn::Connections;
-use crate::live::Live;
-use crate::proxy::EdgeState;
+use crate::live::{Live, LiveError, LiveHandle};
+use crate::metrics::Metrics;
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not load or validate.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// It validates, but names something that cannot be loaded (a certificate, a CA, tokens).
+    #[error(transparent)]
+    Build(#[from] LiveError),
+    /// The blocking task that builds it failed.
+    #[error("reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Waits for SIGHUP and reloads.
 pub struct Reloader {
-    /// The node.
-    pub state: Arc<EdgeState>,
+    /// The configuration in force, replaced by a reload.
+    pub live: LiveHandle,
+    /// The access log, reopened on SIGHUP (log rotation).
+    pub access_log: Option<Reopen>,
+    /// The reload metric families.
+    pub metrics: Arc<Metrics>,
     /// The file the node was started with.
     pub path: PathBuf,
     /// Client connections, which take the new limits.
@@ -30,21 +51,19 @@ pub struct Reloader {
 
 impl Reloader {
     /// Reloads once; returns the new generation, or why the file was refused.
-    pub async fn reload(&self) -> Result<u64, String> {
-        if let Some(log) = &self.state.access_log {
+    pub async fn reload(&self) -> Result<u64, ReloadError> {
+        if let Some(log) = &self.access_log {
             log.reopen();
         }
-        let current = self.state.live.load_full();
+        let current = self.live.load_full();
         let path = self.path.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            let config = EdgeConfig::load(&path).map_err(|e| e.to_string())?;
+        let (live, restart) = tokio::task::spawn_blocking(move || {
+            let config = EdgeConfig::load(&path)?;
             let restart = current.restart_only_changes(&config);
-            let live = Live::build(&config, Some(&current)).map_err(|e| e.to_string())?;
-            Ok::<_, String>((live, restart))
+            let live = Live::build(&config, Some(&current))?;
+            Ok::<_, ReloadError>((live, restart))
         })
-        .await
-        .map_err(|e| format!("reload task failed: {e}"))?;
-        let (live, restart) = built?;
+        .await??;
         if !restart.is_empty() {
             tracing::warn!(
                 settings = %restart.join(", "),
@@ -53,7 +72,7 @@ impl Reloader {
         }
         let generation = live.generation;
         self.connections.update(&live.config.limits);
-        self.state.live.store(Arc::new(live));
+        self.live.store(Arc::new(live));
         Ok(generation)
     }
 }
@@ -69,7 +88,7 @@ impl BackgroundService for Reloader {
                 return;
             }
         };
-        let metrics = &self.state.metrics;
+        let metrics = &self.metrics;
         loop {
             tokio::select! {
                 got = hup.recv() => if got.is_none() { return },

@@ -23,13 +23,12 @@ use crate::cache::tiered::TieredStorage;
 use crate::conn::watchdog::TlsDeadline;
 use crate::conn::{self, ConnMetrics, Connections, Counted, Guarded};
 use crate::drain::{Drain, Linger};
-use crate::live::Live;
+use crate::health::HealthChecker;
+use crate::live::{self, Live, LiveError};
 use crate::metrics::Metrics;
-use crate::origin::health::HealthChecker;
-use crate::origin::PoolError;
 use crate::proxy::{skip_prediction, EdgeProxy, EdgeState};
 use crate::purge::sweep::Sweeper;
-use crate::purge::{self, Bans, Purger};
+use crate::purge::{self, Bans, Purger, PurgerParts, Readiness};
 use crate::reload::Reloader;
 use crate::tls::SniResolver;
 use crate::workers::{self, Balance, ProxyService, Worker};
@@ -41,25 +40,20 @@ const BLOCKING_WORK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a node could not be built from a valid configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// An origin pool could not be built.
-    #[error("origin `{name}`: {source}")]
-    Origin {
-        /// Origin name.
-        name: String,
-        /// What went wrong.
-        source: PoolError,
-    },
-    /// A certificate or key could not be loaded.
-    #[error("{at}: TLS: {message}")]
+    /// The reloadable part of the configuration (origins, certificates, tokens) did not build.
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    /// A listener's TLS settings could not be made.
+    #[error("{at}: TLS: {source}")]
     Tls {
-        /// The listener or site.
+        /// The listener.
         at: String,
-        /// What went wrong.
-        message: String,
+        /// What Pingora said.
+        source: Box<pingora::Error>,
     },
     /// The access log could not be opened.
     #[error("log.access: {0}")]
-    AccessLog(std::io::Error),
+    AccessLog(#[source] std::io::Error),
     /// The disk tier could not be opened.
     #[error("cache.disk at {}: {source}", path.display())]
     Disk {
@@ -68,9 +62,6 @@ pub enum BuildError {
         /// What went wrong.
         source: DiskError,
     },
-    /// The admin token file could not be read, or holds no token.
-    #[error("admin.token_file: {0}")]
-    Token(String),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -184,6 +175,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         Box::leak(Box::new(Predictor::new(1024, Some(skip_prediction))));
 
     let metrics = Arc::new(Metrics::register()?);
+    let readiness = Arc::new(Readiness::new());
     let access_log = match &config.log.access {
         Some(output) => Some(
             AccessLog::open(output, metrics.access_log_dropped.clone())
@@ -192,9 +184,24 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         None => None,
     };
     metrics.config_generation.set(live.generation as i64);
+    let live = live::handle(live);
+    let reopen_log = access_log.as_ref().map(AccessLog::reopener);
+    let purger = Arc::new(Purger::new(
+        PurgerParts {
+            node_id: config.node_id.clone(),
+            live: live.clone(),
+            default_key: Default::default(),
+            bans,
+            storage,
+            readiness: readiness.clone(),
+            disk,
+            metrics: metrics.clone(),
+        },
+        loaded,
+    ));
     let state = Arc::new(EdgeState {
         node_id: config.node_id.clone(),
-        live: arc_swap::ArcSwap::from_pointee(live),
+        live: live.clone(),
         storage,
         cache_lock,
         predictor,
@@ -203,11 +210,9 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         access_log,
         default_key: Default::default(),
         bans,
-        purge_ready: std::sync::atomic::AtomicBool::new(true),
+        readiness,
         drain,
     });
-    let purger = Arc::new(Purger::new(state.clone(), loaded, disk));
-    metrics.purge_bans.set(bans.len() as i64);
     server.add_service(background_service(
         "purge sweep",
         Sweeper {
@@ -219,14 +224,14 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     ));
     server.add_service(background_service(
         "origin health checks",
-        HealthChecker {
-            state: state.clone(),
-        },
+        HealthChecker { live: live.clone() },
     ));
     server.add_service(background_service(
         "config reload",
         Reloader {
-            state: state.clone(),
+            live: live.clone(),
+            access_log: reopen_log,
+            metrics: metrics.clone(),
             path: options.config_path.clone(),
             connections: connections.clone(),
         },
@@ -259,7 +264,8 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
             storage,
             node_id: config.node_id.clone(),
             purger,
-            state,
+            live,
+            drain,
             capacity: connections,
         },
     );
@@ -301,11 +307,11 @@ fn proxy_service(
                     &tls.cert.to_string_lossy(),
                     &tls.key.to_string_lossy(),
                 )
-                .map_err(|e| BuildError::Tls {
+                .map_err(|source| BuildError::Tls {
                     at: format!("listener {addr}"),
-                    message: e.to_string(),
+                    source,
                 })?;
-                settings.set_cert_resolver(Arc::new(SniResolver::new(state.clone(), i)));
+                settings.set_cert_resolver(Arc::new(SniResolver::new(state.live.clone(), i)));
                 settings.enable_h2();
                 proxy.add_tls_with_settings(&addr, None, settings);
             }

@@ -4,58 +4,15 @@
 
 use std::sync::Arc;
 
-use edge_config::edge::TlsFiles;
 use pingora::tls::sign::CertifiedKey;
-use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use pingora::tls::{ClientHello, ResolvesServerCert};
 
-use crate::proxy::EdgeState;
+use crate::live::{Live, LiveHandle};
 use crate::router::normalize_host;
-
-/// Reads a certificate chain and its private key, and checks that they belong together.
-pub fn load(files: &TlsFiles) -> Result<Arc<CertifiedKey>, String> {
-    pingora::tls::install_default_crypto_provider();
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{}: no certificate in the file",
-            files.cert.display()
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("{}: {e}", files.key.display()))?;
-    let provider = CryptoProvider::get_default()
-        .ok_or_else(|| "no TLS crypto provider installed".to_string())?;
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| format!("{}: {e}", files.key.display()))?;
-    let ck = CertifiedKey::new(certs, signing);
-    ck.keys_match().map_err(|e| {
-        format!(
-            "{} does not match {}: {e}",
-            files.key.display(),
-            files.cert.display()
-        )
-    })?;
-    Ok(Arc::new(ck))
-}
-
-/// The certificates of the configuration in force.
-#[derive(Default)]
-pub struct Certs {
-    /// Each listener's default certificate (`None` for plain listeners), by listener index.
-    pub listeners: Vec<Option<Arc<CertifiedKey>>>,
-    /// Each site's certificate, by site index.
-    pub sites: Vec<Option<Arc<CertifiedKey>>>,
-}
 
 /// Picks the certificate for a handshake on one listener.
 pub struct SniResolver {
-    state: Arc<EdgeState>,
+    live: LiveHandle,
     listener: usize,
 }
 
@@ -68,20 +25,28 @@ impl std::fmt::Debug for SniResolver {
 }
 
 impl SniResolver {
-    /// A resolver for the listener at `listener` in the configuration.
-    pub fn new(state: Arc<EdgeState>, listener: usize) -> Self {
-        SniResolver { state, listener }
+    /// A resolver for the listener at `listener` in the configuration in force.
+    pub fn new(live: LiveHandle, listener: usize) -> Self {
+        SniResolver { live, listener }
     }
+}
+
+/// The certificate `live` serves on listener `listener` to a client that asked for
+/// `server_name`.
+pub fn choose(
+    live: &Live,
+    listener: usize,
+    server_name: Option<&str>,
+) -> Option<Arc<CertifiedKey>> {
+    let by_site = server_name
+        .and_then(normalize_host)
+        .and_then(|h| live.router.route(&h))
+        .and_then(|site| live.certs.sites.get(site).cloned().flatten());
+    by_site.or_else(|| live.certs.listeners.get(listener).cloned().flatten())
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let live = self.state.live.load();
-        let by_site = hello
-            .server_name()
-            .and_then(normalize_host)
-            .and_then(|h| live.router.route(&h))
-            .and_then(|site| live.certs.sites.get(site).cloned().flatten());
-        by_site.or_else(|| live.certs.listeners.get(self.listener).cloned().flatten())
+        choose(&self.live.load(), self.listener, hello.server_name())
     }
 }

@@ -25,11 +25,12 @@ use super::Hash;
 
 const ENTRIES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("entries");
 const RECORDS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("records");
-/// Purge ban rules by id, kept until the background sweep has applied them to every object.
-const BANS: TableDefinition<u64, &[u8]> = TableDefinition::new("bans");
-/// The node's purge position (one row).
-const PURGE: TableDefinition<&str, &[u8]> = TableDefinition::new("purge");
-const PURGE_STATE: &str = "state";
+/// Side records by ascending id, opaque to the cache (purge keeps its rules here, until its
+/// sweep has applied them to every object). The table names are part of the file format.
+const SIDE_ROWS: TableDefinition<u64, &[u8]> = TableDefinition::new("bans");
+/// One opaque side state (purge's position in its log).
+const SIDE: TableDefinition<&str, &[u8]> = TableDefinition::new("purge");
+const SIDE_STATE: &str = "state";
 
 /// redb's own page cache. Its default (1 GiB) would count against the node's memory on top of
 /// the memory tier; the operating system's page cache still holds the catalog's hot pages.
@@ -156,26 +157,27 @@ pub enum Op {
     },
     /// Drops an object.
     Remove(Hash),
-    /// Records a purge ban rule.
-    PutBan {
-        /// Ban id (ascending).
+    /// Adds a side record. Side records ride the committer that removes objects, so a layer
+    /// above the cache can make a record durable only after the removals it follows.
+    PutSide {
+        /// Record id (ascending).
         id: u64,
-        /// Its serialized form.
-        ban: Vec<u8>,
+        /// Its bytes, opaque to the cache.
+        bytes: Vec<u8>,
     },
-    /// Drops every ban up to this id: the sweep has applied them.
-    RetireBans(u64),
-    /// Replaces the node's purge position.
-    SetPurgeState(Vec<u8>),
+    /// Drops every side record up to this id.
+    RetireSide(u64),
+    /// Replaces the side state.
+    SetSideState(Vec<u8>),
 }
 
-/// What the catalog holds about purges.
+/// The side records and state the catalog holds, opaque to the cache.
 #[derive(Debug, Default)]
-pub struct PurgeRecords {
-    /// The purge position, if one was ever saved.
+pub struct SideRecords {
+    /// The side state, if one was ever saved.
     pub state: Option<Vec<u8>>,
-    /// Ban rules not yet retired, by id.
-    pub bans: Vec<(u64, Vec<u8>)>,
+    /// Records not yet retired, by id.
+    pub rows: Vec<(u64, Vec<u8>)>,
 }
 
 struct Job {
@@ -201,8 +203,8 @@ impl Catalog {
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(RECORDS)?;
-        txn.open_table(BANS)?;
-        txn.open_table(PURGE)?;
+        txn.open_table(SIDE_ROWS)?;
+        txn.open_table(SIDE)?;
         txn.commit()?;
         let mut entries = Vec::new();
         let mut damaged = Vec::new();
@@ -261,19 +263,19 @@ impl Catalog {
         Ok(table.get(hash)?.and_then(|v| Record::decode(v.value())))
     }
 
-    /// The purge position and ban rules. Blocking.
-    pub fn purge_records(&self) -> Result<PurgeRecords, redb::Error> {
+    /// The side state and records. Blocking.
+    pub fn side_records(&self) -> Result<SideRecords, redb::Error> {
         let txn = self.db.begin_read()?;
         let state = txn
-            .open_table(PURGE)?
-            .get(PURGE_STATE)?
+            .open_table(SIDE)?
+            .get(SIDE_STATE)?
             .map(|v| v.value().to_vec());
-        let mut bans = Vec::new();
-        for row in txn.open_table(BANS)?.iter()? {
+        let mut rows = Vec::new();
+        for row in txn.open_table(SIDE_ROWS)?.iter()? {
             let (k, v) = row?;
-            bans.push((k.value(), v.value().to_vec()));
+            rows.push((k.value(), v.value().to_vec()));
         }
-        Ok(PurgeRecords { state, bans })
+        Ok(SideRecords { state, rows })
     }
 
     /// Up to `limit` records in hash order, starting after `after`. Blocking; each call is its
@@ -370,8 +372,8 @@ fn apply<'a>(db: &Database, ops: impl Iterator<Item = &'a Op>) -> Result<(), red
     {
         let mut entries = txn.open_table(ENTRIES)?;
         let mut records = txn.open_table(RECORDS)?;
-        let mut bans = txn.open_table(BANS)?;
-        let mut purge = txn.open_table(PURGE)?;
+        let mut side_rows = txn.open_table(SIDE_ROWS)?;
+        let mut side = txn.open_table(SIDE)?;
         for op in ops {
             match op {
                 Op::Put {
@@ -394,14 +396,14 @@ fn apply<'a>(db: &Database, ops: impl Iterator<Item = &'a Op>) -> Result<(), red
                     entries.remove(hash)?;
                     records.remove(hash)?;
                 }
-                Op::PutBan { id, ban } => {
-                    bans.insert(id, &ban[..])?;
+                Op::PutSide { id, bytes } => {
+                    side_rows.insert(id, &bytes[..])?;
                 }
-                Op::RetireBans(upto) => {
-                    bans.retain_in::<u64, _>(..=*upto, |_, _| false)?;
+                Op::RetireSide(upto) => {
+                    side_rows.retain_in::<u64, _>(..=*upto, |_, _| false)?;
                 }
-                Op::SetPurgeState(state) => {
-                    purge.insert(PURGE_STATE, &state[..])?;
+                Op::SetSideState(state) => {
+                    side.insert(SIDE_STATE, &state[..])?;
                 }
             }
         }

@@ -26,7 +26,7 @@ use pingora::cache::key::str2hex;
 use tokio::sync::oneshot;
 
 use super::body_file::{BodyError, BodyFile, BodyWriter};
-use super::catalog::{Catalog, Entry, Op, PurgeRecords, Record};
+use super::catalog::{Catalog, Entry, Op, Record, SideRecords};
 use super::heads::Heads;
 use super::index::Index;
 use super::object::Head;
@@ -110,8 +110,8 @@ pub struct DiskTier {
     /// changes to one key in the order the index made them.
     write: Mutex<()>,
     stats: TierStats,
-    /// What the catalog held about purges at start-up, until the purge module takes it.
-    purge_records: Mutex<Option<PurgeRecords>>,
+    /// The side records the catalog held at start-up, until the layer that owns them takes them.
+    side_records: Mutex<Option<SideRecords>>,
 }
 
 const ORDER_FILE: &str = "lru.order";
@@ -147,7 +147,7 @@ impl DiskTier {
         // Releases before temp files moved beside their objects kept them here.
         let _ = fs::remove_dir_all(root.join("tmp"));
         let (catalog, entries) = Catalog::open(&root.join("catalog.redb"))?;
-        let purge_records = catalog.purge_records()?;
+        let side_records = catalog.side_records()?;
         let order_file = root.join(ORDER_FILE);
         let saved = read_order(&order_file);
         let next_gen = entries.iter().map(|(_, e)| e.gen).max().unwrap_or(0) + 1;
@@ -189,7 +189,7 @@ impl DiskTier {
             ),
             write: Mutex::new(()),
             stats: TierStats::default(),
-            purge_records: Mutex::new(Some(purge_records)),
+            side_records: Mutex::new(Some(side_records)),
         };
         // The bound may have shrunk since the last run.
         let _w = tier.write.lock();
@@ -548,13 +548,14 @@ impl DiskTier {
         self.index.peek(hash).map(|e| e.primary)
     }
 
-    /// The purge records read at start-up; `None` after the first call.
-    pub fn take_purge_records(&self) -> Option<PurgeRecords> {
-        self.purge_records.lock().take()
+    /// The side records read at start-up; `None` after the first call.
+    pub fn take_side_records(&self) -> Option<SideRecords> {
+        self.side_records.lock().take()
     }
 
-    /// Commits purge changes (ban rules, the purge position) durably.
-    pub async fn save_purge(&self, ops: Vec<Op>) -> Result<(), DiskError> {
+    /// Commits side records ([`Op::PutSide`], [`Op::RetireSide`], [`Op::SetSideState`])
+    /// durably, after every removal submitted before them.
+    pub async fn save_side(&self, ops: Vec<Op>) -> Result<(), DiskError> {
         self.await_commit(self.catalog.submit(ops)).await
     }
 
@@ -796,29 +797,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn purge_records_survive_reopening_until_retired() {
+    async fn side_records_survive_reopening_until_retired() {
         let dir = empty_dir("purge");
         let tier = reopen(&dir);
-        assert!(tier.take_purge_records().unwrap().state.is_none());
-        let ban = |id: u64| Op::PutBan {
+        assert!(tier.take_side_records().unwrap().state.is_none());
+        let ban = |id: u64| Op::PutSide {
             id,
-            ban: format!("ban {id}").into_bytes(),
+            bytes: format!("ban {id}").into_bytes(),
         };
-        tier.save_purge(vec![
+        tier.save_side(vec![
             ban(1),
             ban(2),
             ban(3),
-            Op::SetPurgeState(b"7".to_vec()),
+            Op::SetSideState(b"7".to_vec()),
         ])
         .await
         .unwrap();
-        tier.save_purge(vec![Op::RetireBans(2)]).await.unwrap();
+        tier.save_side(vec![Op::RetireSide(2)]).await.unwrap();
         drop(tier);
         let tier = reopen(&dir);
-        let records = tier.take_purge_records().unwrap();
+        let records = tier.take_side_records().unwrap();
         assert_eq!(records.state.as_deref(), Some(&b"7"[..]));
-        assert_eq!(records.bans, vec![(3, b"ban 3".to_vec())]);
-        assert!(tier.take_purge_records().is_none());
+        assert_eq!(records.rows, vec![(3, b"ban 3".to_vec())]);
+        assert!(tier.take_side_records().is_none());
         drop(tier);
         let _ = fs::remove_dir_all(&dir);
     }

@@ -37,6 +37,37 @@ pub trait ClientBuffers: Send + Sync {
     fn hold(&self, bytes: usize) -> BufferHold;
 }
 
+/// The gate every write into a tier passes, asked under that tier's writer lock so that an
+/// invalidation either sees the object stored or refuses it. Purge implements it with its bans;
+/// the cache only knows the answer.
+pub trait Admission: Send + Sync {
+    /// Whether an object known by its decoded head (the memory tier, a fill, a revalidation)
+    /// may be written. One whose head does not decode is refused while any rule is in force.
+    fn admits(&self, primary: &Hash, head: &Head) -> bool;
+    /// [`admits`](Self::admits) for a record of the disk catalog: its key bytes and its
+    /// serialized meta.
+    fn admits_record(&self, primary: &Hash, key: &[u8], meta: &(Vec<u8>, Vec<u8>)) -> bool;
+    /// Whether a body stored at `stored_at` (µs since the epoch, [`crate::http::stamp`]) began
+    /// before an invalidation that no longer shows among the rules in force: it may be what that
+    /// invalidation covered, so it goes to its own client and into no tier.
+    fn began_before_a_retired_rule(&self, stored_at: u64) -> bool;
+}
+
+/// Admits everything (a cache no purge reaches: benchmarks, unit tests).
+pub struct AdmitAll;
+
+impl Admission for AdmitAll {
+    fn admits(&self, _: &Hash, _: &Head) -> bool {
+        true
+    }
+    fn admits_record(&self, _: &Hash, _: &[u8], _: &(Vec<u8>, Vec<u8>)) -> bool {
+        true
+    }
+    fn began_before_a_retired_rule(&self, _: u64) -> bool {
+        false
+    }
+}
+
 /// No accounting: every hold is free.
 pub struct Unaccounted;
 

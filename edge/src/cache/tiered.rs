@@ -43,9 +43,8 @@ use super::memory::MemoryTier;
 use super::object::Head;
 use super::stats::TierStats;
 use super::writers::Writers;
-use super::{ClientBuffers, Hash, StoredObject};
+use super::{Admission, ClientBuffers, Hash, StoredObject};
 use crate::http::stamp;
-use crate::purge::{judge_head, judge_stored, Bans, Verdict};
 
 /// Disk hits up to this size are read on the worker thread when the page cache holds their body
 /// (`preadv2` with `RWF_NOWAIT`), as nginx reads without `aio`: that takes microseconds, and a
@@ -60,8 +59,8 @@ const INLINE_READ: u64 = 256 << 10;
 pub struct TieredStorage {
     memory: MemoryTier,
     disk: Option<&'static DiskTier>,
-    /// Purge bans: nothing they cover is written into a tier.
-    bans: &'static Bans,
+    /// Asked before anything is written into a tier (purge's bans).
+    admission: &'static dyn Admission,
     fills: Mutex<HashMap<Hash, Vec<Arc<Fill>>>>,
     next_fill: AtomicU64,
     /// Make finished bodies durable, one per CPU at a time, at a lower priority than serving.
@@ -104,13 +103,13 @@ impl TieredStorage {
     pub fn new(
         memory: MemoryTier,
         disk: Option<&'static DiskTier>,
-        bans: &'static Bans,
+        admission: &'static dyn Admission,
         buffers: Arc<dyn ClientBuffers>,
     ) -> Self {
         TieredStorage {
             memory,
             disk,
-            bans,
+            admission,
             buffers,
             fills: Mutex::new(HashMap::new()),
             next_fill: AtomicU64::new(1),
@@ -138,14 +137,15 @@ impl TieredStorage {
         self.memory.max_object_size().max(disk)
     }
 
-    /// Whether purge bans let an object into a tier. Asked under the tier's writer lock.
+    /// Whether an object may enter a tier. Asked under the tier's writer lock.
     fn admits(&self, primary: &Hash, head: &Head) -> bool {
-        judge_head(self.bans, primary, head) == Verdict::Keep
+        self.admission.admits(primary, head)
     }
 
     /// [`admits`](Self::admits) for a record in the disk tier's catalog.
     fn admits_record(&self, primary: &Hash, record: &Record) -> bool {
-        judge_stored(self.bans, primary, &record.key, &record.meta) == Verdict::Keep
+        self.admission
+            .admits_record(primary, &record.key, &record.meta)
     }
 
     /// Whether a fill's body may enter a tier: its URL was not invalidated while it ran, the
@@ -162,8 +162,8 @@ impl TieredStorage {
     /// may be what that purge covered, so it goes to its own client and into no tier.
     fn outlived_by_a_purge(&self, fill: &Head) -> bool {
         fill.decoded().is_some_and(|d| {
-            self.bans
-                .began_before_a_retired_ban(stamp::of(&d.header.headers))
+            self.admission
+                .began_before_a_retired_rule(stamp::of(&d.header.headers))
         })
     }
 

@@ -3,7 +3,6 @@
 //! only for failures before that point, and would answer with an error although the stored
 //! copy may still stand in. Whole objects only; a larger one is left to the error.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use super::*;
@@ -57,10 +56,7 @@ impl EdgeProxy {
         e: &Error,
     ) -> Result<bool> {
         let s = &self.state;
-        if !ctx.stale_found
-            || session.response_written().is_some()
-            || !s.purge_ready.load(Ordering::Acquire)
-        {
+        if !ctx.stale_found || session.response_written().is_some() || !s.readiness.is_ready() {
             return Ok(false);
         }
         let Some((object, _)) = self.whole_stored(session, ctx).await else {

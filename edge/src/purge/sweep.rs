@@ -11,8 +11,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::Notify;
 
-use super::{judge_meta, Bans, Verdict};
-use crate::cache::catalog::Op;
+use super::judge::expired_at;
+use super::{Bans, Verdict};
 use crate::cache::disk::DiskTier;
 use crate::cache::tiered::TieredStorage;
 use crate::cache::Hash;
@@ -66,7 +66,7 @@ impl Sweeper {
                 memory.remove(&combined);
                 continue;
             };
-            match judge_meta(self.bans, &obj.primary, obj.key(), &meta) {
+            match self.bans.judge_meta(&obj.primary, obj.key(), &meta) {
                 Verdict::Keep => {}
                 Verdict::Gone => {
                     if memory.remove(&combined) {
@@ -74,7 +74,7 @@ impl Sweeper {
                     }
                 }
                 Verdict::Stale(at) => {
-                    meta.expire_at(super::forced_time(at));
+                    meta.expire_at(expired_at(at));
                     if memory.update_meta(&combined, &meta, |_| true) {
                         t.expired += 1;
                     }
@@ -113,11 +113,11 @@ impl Sweeper {
                     gone.push(hash);
                     continue;
                 };
-                match judge_meta(self.bans, &primary, &record.key, &meta) {
+                match self.bans.judge_meta(&primary, &record.key, &meta) {
                     Verdict::Keep => {}
                     Verdict::Gone => gone.push(hash),
                     Verdict::Stale(at) => {
-                        meta.expire_at(super::forced_time(at));
+                        meta.expire_at(expired_at(at));
                         let Ok(m) = meta.serialize() else {
                             gone.push(hash);
                             continue;
@@ -167,7 +167,7 @@ impl BackgroundService for Sweeper {
             };
             if let Some(disk) = self.storage.disk() {
                 // Queued after the pass's removals, so it is never durable before them.
-                if let Err(e) = disk.save_purge(vec![Op::RetireBans(upto)]).await {
+                if let Err(e) = disk.save_side(vec![super::records::retire_op(upto)]).await {
                     tracing::error!(error = %e, "cannot retire swept bans; they stay in force");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
