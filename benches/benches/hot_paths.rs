@@ -12,7 +12,7 @@ use edge::cache::key::cache_key;
 use edge::cache::{owned_header, Head, StoredObject};
 use edge::http::cache_control::Directives;
 use edge::http::{encoding, freshness};
-use edge::router::select_rule;
+use edge::live::router::select_rule;
 use edge_config::edge::{CacheKeySpec, EdgeConfig};
 use pingora::cache::cache_control::{CacheControl, InterpretCacheControl};
 use pingora::cache::CacheMeta;

@@ -122,7 +122,7 @@ impl Drain {
         }
     }
 
-    /// What [`Node::run`](crate::server::Node::run) hands Pingora as its shutdown signal.
+    /// What [`Node::run`](crate::node::Node::run) hands Pingora as its shutdown signal.
     pub fn signals(&'static self) -> Box<dyn ShutdownSignalWatch> {
         Box::new(Signals(self))
     }

@@ -56,11 +56,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let _log = edge::logging::init(config.log.json, &config.log.level);
-    let options = edge::server::Options {
+    let options = edge::node::Options {
         config_path: cli.config.clone(),
         upgrade: cli.upgrade,
     };
-    match edge::server::build(&config, &options) {
+    match edge::node::build(&config, &options) {
         Ok(node) => {
             tracing::info!(node = %config.node_id, "edge starting");
             node.run();

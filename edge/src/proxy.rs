@@ -33,11 +33,11 @@ use crate::http::cache_status::{
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 use crate::http::{encoding, hop, hygiene, stamp, tags, vary};
+use crate::live::origin::OriginPool;
+use crate::live::router::{normalize_host, select_rule};
 use crate::live::{Live, LiveHandle};
 use crate::metrics::Metrics;
-use crate::origin::OriginPool;
 use crate::purge::{Bans, Readiness, Subject};
-use crate::router::{normalize_host, select_rule};
 
 pub mod cork;
 mod fast_hit;

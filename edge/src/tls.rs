@@ -7,8 +7,8 @@ use std::sync::Arc;
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, ResolvesServerCert};
 
+use crate::live::router::normalize_host;
 use crate::live::{Live, LiveHandle};
-use crate::router::normalize_host;
 
 /// Picks the certificate for a handshake on one listener.
 pub struct SniResolver {

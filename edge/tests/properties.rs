@@ -4,7 +4,7 @@
 
 use edge::cache::key::cache_key;
 use edge::http::hygiene::normalized_uri;
-use edge::router::select_rule;
+use edge::live::router::select_rule;
 use edge_config::edge::{CacheKeySpec, EdgeConfig, QueryKey, Rule};
 use pingora::cache::key::CacheHashKey;
 use pingora::http::RequestHeader;

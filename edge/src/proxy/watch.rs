@@ -1,5 +1,5 @@
 //! What one client request's task shares with the connection layer that runs it
-//! ([`Guarded`](crate::conn::Guarded)): whether the proxy's first hook saw its head, whether a
+//! ([`Guarded`](crate::node::conn::Guarded)): whether the proxy's first hook saw its head, whether a
 //! write to its client timed out, and a way to cut it short from outside the task. A
 //! task-local, so the proxy's hooks and the cache's hit handlers, deep in Pingora's call, find
 //! the request they run for without a handle passed down to them.

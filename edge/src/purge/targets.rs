@@ -8,8 +8,8 @@ use pingora::http::RequestHeader;
 
 use super::bans::Scope;
 use crate::cache::key::cache_key;
+use crate::live::router::select_rule;
 use crate::live::Live;
-use crate::router::select_rule;
 
 /// The scopes of `t` under the configuration `live` (`default_key` for URLs no rule matches).
 pub(super) fn scopes(t: &Targets, live: &Live, default_key: &CacheKeySpec) -> Vec<Scope> {

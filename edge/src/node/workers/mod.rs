@@ -32,8 +32,8 @@ use pingora::services::listening::Service as Listening;
 use pingora::services::Service;
 use prometheus::IntCounter;
 
-use crate::conn::{Connections, Counted, Guarded};
 use crate::drain::Linger;
+use crate::node::conn::{Connections, Counted, Guarded};
 use crate::proxy::EdgeProxy;
 
 mod fd;

@@ -1,5 +1,14 @@
-//! Assembles the Pingora server: the proxy service on the public listeners, the admin service,
-//! and background services (origin health checks, the disk and purge sweeps, SIGHUP reload).
+//! The node's assembly, the top layer: it builds every service from the configuration and
+//! hands each the narrow state it uses (the proxy service on the public listeners, the admin
+//! service, and the background services: origin health checks, the disk and purge sweeps,
+//! SIGHUP reload), the workers that share connections between runtimes, and the connection
+//! layer around the proxy. Nothing below imports it.
+
+pub mod conn;
+pub mod health;
+pub mod reload;
+pub mod systemd;
+pub mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,18 +29,18 @@ use crate::admin::AdminApp;
 use crate::cache::disk::{DiskError, DiskTier};
 use crate::cache::memory::MemoryTier;
 use crate::cache::tiered::TieredStorage;
-use crate::conn::watchdog::TlsDeadline;
-use crate::conn::{self, ConnMetrics, Connections, Counted, Guarded};
 use crate::drain::{Drain, Linger};
-use crate::health::HealthChecker;
 use crate::live::{self, Live, LiveError};
 use crate::metrics::Metrics;
+use crate::node::conn::watchdog::TlsDeadline;
 use crate::proxy::{skip_prediction, EdgeProxy, EdgeState};
 use crate::purge::sweep::Sweeper;
 use crate::purge::{self, Bans, Purger, PurgerParts, Readiness};
-use crate::reload::Reloader;
 use crate::tls::SniResolver;
-use crate::workers::{self, Balance, ProxyService, Worker};
+use conn::{ConnMetrics, Connections, Counted, Guarded};
+use health::HealthChecker;
+use reload::Reloader;
+use workers::{Balance, ProxyService, Worker};
 
 /// How long Pingora waits, once the requests are drained, for blocking work still running
 /// (disk writes) before it stops the runtimes: its own default.
@@ -78,7 +87,7 @@ impl Node {
     /// Serves until SIGTERM, SIGQUIT (or SIGINT), drains (see [`crate::drain`]), then makes
     /// the disk tier's catalog durable and saves its eviction order.
     pub fn run(self) {
-        crate::systemd::ready();
+        crate::node::systemd::ready();
         self.server.run(RunArgs {
             shutdown_signal: self.drain.signals(),
         });
@@ -138,7 +147,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     if options.upgrade {
         // The sockets are ours now; the old process exits once drained, before this one may
         // be ready (it waits for the disk catalog), and systemd must not take that for the end.
-        crate::systemd::main_pid();
+        crate::node::systemd::main_pid();
     }
 
     // Each client connection takes a descriptor: the usual soft limit is far below

@@ -1,6 +1,12 @@
 //! The part of the configuration a reload replaces: sites, rules, origin pools, certificates,
 //! compression and the admin tokens. Requests take one snapshot when they start and keep it to
 //! the end, so a reload never changes the rules under a request in flight.
+//!
+//! Below it: the origin pools, the certificates and the router it is built from.
+
+pub mod certs;
+pub mod origin;
+pub mod router;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,9 +16,9 @@ use edge_config::token::Tokens;
 
 use arc_swap::ArcSwap;
 
-use crate::certs::{self, CertError, Certs};
-use crate::origin::{OriginPool, PoolError};
-use crate::router::Router;
+use certs::{CertError, Certs};
+use origin::{OriginPool, PoolError};
+use router::Router;
 
 /// The configuration in force, shared by everything that reads it per request or per
 /// handshake (the proxy, SNI, health checks, purge) and swapped whole by a reload.

@@ -20,7 +20,7 @@ use pingora::listeners::ConnectionFilter;
 use prometheus::IntCounter;
 
 use super::fd;
-use crate::conn::Connections;
+use crate::node::conn::Connections;
 
 /// How many connections a worker may accept beyond the fewest another listening worker has
 /// accepted before it pauses.

@@ -17,9 +17,9 @@ use pingora::services::background::BackgroundService;
 use edge_config::ConfigError;
 
 use crate::access_log::Reopen;
-use crate::conn::Connections;
 use crate::live::{Live, LiveError, LiveHandle};
 use crate::metrics::Metrics;
+use crate::node::conn::Connections;
 
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
