@@ -92,14 +92,15 @@ fn measure(dir: &std::path::Path, objects: u64) {
     for run in 1..=4 {
         let before = rss_kib();
         let start = Instant::now();
-        let tier = loop {
-            // The previous run's committer thread may still hold the database for a moment.
-            match DiskTier::open(dir, 1 << 50, 1 << 30) {
-                Ok(t) => break t,
-                Err(e) if e.to_string().contains("already open") => std::thread::yield_now(),
-                Err(e) => panic!("{e}"),
-            }
+        // The previous run's committer thread may still hold the database for a moment.
+        let settings = edge_config::edge::DiskSettings {
+            path: dir.to_owned(),
+            max_size: 1 << 50,
+            max_object_size: 1 << 30,
+            meta_cache: edge_config::edge::DEFAULT_META_CACHE,
         };
+        let tier =
+            DiskTier::open_waiting(&settings, std::time::Duration::from_secs(10), |_| {}).unwrap();
         let took = start.elapsed();
         let held = tier
             .stats()

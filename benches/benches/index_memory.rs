@@ -88,7 +88,10 @@ fn main() {
     let key_len = "v1/https/example.com/assets/1000000.js".len() as u64;
     let before = rss_bytes();
     // Sized as a node sizes it: TinyLFU's estimator expects one object per 8 KiB of the bound.
-    let tier = MemoryTier::new(objects * 8192, 1 << 20);
+    let tier = MemoryTier::new(&edge_config::edge::MemorySettings {
+        max_size: objects * 8192,
+        max_object_size: 1 << 20,
+    });
     for i in 0..objects {
         let h = hash(i);
         let key = Bytes::from(format!("v1/https/example.com/assets/{i}.js"));

@@ -4,6 +4,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -11,6 +12,12 @@ use edge::cache::catalog::Record;
 use edge::cache::disk::{DiskBody, DiskTier, Found};
 use edge::cache::memory::MemoryTier;
 use edge::cache::{Hash, StoredObject};
+use edge_config::edge::{DiskSettings, MemorySettings, DEFAULT_META_CACHE};
+
+const MEMORY: MemorySettings = MemorySettings {
+    max_size: 256 << 20,
+    max_object_size: 1 << 20,
+};
 
 fn hash(n: u64) -> Hash {
     let mut h = [0u8; 16];
@@ -33,7 +40,7 @@ fn memory(c: &mut Criterion) {
     let body = Bytes::from(vec![7u8; 1024]);
     let mut g = c.benchmark_group("memory");
     g.throughput(Throughput::Elements(1));
-    let tier = MemoryTier::new(256 << 20, 1 << 20);
+    let tier = MemoryTier::new(&MEMORY);
     let mut n = 0u64;
     g.bench_function("put_1k", |b| {
         b.iter(|| {
@@ -41,7 +48,7 @@ fn memory(c: &mut Criterion) {
             tier.put(object(n, &body))
         })
     });
-    let hot = MemoryTier::new(256 << 20, 1 << 20);
+    let hot = MemoryTier::new(&MEMORY);
     for n in 0..10_000 {
         hot.put(object(n, &body));
     }
@@ -96,7 +103,13 @@ fn put(tier: &DiskTier, rt: &tokio::runtime::Runtime, n: u64, body: &[u8]) {
 fn disk(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = scratch("disk");
-    let mut tier = DiskTier::open(&dir, 8 << 30, 1 << 30).unwrap();
+    let mut settings = DiskSettings {
+        path: dir.clone(),
+        max_size: 8 << 30,
+        max_object_size: 1 << 30,
+        meta_cache: DEFAULT_META_CACHE,
+    };
+    let mut tier = DiskTier::open(&settings).unwrap();
     let small = vec![3u8; 4096];
     let mut g = c.benchmark_group("disk");
     g.throughput(Throughput::Elements(1));
@@ -129,8 +142,10 @@ fn disk(c: &mut Criterion) {
             hit(&tier, i)
         })
     });
-    // Every head read from the catalog and decoded, as before heads were kept.
-    tier.set_meta_cache(0);
+    // Every head read from the catalog and decoded: the same objects, no heads kept.
+    drop(tier);
+    settings.meta_cache = 0;
+    tier = DiskTier::open_waiting(&settings, Duration::from_secs(10), |_| {}).unwrap();
     g.bench_function("hit_4k_head_not_kept", |b| {
         b.iter(|| {
             i = (i + 1) % 1000;

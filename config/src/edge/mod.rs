@@ -70,9 +70,9 @@ pub struct Admin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cache {
     /// Memory tier.
-    pub memory: MemoryTier,
+    pub memory: MemorySettings,
     /// Disk tier, when configured.
-    pub disk: Option<DiskTier>,
+    pub disk: Option<DiskSettings>,
     /// How long readers of a key wait for the one fetch in flight before going to the origin.
     pub lock_timeout: Duration,
     /// How long past its freshness a stored response may stand in when the origin cannot be
@@ -86,7 +86,7 @@ pub const DEFAULT_STALE_IF_UNREACHABLE: Duration = Duration::from_secs(86_400);
 
 /// Memory tier bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryTier {
+pub struct MemorySettings {
     /// Bytes of bodies the tier may hold.
     pub max_size: u64,
     /// Largest body the tier stores.
@@ -95,7 +95,7 @@ pub struct MemoryTier {
 
 /// Disk tier settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskTier {
+pub struct DiskSettings {
     /// Directory of the tier.
     pub path: PathBuf,
     /// Bytes of bodies the tier may hold.

@@ -116,7 +116,7 @@ fn tls_files(p: &mut Problems, t: &file::TlsFile, field: &str) -> TlsFiles {
 
 fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
     let memory = match &f.memory {
-        None => MemoryTier {
+        None => MemorySettings {
             max_size: 256 << 20,
             max_object_size: DEFAULT_MEMORY_OBJECT,
         },
@@ -150,7 +150,7 @@ fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
                     );
                 }
             }
-            MemoryTier {
+            MemorySettings {
                 max_size,
                 max_object_size,
             }
@@ -176,7 +176,7 @@ fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
                 );
             }
         }
-        DiskTier {
+        DiskSettings {
             path: PathBuf::from(&d.path.value),
             max_size: d.max_size.value.0,
             max_object_size,

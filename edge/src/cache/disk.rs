@@ -11,6 +11,7 @@
 //!
 //! Every method that touches the file system blocks: the storage calls them off the async workers.
 
+use edge_config::edge::DiskSettings;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
@@ -18,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -124,8 +125,8 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Lower-case hex of `bytes`. By table: `write!` per byte was 2 % of a small disk hit (perf),
-/// which names its file with it.
+/// Lower-case hex of `bytes`. By table: `write!` per byte showed in the profile of a small disk
+/// hit, which names its file with it.
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -137,15 +138,38 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl DiskTier {
-    /// Opens the tier at `root`, creating it if needed, and rebuilds the index from the catalog.
-    /// Fails if the directory cannot be used or another process has it open.
-    pub fn open(root: &Path, max_size: u64, max_object_size: u64) -> Result<DiskTier, DiskError> {
+    /// [`open`](Self::open), trying again for up to `patience` while it fails: the catalog may
+    /// still be held by the process an upgrade replaces, or by a tier just dropped (its
+    /// committer thread lets go a moment later). `waiting` hears the first failure.
+    pub fn open_waiting(
+        settings: &DiskSettings,
+        patience: Duration,
+        waiting: impl FnOnce(&DiskError),
+    ) -> Result<DiskTier, DiskError> {
+        let started = Instant::now();
+        let mut waiting = Some(waiting);
+        loop {
+            match DiskTier::open(settings) {
+                Err(e) if started.elapsed() < patience => {
+                    if let Some(w) = waiting.take() {
+                        w(&e);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    /// Opens the tier at `settings.path`, creating it if needed, and rebuilds the index from the
+    /// catalog. Fails if the directory cannot be used or another process has it open.
+    pub fn open(settings: &DiskSettings) -> Result<DiskTier, DiskError> {
+        let root = &settings.path;
+        let max_size = settings.max_size;
         let objects = root.join("objects");
         for dir in 0..=255u8 {
             fs::create_dir_all(objects.join(format!("{dir:02x}")))?;
         }
-        // Releases before temp files moved beside their objects kept them here.
-        let _ = fs::remove_dir_all(root.join("tmp"));
         let (catalog, entries) = Catalog::open(&root.join("catalog.redb"))?;
         let side_records = catalog.side_records()?;
         let order_file = root.join(ORDER_FILE);
@@ -176,9 +200,9 @@ impl DiskTier {
             order_file,
             catalog,
             index,
-            heads: Heads::new(edge_config::edge::DEFAULT_META_CACHE),
+            heads: Heads::new(settings.meta_cache),
             files: OpenFiles::new(),
-            max_object_size,
+            max_object_size: settings.max_object_size,
             next_gen: AtomicU64::new(next_gen),
             first_gen: next_gen,
             part_suffix: format!(
@@ -197,12 +221,6 @@ impl DiskTier {
         drop(_w);
         tier.refresh_gauges();
         Ok(tier)
-    }
-
-    /// Keeps up to `max_bytes` of decoded heads (key and meta) of objects read lately, so that a
-    /// hit on one reads only its body file; 0 keeps none. Replaces what was kept.
-    pub fn set_meta_cache(&mut self, max_bytes: u64) {
-        self.heads = Heads::new(max_bytes);
     }
 
     /// Largest body the tier takes.
@@ -632,6 +650,19 @@ fn read_order(path: &Path) -> Vec<Hash> {
         .collect()
 }
 
+/// A tier at `dir` for tests (1 GiB, objects up to 1 MiB), opened once the tier a test dropped
+/// there has let go of it.
+#[cfg(test)]
+pub(crate) fn test_tier(dir: &Path) -> DiskTier {
+    let settings = DiskSettings {
+        path: dir.to_owned(),
+        max_size: 1 << 30,
+        max_object_size: 1 << 20,
+        meta_cache: edge_config::edge::DEFAULT_META_CACHE,
+    };
+    DiskTier::open_waiting(&settings, Duration::from_secs(10), |_| {}).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,16 +815,7 @@ mod tests {
     }
 
     fn reopen(dir: &Path) -> DiskTier {
-        loop {
-            // A dropped tier's committer thread lets go of the catalog a moment later.
-            match DiskTier::open(dir, 1 << 30, 1 << 20) {
-                Ok(t) => return t,
-                Err(DiskError::Catalog(redb::Error::DatabaseAlreadyOpen)) => {
-                    std::thread::yield_now()
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        test_tier(dir)
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! TinyUFO weighs entries with a `u16`, so weights are KiB (rounded up): the bound is exact to
 //! within 1 KiB per object, and the largest object is 64 MiB (config validation enforces it).
 
+use edge_config::edge::MemorySettings;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,8 +30,13 @@ pub struct MemoryTier {
 }
 
 impl MemoryTier {
-    /// A tier holding at most `max_size` bytes, objects up to `max_object_size` each.
-    pub fn new(max_size: u64, max_object_size: u64) -> Self {
+    /// A tier holding at most `settings.max_size` bytes, objects up to
+    /// `settings.max_object_size` each.
+    pub fn new(settings: &MemorySettings) -> Self {
+        let MemorySettings {
+            max_size,
+            max_object_size,
+        } = *settings;
         let units = (max_size / WEIGHT_UNIT).max(1) as usize;
         // TinyLFU's estimator is sized for the number of objects expected; assume ~8 KiB each.
         let estimated = (max_size / 8192).clamp(1024, 16 << 20) as usize;
@@ -195,6 +201,13 @@ impl MemoryTier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tier(max_object_size: u64) -> MemoryTier {
+        MemoryTier::new(&MemorySettings {
+            max_size: 1 << 20,
+            max_object_size,
+        })
+    }
     use bytes::Bytes;
 
     fn obj(n: u8, variant: u8, size: usize) -> Arc<StoredObject> {
@@ -213,7 +226,7 @@ mod tests {
 
     #[test]
     fn stores_and_finds() {
-        let t = MemoryTier::new(1 << 20, 64 << 10);
+        let t = tier(64 << 10);
         let o = obj(1, 0, 1000);
         assert!(t.put(o.clone()));
         assert_eq!(t.get(&o.combined).unwrap().body.len(), 1000);
@@ -225,14 +238,14 @@ mod tests {
 
     #[test]
     fn refuses_objects_over_the_limit() {
-        let t = MemoryTier::new(1 << 20, 4096);
+        let t = tier(4096);
         assert!(!t.put(obj(1, 0, 5000)));
         assert_eq!(t.stats().objects.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn stays_within_its_bound() {
-        let t = MemoryTier::new(1 << 20, 64 << 10);
+        let t = tier(64 << 10);
         for n in 0..=255u8 {
             for v in 0..4u8 {
                 t.put(obj(n, v, 16 << 10));
@@ -245,7 +258,7 @@ mod tests {
 
     #[test]
     fn removes_every_variant_of_a_url() {
-        let t = MemoryTier::new(1 << 20, 64 << 10);
+        let t = tier(64 << 10);
         let a = obj(7, 1, 100);
         let b = obj(7, 2, 100);
         assert!(t.put(a.clone()) && t.put(b.clone()));
@@ -256,7 +269,7 @@ mod tests {
 
     #[test]
     fn update_meta_keeps_the_body() {
-        let t = MemoryTier::new(1 << 20, 64 << 10);
+        let t = tier(64 << 10);
         let o = obj(3, 0, 100);
         t.put(o.clone());
         let header = pingora::http::ResponseHeader::build(200, None).unwrap();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use edge_config::edge::EdgeConfig;
+use edge_config::edge::{DiskSettings, EdgeConfig};
 use pingora::cache::lock::CacheLock;
 use pingora::cache::predictor::Predictor;
 use pingora::listeners::tls::TlsSettings;
@@ -158,10 +158,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
     }
     let connections = Connections::new(&config.limits, ConnMetrics::register()?);
 
-    let memory = MemoryTier::new(
-        config.cache.memory.max_size,
-        config.cache.memory.max_object_size,
-    );
+    let memory = MemoryTier::new(&config.cache.memory);
     let disk: Option<&'static DiskTier> = match &config.cache.disk {
         Some(d) => {
             let tier = open_disk(d, config, options.upgrade)?;
@@ -331,30 +328,20 @@ fn proxy_service(
 
 /// Opens the disk tier. During an upgrade the old process holds the catalog until it has
 /// drained, so the new one waits for it.
-fn open_disk(
-    d: &edge_config::edge::DiskTier,
-    config: &EdgeConfig,
-    upgrade: bool,
-) -> Result<DiskTier, BuildError> {
+fn open_disk(d: &DiskSettings, config: &EdgeConfig, upgrade: bool) -> Result<DiskTier, BuildError> {
     let started = Instant::now();
-    let patience =
-        config.runtime.grace_period + config.runtime.shutdown_timeout + Duration::from_secs(10);
-    let mut tier = loop {
-        match DiskTier::open(&d.path, d.max_size, d.max_object_size) {
-            Ok(t) => break t,
-            Err(e) if upgrade && started.elapsed() < patience => {
-                tracing::info!(error = %e, "waiting for the old process to release the disk cache");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(source) => {
-                return Err(BuildError::Disk {
-                    path: d.path.clone(),
-                    source,
-                })
-            }
-        }
+    let patience = if upgrade {
+        config.runtime.grace_period + config.runtime.shutdown_timeout + Duration::from_secs(10)
+    } else {
+        Duration::ZERO
     };
-    tier.set_meta_cache(d.meta_cache);
+    let tier = DiskTier::open_waiting(d, patience, |e| {
+        tracing::info!(error = %e, "waiting for the old process to release the disk cache");
+    })
+    .map_err(|source| BuildError::Disk {
+        path: d.path.clone(),
+        source,
+    })?;
     let stats = tier.stats();
     tracing::info!(
         path = %d.path.display(),

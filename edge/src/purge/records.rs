@@ -89,22 +89,12 @@ pub(super) fn retire_op(upto: u64) -> Op {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::disk::DiskError;
 
     #[tokio::test]
     async fn bans_and_the_position_come_back_from_the_disk_tier() {
         let dir = std::env::temp_dir().join(format!("edge-purge-loaded-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let open = || loop {
-            // A dropped tier's committer thread lets go of the catalog a moment later.
-            match DiskTier::open(&dir, 1 << 30, 1 << 20) {
-                Ok(t) => return t,
-                Err(DiskError::Catalog(redb::Error::DatabaseAlreadyOpen)) => {
-                    std::thread::yield_now()
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let open = || crate::cache::disk::test_tier(&dir);
         let tag = Ban {
             id: 4,
             scope: Scope::Tag("t".into()),
