@@ -5,7 +5,7 @@
 #   cargo build --release -p edge
 #   CANDIDATE_NAME=edge-disk CANDIDATE_PORT=19050 EDGE_BIN=$PWD/target/release/edge \
 #     CANDIDATE_CMD="exec $PWD/benches/load/edge-disk-candidate.sh" \
-#     python3 ../shared/perf/cdnbench.py --peers nginx --nginx-cache-dir /var/tmp/cdnbench-nginx
+#     python3 "$CDNBENCH" --peers nginx --nginx-cache-dir /var/tmp/cdnbench-nginx
 set -eu
 dir=${CANDIDATE_DIR:-$(mktemp -d)}
 admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -7,7 +7,7 @@
 #   CANDIDATE_NAME=pingora-static CANDIDATE_PORT=19050 FLOOR_MODE=static \
 #     FLOOR_BIN=$PWD/target/release/pingora-floor \
 #     CANDIDATE_CMD="exec $PWD/benches/load/floor-candidate.sh" \
-#     python3 ../shared/perf/cdnbench.py --peers nginx --scenarios hot1k
+#     python3 "$CDNBENCH" --peers nginx --scenarios hot1k
 set -eu
 bin=${FLOOR_BIN:?set FLOOR_BIN to the absolute path of target/release/pingora-floor}
 exec "$bin" "${FLOOR_MODE:-proxy}"

@@ -1,4 +1,4 @@
-//! `pingora-floor`, the yardstick BENCHMARKS.md measures the edge against, must be what it says:
+//! `pingora-floor`, the yardstick docs/benchmarks.md measures the edge against, must be what it says:
 //! in `cache` mode a repeated GET is answered from Pingora's cache without asking the origin,
 //! and what `Cache-Control` forbids is not kept; in `proxy` mode every request goes to the origin;
 //! in `static` mode none does, and the answer has the size asked for.

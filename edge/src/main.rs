@@ -8,7 +8,7 @@ use edge_config::edge::EdgeConfig;
 
 /// jemalloc in place of glibc's malloc, as Pingora's own examples use: every miss stores a new
 /// object, so the heap grows steadily, and glibc grew its per-thread heaps a page at a time (an
-/// `mprotect` per miss) and spent a tenth of a miss in `malloc`. BENCHMARKS.md has the A/B.
+/// `mprotect` per miss) and spent a large part of a miss in `malloc`.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

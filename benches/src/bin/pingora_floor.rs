@@ -1,5 +1,5 @@
 //! Pingora's own floor, for the benchmark table: the least a Pingora HTTP service can spend on a
-//! request on this machine, measured beside the edge in the same cdnbench run.
+//! request on a machine, measured beside the edge in the same cdnbench run.
 //!
 //! `pingora-floor proxy` is a Pingora proxy with caching off (every request goes to `$ORIGIN`);
 //! `pingora-floor cache` is the same proxy with Pingora's cache on: its own in-memory storage

@@ -40,9 +40,9 @@ const CACHE_BYTES: usize = 64 << 20;
 const MAX_BATCH: usize = 4096;
 
 /// Least time from the end of one commit to the start of the next. Without it, a miss storm
-/// on this 2-CPU VM committed about 600 times a second with 1.5 objects each, and every commit
-/// (its page copies, a dozen page writes, an `fdatasync`) took the catalog thread 11-13 % of the
-/// edge's CPU. Spacing bounds commits to 100 a second under load; what waits on a commit (a
+/// committed hundreds of times a second with one or two objects each, and every commit (its
+/// page copies, a dozen page writes, an `fdatasync`) added up to a large share of the CPU.
+/// Spacing bounds commits to 100 a second under load; what waits on a commit (a
 /// purge, a fill standing in for its disk write) waits at most this much longer, and only
 /// then.
 const COMMIT_SPACING: Duration = Duration::from_millis(10);

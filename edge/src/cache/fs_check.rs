@@ -3,10 +3,9 @@
 //! ext4 without a journal will not reuse an inode freed in the last minute (six while its
 //! inode-table block is not yet written back), and it tests each free candidate by looking that
 //! block up and reading the inode's deletion time. After many deletions (eviction, purges,
-//! another process's clean-up) every body file the tier creates scans past them: on the
-//! benchmark host, whose root file system has no journal, that scan was about 14 % of the
-//! edge's CPU in a miss storm, and a journaled ext4 did not show it (BENCHMARKS.md, "The disk
-//! tier's file system"). The tier works on either, so this only warns.
+//! another process's clean-up) every body file the tier creates scans past them, a large part
+//! of the CPU of a miss storm; a journaled ext4 does not show it. The tier works on either, so
+//! this only warns.
 
 use std::fs;
 use std::path::{Path, PathBuf};

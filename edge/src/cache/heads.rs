@@ -3,8 +3,8 @@
 //!
 //! Without it a disk hit read the object's record from the catalog (a redb read transaction and
 //! a B-tree lookup) and decoded its meta (msgpack, then zstd and HTTP/1 parsing of the header)
-//! on every request: keeping them took a 1 KiB disk hit from 93 to 65 µs of CPU in a one-edge
-//! A/B. Bodies stay on disk: this holds only what nginx keeps at the front of its cache files
+//! on every request, a large part of a small disk hit's CPU. Bodies stay on disk: this holds
+//! only what nginx keeps at the front of its cache files
 //! and reads again on each hit.
 //!
 //! A slot names the generation it was read for, so an object replaced since (a new generation)

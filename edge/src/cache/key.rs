@@ -4,8 +4,8 @@
 //! two different requests share a key (a key without the host was CVE-2026-2836).
 //!
 //! The key carries its hash, made once: Pingora's `CacheKey` hashes its primary key (Blake2b)
-//! on every `primary_bin`/`combined_bin` call, several times per miss, which was 3 % of a
-//! miss's CPU (perf). The hash is the one Pingora would compute, so stored objects keep theirs.
+//! on every `primary_bin`/`combined_bin` call, several times per miss, which showed in miss
+//! profiles. The hash is the one Pingora would compute, so stored objects keep theirs.
 
 use edge_config::edge::{CacheKeySpec, QueryKey};
 use pingora::cache::key::hash_key;

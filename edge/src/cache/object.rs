@@ -28,8 +28,8 @@ pub struct StoredObject {
 /// What an object is besides its body: its key and its meta.
 ///
 /// The meta is kept as its internal fields and its header decoded, not as
-/// `CacheMeta::serialize()` output: compressing the header with zstd was 7–8.5 µs of every miss
-/// (criterion `stored_meta_serialize`), yet only a body the disk tier takes needs it, and a hit
+/// `CacheMeta::serialize()` output: compressing the header with zstd is a large share of a
+/// miss (criterion `stored_meta_serialize`), yet only a body the disk tier takes needs it, and a hit
 /// reads the decoded header anyway. [`serialize`](Self::serialize) makes the stored form when it
 /// is wanted.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! The disk tier's open descriptors: small body files read lately are kept open, so that a hit
-//! on a hot object reads its file without opening and closing it (together 11 % of the edge's
-//! samples on a 1 KiB disk hit, perf).
+//! on a hot object reads its file without opening and closing it, which dominated the profile
+//! of a small disk hit.
 //!
 //! A slot names the generation it was opened for, and every unlink of a body file drops the
 //! slot of its object first (see `DiskTier::unlink`), so a descriptor never outlives the object

@@ -3,10 +3,10 @@
 //! `RWF_NOWAIT`), so that an async worker can serve a warm body file itself instead of handing
 //! every block to Tokio's blocking pool.
 //!
-//! This is the project's one `unsafe` module, kept for what it measured on 10 MiB disk-tier hits
-//! (BENCHMARKS.md, "What changed for large hits"): with a hand-off per 256 KiB block into a zeroed
-//! buffer the edge spent 8.9–9.5 ms of CPU, about 117 context switches and 500 page faults per
-//! request; reading warm blocks here into unzeroed buffers, 4.9–5.5 ms, 6–9 and 4–16.
+//! The `unsafe` here is kept for what it measured on large disk-tier hits (an A/B with
+//! `benches/load/ab.sh`): a hand-off per block to the blocking pool into a zeroed buffer cost
+//! about twice the CPU, and far more context switches and page faults, than reading warm
+//! blocks here into unzeroed buffers.
 #![allow(unsafe_code)]
 
 use std::fs::File;

@@ -48,8 +48,7 @@ use crate::http::stamp;
 
 /// Disk hits up to this size are read on the worker thread when the page cache holds their body
 /// (`preadv2` with `RWF_NOWAIT`), as nginx reads without `aio`: that takes microseconds, and a
-/// hand-off to the blocking pool cost more CPU than the read (7.4k against 12.2k 1 KiB disk
-/// hits/s in cdnbench, 178 against 115 µs of CPU each). A body the disk must supply is read on
+/// hand-off to the blocking pool cost more CPU than the read itself. A body the disk must supply is read on
 /// the blocking pool instead, so a cold disk does not stall the worker for it (the file's open
 /// and the catalog's record read still could, from a cold directory or B-tree page). Larger
 /// bodies always go through the blocking pool.
@@ -71,9 +70,9 @@ pub struct TieredStorage {
     buffers: Arc<dyn ClientBuffers>,
 }
 
-/// Most bytes of whole bodies (with their meta) waiting for the disk: about 2,500 small objects,
-/// a second or two of this VM's file creation. A deeper queue only moved the disk work past the
-/// burst (cdnbench: 64 MiB took 20-40 s to drain, on the CPU of whatever ran next).
+/// Most bytes of whole bodies (with their meta) waiting for the disk: a few thousand small
+/// objects, a second or two of file creation. A deeper queue only moved the disk work past the
+/// burst, onto the CPU of whatever ran next.
 const QUEUED_LIMIT: u64 = 4 << 20;
 
 /// Bytes waiting for the disk, within a limit.
@@ -381,7 +380,7 @@ impl Storage for TieredStorage {
         match fill {
             // The miss's own client: Pingora (`HttpCache::set_miss_handler`) takes only the body
             // reader from this answer and keeps the meta it gave the miss handler, so the meta
-            // here is a stand-in instead of a copy of the stored header (2 % of a miss's CPU).
+            // here is a stand-in instead of a copy of the stored header, which it would not read.
             // A test of any miss's response headers would fail if Pingora began to use it.
             Some(fill) => Ok(Some((
                 stand_in_meta()?,

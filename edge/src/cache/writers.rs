@@ -4,8 +4,7 @@
 //! Nothing waits on these writes: the client has its response before its body is offered to the
 //! disk. Run on Tokio's blocking pool at the workers' priority, a burst of misses had them take
 //! a full share of the CPU from the workers serving the next requests (file creation, the
-//! checksums, fsync), about a fifth of the CPU of a miss-only load (BENCHMARKS.md, "What
-//! changed: the disk tier's writes yield to serving"). At `nice` 10 they take what the workers
+//! checksums, fsync). At a higher `nice` they take what the workers
 //! leave; under a sustained burst the write queue then fills sooner and turns new bodies away,
 //! which keeps them in memory only, the choice the tier already made past its queue.
 #![allow(unsafe_code)]
@@ -18,8 +17,8 @@ use tokio::sync::oneshot;
 
 /// How much lower than the workers' the writers' priority is, as a `nice` increment: 19 puts
 /// them at the lowest priority `nice` allows, a CFS weight of 15 against a worker's 1,024. At 10
-/// (a weight of 110) they still took a fifth to a third of the edge's CPU in a steady miss storm
-/// on a 2-core host, and misses cost about a fifth more (BENCHMARKS.md).
+/// (a weight of 110) they still took a large share of the CPU from the workers in a steady miss
+/// storm, and misses cost measurably more.
 pub const NICE: i32 = 19;
 
 type Job = Box<dyn FnOnce() + Send>;

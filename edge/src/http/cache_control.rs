@@ -2,7 +2,7 @@
 //! (`CDN-Cache-Control`, `Surrogate-Control`), read in one pass over the field's bytes.
 //!
 //! Pingora's `CacheControl` runs a regular expression and allocates a map entry per directive;
-//! on a miss that was about 3 % of the edge's CPU. This reader borrows the directives the cache
+//! on a miss that showed in the profiles. This reader borrows the directives the cache
 //! acts on from the header and allocates nothing. It delimits and interprets directives exactly
 //! as Pingora 0.9.1 does (the differential test in `tests.rs` holds it to that), so the decision
 //! of what is stored did not change with it:

@@ -3,8 +3,8 @@
 //! Pingora writes a response header into a write buffer of one MSS and flushes it on its own
 //! as soon as a body too big for that buffer follows, so every hit larger than about 1 KiB went
 //! out as a lone header segment, then the body: two transmissions through the TCP stack and two
-//! wake-ups of the client for one response. On 100 KiB memory hits that lone segment cost about
-//! 14.5 of 76 µs of CPU per request (`perf`, `benches/load/ab.sh` with `SIZE=102400`). Corking
+//! wake-ups of the client for one response, a visible share of a 100 KiB hit's CPU (`perf`,
+//! `benches/load/ab.sh` with `SIZE=102400`). Corking
 //! the socket while a fast hit writes lets the kernel put the header in front of the body's
 //! first segment; uncorking sends what is left at once. Plain-TCP HTTP/1 only: a TLS stream
 //! has its own record buffering, and an HTTP/2 connection carries other streams.

@@ -8,7 +8,7 @@
 //! are answered here with the same header, `Age` and `Cache-Status` as Pingora's hit path would
 //! give; anything else returns `false` and takes the full path (the computed key is kept for it).
 //! A stale disk object too big for the memory tier is read again by the full path: a second read
-//! per revalidation, against 1 KiB disk hits that take 75-91 instead of 96-106 µs of CPU here.
+//! per revalidation, against every fresh small disk hit answered here for less CPU.
 
 use std::time::SystemTime;
 

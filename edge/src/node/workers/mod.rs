@@ -8,7 +8,7 @@
 //! shared by the N runtimes too, so an origin connection kept alive is reused, and watched
 //! while idle, across threads as well. Each of those wakes is an eventfd write and, on a busy
 //! machine, a context switch. A worker here accepts, serves and pools its own connections on
-//! its own thread. The figures are in BENCHMARKS.md ("One service per worker").
+//! its own thread.
 //!
 //! Worker 0 binds the sockets, or takes them over from the old process in an upgrade, and
 //! registers them in Pingora's table of listening sockets, the table handed to the next
