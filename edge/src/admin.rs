@@ -12,6 +12,7 @@ use pingora::protocols::http::ServerSession;
 use edge_config::purge::Purge;
 
 use crate::cache::tiered::TieredStorage;
+use crate::cache::Tier;
 use crate::drain::Drain;
 use crate::live::LiveHandle;
 use crate::metrics::Metrics;
@@ -208,9 +209,9 @@ impl ServeHttp for AdminApp {
             "/metrics" => {
                 self.capacity.saturation();
                 self.metrics
-                    .observe_tier("memory", self.storage.memory().stats());
+                    .observe_tier(Tier::Memory, self.storage.memory().stats());
                 if let Some(disk) = self.storage.disk() {
-                    self.metrics.observe_tier("disk", disk.stats());
+                    self.metrics.observe_tier(Tier::Disk, disk.stats());
                 }
                 reply(
                     StatusCode::OK,

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, Encoder, Histogram, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_int_gauge, register_int_gauge_vec, Encoder, Histogram, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, TextEncoder,
 };
 
 use crate::cache::stats::TierStats;
-use crate::http::cache_status::LABELS;
+use crate::cache::Tier;
+use crate::http::cache_status::Outcome;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -19,16 +20,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// The edge's metric families.
 pub struct Metrics {
-    /// `edge_cache_requests_total{status}`: requests by cache outcome.
-    requests: IntCounterVec,
-    /// `edge_response_bytes_total{status}`: body bytes sent to clients, by cache outcome.
-    bytes: IntCounterVec,
-    /// `edge_request_duration_seconds{status}`.
-    duration: HistogramVec,
-    /// The three request series of each outcome in [`LABELS`], resolved at start: finding a
-    /// series by its label (hashing it, a read lock) three times per request showed in the
-    /// profile of a small hit.
-    outcomes: Vec<(&'static str, Outcome)>,
+    /// The series of `edge_cache_requests_total{status}`, `edge_response_bytes_total{status}`
+    /// and `edge_request_duration_seconds{status}` for each [`Outcome`], by its index in
+    /// [`Outcome::ALL`], resolved at start: finding a series by its label (hashing it, a read
+    /// lock) three times per request showed in the profile of a small hit.
+    outcomes: Vec<Series>,
     /// `edge_connections_accepted_total{worker}`: client connections each worker accepted.
     pub accepted: IntCounterVec,
     /// `edge_origin_requests_total{result}`: origin fetches by HTTP status class or error.
@@ -73,7 +69,7 @@ pub struct Metrics {
 }
 
 /// One cache outcome's series of the request families.
-struct Outcome {
+struct Series {
     requests: IntCounter,
     bytes: IntCounter,
     duration: Histogram,
@@ -98,21 +94,15 @@ impl Metrics {
             &["status"],
             LATENCY_BUCKETS.to_vec()
         )?;
-        let outcomes = LABELS
+        let outcomes = Outcome::ALL
             .iter()
-            .map(|&label| {
-                let outcome = Outcome {
-                    requests: requests.with_label_values(&[label]),
-                    bytes: bytes.with_label_values(&[label]),
-                    duration: duration.with_label_values(&[label]),
-                };
-                (label, outcome)
+            .map(|o| Series {
+                requests: requests.with_label_values(&[o.label()]),
+                bytes: bytes.with_label_values(&[o.label()]),
+                duration: duration.with_label_values(&[o.label()]),
             })
             .collect();
         Ok(Metrics {
-            requests,
-            bytes,
-            duration,
             outcomes,
             accepted: register_int_counter_vec!(
                 "edge_connections_accepted_total",
@@ -210,28 +200,20 @@ impl Metrics {
         })
     }
 
-    /// Counts one request with cache outcome `label` (a
-    /// [`CacheStatus::label`](crate::http::cache_status::CacheStatus::label)), the body bytes it
-    /// sent and how long it took.
-    pub fn request(&self, label: &str, bytes: u64, elapsed: Duration) {
-        match self.outcomes.iter().find(|(l, _)| *l == label) {
-            Some((_, o)) => {
-                o.requests.inc();
-                o.bytes.inc_by(bytes);
-                o.duration.observe(elapsed.as_secs_f64());
-            }
-            None => {
-                self.requests.with_label_values(&[label]).inc();
-                self.bytes.with_label_values(&[label]).inc_by(bytes);
-                self.duration
-                    .with_label_values(&[label])
-                    .observe(elapsed.as_secs_f64());
-            }
+    /// Counts one request with cache outcome `outcome`, the body bytes it sent and how long it
+    /// took.
+    pub fn request(&self, outcome: Outcome, bytes: u64, elapsed: Duration) {
+        let at = Outcome::ALL.iter().position(|o| *o == outcome);
+        if let Some(s) = at.and_then(|i| self.outcomes.get(i)) {
+            s.requests.inc();
+            s.bytes.inc_by(bytes);
+            s.duration.observe(elapsed.as_secs_f64());
         }
     }
 
     /// Copies a tier's counters into the families (done at scrape time, off the request path).
-    pub fn observe_tier(&self, tier: &str, stats: &TierStats) {
+    pub fn observe_tier(&self, tier: Tier, stats: &TierStats) {
+        let tier = tier.label();
         self.tier_bytes
             .with_label_values(&[tier])
             .set(stats.bytes.load(Ordering::Relaxed) as i64);

@@ -24,12 +24,12 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::access_log::{self, AccessLog};
 use crate::cache::key::cache_key;
 use crate::cache::tiered::TieredStorage;
-use crate::cache::Hash;
+use crate::cache::{Hash, Source};
 use crate::drain::{Drain, InFlight};
 use crate::http::cache_control::Directives;
 use crate::http::cache_status::{
-    CacheStatus, CLIENT_ERROR, INTERNAL_ERROR, ONLY_IF_CACHED, ORIGIN_ERROR, ORIGIN_UNREACHABLE,
-    STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
+    CacheStatus, Forward, Outcome, CLIENT_ERROR, INTERNAL_ERROR, ONLY_IF_CACHED, ORIGIN_ERROR,
+    ORIGIN_UNREACHABLE, STALE_IF_ERROR, STALE_WHILE_REVALIDATE,
 };
 use crate::http::freshness::{self, CDN_CACHE_CONTROL, SURROGATE_CONTROL};
 use crate::http::{encoding, hop, hygiene, stamp, tags, vary};
@@ -105,14 +105,15 @@ pub struct RequestCtx {
     host: String,
     site: Option<usize>,
     rule: Option<usize>,
-    /// Set when the cache is not used at all: `bypass` (a rule) or `method`.
-    fwd: Option<&'static str>,
+    /// Set when the cache is not used at all: a rule's bypass, or a method.
+    fwd: Option<Forward>,
     /// An unsafe method: a success invalidates the URL's stored responses.
     invalidates: bool,
     primary: Option<Hash>,
     /// The cache key, when the fast path computed it and handed the request on.
     key: Option<CacheKey>,
-    hit_detail: Option<&'static str>,
+    /// Where a hit came from.
+    hit_source: Option<Source>,
     origin_start: Option<Instant>,
     origin_time: Option<Duration>,
     origin_status: Option<u16>,
@@ -192,7 +193,7 @@ impl EdgeProxy {
         detail: &'static str,
         body: String,
     ) -> Result<bool> {
-        self.respond_local_as(session, ctx, "bypass", status, detail, body)
+        self.respond_local_as(session, ctx, Forward::Bypass, status, detail, body)
             .await
     }
 
@@ -202,7 +203,7 @@ impl EdgeProxy {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        fwd: &'static str,
+        fwd: Forward,
         status: u16,
         detail: &'static str,
         body: String,
@@ -303,7 +304,7 @@ impl EdgeProxy {
             CachePhase::Hit => {
                 cs.hit = true;
                 cs.ttl = cache.maybe_cache_meta().map(remaining);
-                cs.detail = ctx.hit_detail;
+                cs.detail = ctx.hit_source.map(Source::label);
             }
             CachePhase::StaleUpdating => {
                 cs.hit = true;
@@ -311,7 +312,7 @@ impl EdgeProxy {
                 cs.detail = Some(STALE_WHILE_REVALIDATE);
             }
             CachePhase::Stale => {
-                cs.fwd = Some("stale");
+                cs.fwd = Some(Forward::Stale);
                 cs.fwd_status = ctx.origin_status;
                 cs.detail = Some(if ctx.origin_unreachable {
                     ORIGIN_UNREACHABLE
@@ -320,21 +321,21 @@ impl EdgeProxy {
                 });
             }
             CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
-                cs.fwd = Some("stale");
+                cs.fwd = Some(Forward::Stale);
                 cs.fwd_status = Some(304);
                 cs.ttl = cache.maybe_cache_meta().map(remaining);
             }
             CachePhase::Expired => {
-                cs.fwd = Some("stale");
+                cs.fwd = Some(Forward::Stale);
                 cs.fwd_status = ctx.origin_status;
                 cs.stored = cache.enabled();
             }
             CachePhase::Miss => {
-                cs.fwd = Some("miss");
+                cs.fwd = Some(Forward::Miss);
                 cs.stored = cache.enabled();
             }
             CachePhase::Disabled(reason) => {
-                cs.fwd = Some("miss");
+                cs.fwd = Some(Forward::Miss);
                 cs.detail = Some(match reason {
                     NoCacheReason::Custom(r) => r,
                     NoCacheReason::ResponseTooLarge | NoCacheReason::PredictedResponseTooLarge => {
@@ -344,10 +345,10 @@ impl EdgeProxy {
                 });
             }
             CachePhase::Bypass => {
-                cs.fwd = Some("miss");
+                cs.fwd = Some(Forward::Miss);
                 cs.detail = Some("predicted-uncacheable");
             }
-            _ => cs.fwd = Some("miss"),
+            _ => cs.fwd = Some(Forward::Miss),
         }
         cs
     }
@@ -371,7 +372,7 @@ impl ProxyHttp for EdgeProxy {
             invalidates: false,
             primary: None,
             key: None,
-            hit_detail: None,
+            hit_source: None,
             origin_start: None,
             origin_time: None,
             origin_status: None,
@@ -472,10 +473,10 @@ impl ProxyHttp for EdgeProxy {
         );
         ctx.rule = rule.map(|(i, _)| i);
         if !is_cacheable_method(&method) {
-            ctx.fwd = Some("method");
+            ctx.fwd = Some(Forward::Method);
             ctx.invalidates = is_unsafe_method(&method);
         } else if rule.is_some_and(|(_, r)| !r.cache) {
-            ctx.fwd = Some("bypass");
+            ctx.fwd = Some(Forward::Bypass);
         }
         let body_on_cacheable = ctx.fwd.is_none() && hygiene::has_body(req);
         ctx.site = Some(site);
@@ -544,7 +545,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<pingora::cache::ForcedFreshness>> {
         ctx.stale_found = !is_fresh;
-        ctx.hit_detail = Some(crate::cache::tiered::hit_source(hit_handler));
+        ctx.hit_source = Some(crate::cache::tiered::hit_source(hit_handler));
         if !self.state.readiness.is_ready() {
             return Ok(Some(pingora::cache::ForcedFreshness::ForceExpired));
         }
@@ -638,7 +639,7 @@ impl ProxyHttp for EdgeProxy {
         let only_if_cached = Directives::of(&session.req_header().headers, &CACHE_CONTROL)
             .is_some_and(|d| d.only_if_cached());
         if only_if_cached && ctx.fwd.is_none() {
-            let forwarded = self.cache_status(session, ctx).fwd.unwrap_or("miss");
+            let forwarded = self.cache_status(session, ctx).fwd.unwrap_or(Forward::Miss);
             self.respond_local_as(
                 session,
                 ctx,
@@ -939,7 +940,7 @@ impl ProxyHttp for EdgeProxy {
                 .inc();
         }
         let cs = CacheStatus {
-            fwd: Some(ctx.fwd.unwrap_or("miss")),
+            fwd: Some(ctx.fwd.unwrap_or(Forward::Miss)),
             detail: Some(match e.esource() {
                 ErrorSource::Upstream => ORIGIN_ERROR,
                 ErrorSource::Downstream => CLIENT_ERROR,
@@ -969,10 +970,13 @@ impl ProxyHttp for EdgeProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         watch::request_ended(e);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let label = ctx.status.as_ref().map_or("error", CacheStatus::label);
+        let outcome = ctx
+            .status
+            .as_ref()
+            .map_or(Outcome::Error, CacheStatus::outcome);
         let bytes = session.body_bytes_sent() as u64;
         let elapsed = ctx.start.elapsed();
-        self.state.metrics.request(label, bytes, elapsed);
+        self.state.metrics.request(outcome, bytes, elapsed);
         if let Some(log) = &self.state.access_log {
             let req = session.req_header();
             log.write(&access_log::Entry {
@@ -988,7 +992,7 @@ impl ProxyHttp for EdgeProxy {
                 },
                 status,
                 bytes,
-                cache: label,
+                cache: outcome.label(),
                 cache_status: ctx.status_field.as_deref().unwrap_or(""),
                 origin_ms: ctx.origin_time.map(|t| t.as_secs_f64() * 1e3),
                 total_ms: elapsed.as_secs_f64() * 1e3,

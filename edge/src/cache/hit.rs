@@ -17,7 +17,7 @@ use super::catalog::Entry;
 use super::disk::DiskTier;
 use super::fill::{Fill, Next, Progress};
 use super::pread;
-use super::{BufferHold, ClientBuffers, Hash};
+use super::{BufferHold, ClientBuffers, Hash, Tier};
 
 /// Bodies are handed to Pingora in slices of at most this, so one large hit does not become one
 /// huge write.
@@ -29,11 +29,11 @@ pub(crate) struct BodyHit {
     pos: usize,
     end: usize,
     /// The tier that answered, for `Cache-Status`.
-    pub tier: &'static str,
+    pub tier: Tier,
 }
 
 impl BodyHit {
-    pub fn new(body: Bytes, tier: &'static str) -> Self {
+    pub fn new(body: Bytes, tier: Tier) -> Self {
         let end = body.len();
         BodyHit {
             body,

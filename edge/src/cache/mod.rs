@@ -22,6 +22,44 @@ mod writers;
 
 pub use object::{owned_header, Head, StoredObject};
 
+/// A storage tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Whole objects in memory.
+    Memory,
+    /// Body files and the catalog.
+    Disk,
+}
+
+impl Tier {
+    /// Its name in metrics (`tier`) and in `Cache-Status` `detail`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Tier::Memory => "memory",
+            Tier::Disk => "disk",
+        }
+    }
+}
+
+/// Where a hit's body comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A tier.
+    Tier(Tier),
+    /// Another request's fill in flight, which this one follows (a coalesced miss).
+    Coalesced,
+}
+
+impl Source {
+    /// Its name in `Cache-Status` `detail`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Tier(t) => t.label(),
+            Source::Coalesced => "coalesced",
+        }
+    }
+}
+
 /// A 128-bit cache hash as Pingora computes it (primary key, or primary plus variance).
 pub type Hash = [u8; 16];
 

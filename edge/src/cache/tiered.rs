@@ -43,7 +43,7 @@ use super::memory::MemoryTier;
 use super::object::Head;
 use super::stats::TierStats;
 use super::writers::Writers;
-use super::{Admission, ClientBuffers, Hash, StoredObject};
+use super::{Admission, ClientBuffers, Hash, Source, StoredObject, Tier};
 use crate::http::stamp;
 
 /// Disk hits up to this size are read on the worker thread when the page cache holds their body
@@ -189,11 +189,14 @@ impl TieredStorage {
             DiskFound::Whole(object) => {
                 // Decoded when read: rebuilding the meta from it cannot fail.
                 let meta = object.cache_meta().ok()?;
-                self.count_hit(DISK);
-                Some((meta, Box::new(BodyHit::new(object.body.clone(), DISK))))
+                self.count_hit(Tier::Disk);
+                Some((
+                    meta,
+                    Box::new(BodyHit::new(object.body.clone(), Tier::Disk)),
+                ))
             }
             DiskFound::Streamed(meta, hit) => {
-                self.count_hit(DISK);
+                self.count_hit(Tier::Disk);
                 Some((meta, Box::new(hit)))
             }
         }
@@ -266,26 +269,23 @@ impl TieredStorage {
     /// tier's when small enough to read whole (offered to memory as on any disk hit). What the
     /// proxy may answer a fresh hit from without Pingora's cache machinery; call
     /// [`count_hit`](Self::count_hit) if it is served.
-    pub async fn whole_object(
-        &'static self,
-        combined: &Hash,
-    ) -> Option<(Arc<StoredObject>, &'static str)> {
+    pub async fn whole_object(&'static self, combined: &Hash) -> Option<(Arc<StoredObject>, Tier)> {
         if self.fills.lock().contains_key(combined) {
             return None;
         }
         if let Some(object) = self.memory.get(combined) {
-            return Some((object, MEMORY));
+            return Some((object, Tier::Memory));
         }
         match self.disk_read(*combined, true).await? {
-            DiskFound::Whole(object) => Some((object, DISK)),
+            DiskFound::Whole(object) => Some((object, Tier::Disk)),
             DiskFound::Streamed(..) => None,
         }
     }
 
-    /// Counts a hit served from `tier` ([`MEMORY`] or [`DISK`]).
-    pub fn count_hit(&self, tier: &'static str) {
+    /// Counts a hit served from `tier` ([`Tier::Memory`] or [`Tier::Disk`]).
+    pub fn count_hit(&self, tier: Tier) {
         match (tier, self.disk) {
-            (DISK, Some(disk)) => disk.hit(),
+            (Tier::Disk, Some(disk)) => disk.hit(),
             _ => TierStats::bump(&self.memory.stats().hits),
         }
     }
@@ -315,11 +315,6 @@ enum DiskFound {
     /// Opened for streaming.
     Streamed(CacheMeta, DiskHit),
 }
-
-/// `Cache-Status` `detail` of a hit from the memory tier.
-pub const MEMORY: &str = "memory";
-/// `Cache-Status` `detail` of a hit from the disk tier.
-pub const DISK: &str = "disk";
 
 /// A meta without fields, for an answer whose meta Pingora does not read (so its times need
 /// no clock read).
@@ -352,10 +347,10 @@ impl Storage for TieredStorage {
         }
         if let Some(obj) = self.memory.get(&combined) {
             let meta = obj.cache_meta()?;
-            self.count_hit(MEMORY);
+            self.count_hit(Tier::Memory);
             return Ok(Some((
                 meta,
-                Box::new(BodyHit::new(obj.body.clone(), MEMORY)),
+                Box::new(BodyHit::new(obj.body.clone(), Tier::Memory)),
             )));
         }
         Ok(self.disk_lookup(combined).await)
@@ -744,14 +739,14 @@ impl Drop for TieredMiss {
 
 /// Which source a hit comes from, for `Cache-Status` `detail`: a tier, or a fill in flight that
 /// this request follows (a coalesced miss).
-pub fn hit_source(hit: &HitHandler) -> &'static str {
+pub fn hit_source(hit: &HitHandler) -> Source {
     let any = hit.as_any();
     if let Some(body) = any.downcast_ref::<BodyHit>() {
-        body.tier
+        Source::Tier(body.tier)
     } else if any.is::<DiskHit>() {
-        DISK
+        Source::Tier(Tier::Disk)
     } else {
-        "coalesced"
+        Source::Coalesced
     }
 }
 

@@ -19,7 +19,7 @@ use http::header::{
 use super::cork::Cork;
 use super::hit_header;
 use super::*;
-use crate::cache::StoredObject;
+use crate::cache::{StoredObject, Tier};
 use crate::purge::Verdict;
 
 /// Request fields that ask for more than a whole stored response.
@@ -45,7 +45,7 @@ impl EdgeProxy {
         &self,
         session: &Session,
         ctx: &mut RequestCtx,
-    ) -> Option<(Arc<StoredObject>, &'static str)> {
+    ) -> Option<(Arc<StoredObject>, Tier)> {
         let s = &self.state;
         let key = self.key(session, ctx);
         let primary = key.primary_bin();
@@ -176,7 +176,7 @@ impl EdgeProxy {
         }
         let cs = CacheStatus {
             hit: true,
-            detail: Some(tier),
+            detail: Some(tier.label()),
             ..Default::default()
         };
         s.storage.count_hit(tier);

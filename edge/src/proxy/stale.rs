@@ -73,7 +73,7 @@ impl EdgeProxy {
             return Ok(false);
         };
         let cs = CacheStatus {
-            fwd: Some("stale"),
+            fwd: Some(Forward::Stale),
             fwd_status: ctx.origin_status,
             detail: Some(detail),
             ..Default::default()
