@@ -1,7 +1,7 @@
 //! Bearer tokens: read from a file, checked in constant time. Both the edge's admin listener and
 //! purge-api use them. A purge-api token may be scoped to hosts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where a token may act.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,23 +37,79 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
+/// Why a tokens file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// It cannot be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A line names a host pattern that is not one.
+    #[error("{}:{line}: `{word}` is not a host name or `*.suffix` pattern", path.display())]
+    BadHost {
+        /// The file (empty when parsing text).
+        path: PathBuf,
+        /// Line, from 1.
+        line: usize,
+        /// The word.
+        word: String,
+    },
+    /// It holds no token.
+    #[error("{}: holds no token", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The token is not UTF-8 (where it must be sent as a header value).
+    #[error("{}: the token is not UTF-8", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
 impl Tokens {
     /// Reads one token per line, optionally followed by the hosts it is scoped to
     /// (`<token> static.example.com *.cdn.example.com`); blank lines and `#` comments are
     /// skipped. A file without a token is an error: it would lock every caller out without
     /// saying why.
-    pub fn read(path: &Path) -> Result<Tokens, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        let tokens = Tokens::parse(&text).map_err(|e| format!("{}:{e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Tokens, TokenError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let tokens = Tokens::parse(&text).map_err(|e| match e {
+            TokenError::BadHost { line, word, .. } => TokenError::BadHost {
+                path: path.to_owned(),
+                line,
+                word,
+            },
+            other => other,
+        })?;
         if tokens.0.is_empty() {
-            return Err(format!("{}: holds no token", path.display()));
+            return Err(TokenError::Empty {
+                path: path.to_owned(),
+            });
         }
         Ok(tokens)
     }
 
+    /// The first token of the file at `path`, which must be text (a token this process sends).
+    pub fn read_first(path: &Path) -> Result<String, TokenError> {
+        Tokens::read(path)?
+            .first()
+            .map(str::to_string)
+            .ok_or_else(|| TokenError::NotUtf8 {
+                path: path.to_owned(),
+            })
+    }
+
     /// Tokens from the text of a tokens file; an error names the line of a bad host pattern.
-    pub fn parse(text: &str) -> Result<Tokens, String> {
+    pub fn parse(text: &str) -> Result<Tokens, TokenError> {
         let mut tokens = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let mut words = line.split_whitespace();
@@ -70,10 +126,11 @@ impl Tokens {
                     None => crate::host::normalize_host(&lower).filter(|h| *h == lower),
                 };
                 let Some(pattern) = pattern else {
-                    return Err(format!(
-                        "{}: `{w}` is not a host name or `*.suffix` pattern",
-                        n + 1
-                    ));
+                    return Err(TokenError::BadHost {
+                        path: PathBuf::new(),
+                        line: n + 1,
+                        word: w.to_string(),
+                    });
                 };
                 hosts.push(pattern);
             }
@@ -196,7 +253,10 @@ mod tests {
         assert!(!s.allows_host("evilimg.example.com"));
         assert!(t.any_scoped());
         let e = Tokens::parse("a\nb bad_host!\n").unwrap_err();
-        assert!(e.starts_with("2: `bad_host!`"), "{e}");
+        assert!(
+            matches!(&e, TokenError::BadHost { line: 2, word, .. } if word == "bad_host!"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -205,7 +265,16 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("tokens");
         std::fs::write(&f, "# nothing\n\n").unwrap();
-        assert!(Tokens::read(&f).unwrap_err().contains("no token"));
+        assert!(matches!(
+            Tokens::read(&f).unwrap_err(),
+            TokenError::Empty { .. }
+        ));
+        std::fs::write(&f, "t\nu bad_host!\n").unwrap();
+        let e = Tokens::read(&f).unwrap_err().to_string();
+        assert!(
+            e.ends_with(":2: `bad_host!` is not a host name or `*.suffix` pattern"),
+            "{e}"
+        );
         std::fs::write(&f, "t\n").unwrap();
         assert_eq!(Tokens::read(&f).unwrap().first(), Some("t"));
         assert!(Tokens::read(&dir.join("missing")).is_err());

@@ -154,20 +154,33 @@ impl Drain {
     }
 
     /// Hands the listening sockets to the process started with `--upgrade`.
-    async fn hand_over(&self) -> Result<(), String> {
+    async fn hand_over(&self) -> Result<(), HandOverError> {
         let table = self
             .listeners
             .get()
             .cloned()
-            .ok_or("no listening sockets to hand over")?;
+            .ok_or(HandOverError::NoSockets)?;
         let path = self.upgrade_sock.clone();
         // Pingora's send retries the connection with sleeps.
         tokio::task::spawn_blocking(move || table.lock().send_to_sock(path.as_str()))
-            .await
-            .map_err(|e| e.to_string())?
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .await?
+            .map_err(|e| HandOverError::Send(e.into()))?;
+        Ok(())
     }
+}
+
+/// Why the listening sockets could not be handed to a new process.
+#[derive(Debug, thiserror::Error)]
+enum HandOverError {
+    /// This process never took any (it has no listeners yet).
+    #[error("no listening sockets to hand over")]
+    NoSockets,
+    /// The blocking task that sends them failed.
+    #[error("hand-over task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// No process took them (none started with `--upgrade`, or it went away).
+    #[error("{0}")]
+    Send(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A request in flight; see [`Drain::enter`].

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_config::purge_api::{PurgeApiConfig, Store as StoreConfig};
-use edge_config::token::Tokens;
+use edge_config::token::{TokenError, Tokens};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -23,12 +23,12 @@ use crate::{api, discovery};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A tokens file could not be read.
-    #[error("{field}: {message}")]
+    #[error("{field}: {source}")]
     Tokens {
         /// The config field naming the file.
         field: &'static str,
         /// What went wrong.
-        message: String,
+        source: TokenError,
     },
     /// The purge log could not be opened.
     #[error("store: {0}")]
@@ -48,19 +48,14 @@ pub enum StartError {
 
 /// Opens the log, reads the tokens and binds the listener.
 pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), StartError> {
-    let tokens = Tokens::read(&config.tokens_file).map_err(|message| StartError::Tokens {
+    let tokens = Tokens::read(&config.tokens_file).map_err(|source| StartError::Tokens {
         field: "tokens_file",
-        message,
+        source,
     })?;
-    let node_token = Tokens::read(&config.nodes.token_file)
-        .and_then(|t| {
-            t.first()
-                .map(str::to_string)
-                .ok_or_else(|| "the token is not UTF-8".to_string())
-        })
-        .map_err(|message| StartError::Tokens {
+    let node_token =
+        Tokens::read_first(&config.nodes.token_file).map_err(|source| StartError::Tokens {
             field: "nodes.token_file",
-            message,
+            source,
         })?;
     let store = Store::open(&config.store).await?;
     let replicas = match &config.store {

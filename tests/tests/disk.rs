@@ -458,21 +458,16 @@ fn leftovers_of_a_crash_are_swept_at_start() {
     edge.signal_and_wait("KILL");
 
     // What a crash can leave: a temp file, a published file never committed, and a committed
-    // entry whose file is gone; and the temp folder of releases before temp files moved beside
-    // their objects.
+    // entry whose file is gone.
     let temp = objects
         .join("00")
         .join(format!("{}-2.18a2b3c4d5e6f.part", "0".repeat(32)));
     std::fs::write(&temp, b"partial").unwrap();
-    let legacy = dir.0.join("tmp");
-    std::fs::create_dir_all(&legacy).unwrap();
-    std::fs::write(legacy.join("123456"), b"partial").unwrap();
     let orphan = objects.join("00").join(format!("{}-1", "0".repeat(32)));
     std::fs::write(&orphan, b"never committed").unwrap();
     std::fs::remove_file(&lost_file).unwrap();
 
     let edge = Edge::start_cache(origin.addr, "", &cfg);
-    assert!(!legacy.exists(), "the old temp folder survived the start");
     eventually(Duration::from_secs(20), "the sweep", || {
         let swept = !orphan.exists()
             && !temp.exists()

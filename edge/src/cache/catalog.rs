@@ -180,9 +180,20 @@ pub struct SideRecords {
     pub rows: Vec<(u64, Vec<u8>)>,
 }
 
+/// Why changes did not become durable. Shared by every write of the failed batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// The batch's transaction failed.
+    #[error(transparent)]
+    Failed(Arc<redb::Error>),
+    /// The committer thread has stopped.
+    #[error("the catalog committer has stopped")]
+    Stopped,
+}
+
 struct Job {
     ops: Vec<Op>,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    done: Option<oneshot::Sender<Result<(), CommitError>>>,
 }
 
 /// The catalog and its committer thread.
@@ -303,7 +314,7 @@ impl Catalog {
     }
 
     /// Queues changes; the receiver says when they are durable (or why not).
-    pub fn submit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), String>> {
+    pub fn submit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), CommitError>> {
         let (tx, rx) = oneshot::channel();
         self.send(Job {
             ops,
@@ -324,10 +335,10 @@ impl Catalog {
     }
 
     /// Waits until everything queued so far is committed. Blocking; for shutdown.
-    pub fn flush(&self) -> Result<(), String> {
+    pub fn flush(&self) -> Result<(), CommitError> {
         self.submit(Vec::new())
             .blocking_recv()
-            .map_err(|_| "catalog committer is gone".to_string())?
+            .map_err(|_| CommitError::Stopped)?
     }
 }
 
@@ -338,7 +349,7 @@ fn commit_loop(db: &Database, rx: &mpsc::Receiver<Job>) {
         let jobs = gather(rx, first, until, MAX_BATCH);
         let result = apply(db, jobs.iter().flat_map(|j| j.ops.iter())).map_err(|e| {
             tracing::error!(error = %e, "catalog commit failed");
-            e.to_string()
+            CommitError::Failed(Arc::new(e))
         });
         last_commit = Some(Instant::now());
         for job in jobs {

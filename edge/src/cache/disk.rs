@@ -27,12 +27,13 @@ use pingora::cache::key::str2hex;
 use tokio::sync::oneshot;
 
 use super::body_file::{BodyError, BodyFile, BodyWriter};
-use super::catalog::{Catalog, Entry, Op, Record, SideRecords};
+use super::catalog::{Catalog, CommitError, Entry, Op, Record, SideRecords};
 use super::heads::Heads;
 use super::index::Index;
 use super::object::Head;
 use super::open_files::OpenFiles;
 use super::stats::TierStats;
+use super::writers::Panicked;
 use super::Hash;
 
 /// Why the disk tier could not do something. None of these reach a client: the storage serves
@@ -47,13 +48,16 @@ pub enum DiskError {
     Catalog(#[from] redb::Error),
     /// The catalog's committer reported a failed commit.
     #[error("catalog commit: {0}")]
-    Commit(String),
+    Commit(#[from] CommitError),
     /// A blocking task doing disk work panicked or was cancelled.
     #[error("disk task: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
+    /// A disk writer thread panicked during the write.
+    #[error("disk writer: {0}")]
+    Writer(#[from] Panicked),
     /// An object's meta could not be serialized for its record.
     #[error("meta: {0}")]
-    Meta(String),
+    Meta(#[source] Box<pingora::Error>),
 }
 
 impl From<io::Error> for DiskError {
@@ -467,11 +471,9 @@ impl DiskTier {
 
     async fn await_commit(
         &self,
-        done: oneshot::Receiver<Result<(), String>>,
+        done: oneshot::Receiver<Result<(), CommitError>>,
     ) -> Result<(), DiskError> {
-        done.await
-            .map_err(|_| DiskError::Commit("catalog committer is gone".into()))?
-            .map_err(DiskError::Commit)
+        Ok(done.await.map_err(|_| CommitError::Stopped)??)
     }
 
     fn evict_locked(&self) {
@@ -489,7 +491,7 @@ impl DiskTier {
     }
 
     /// Removes objects; the receiver says when the removal is durable. Blocking (unlinks).
-    pub fn remove(&self, hashes: &[Hash]) -> (usize, oneshot::Receiver<Result<(), String>>) {
+    pub fn remove(&self, hashes: &[Hash]) -> (usize, oneshot::Receiver<Result<(), CommitError>>) {
         let _w = self.write.lock();
         let mut ops = Vec::new();
         for hash in hashes {
@@ -548,7 +550,7 @@ impl DiskTier {
 
     /// Waits until every queued catalog change is durable. Blocking.
     pub fn flush(&self) -> Result<(), DiskError> {
-        self.catalog.flush().map_err(DiskError::Commit)
+        Ok(self.catalog.flush()?)
     }
 
     /// Up to `limit` committed records in hash order after `after` (see [`Catalog::scan`]).
@@ -626,7 +628,7 @@ impl DiskTier {
 
     /// Makes the catalog durable and saves the eviction order, for a clean stop. Blocking.
     pub fn close(&self) -> Result<(), DiskError> {
-        self.catalog.flush().map_err(DiskError::Commit)?;
+        self.catalog.flush()?;
         let order = self.index.order();
         let mut bytes = Vec::with_capacity(order.len() * 16);
         for h in &order {
@@ -790,7 +792,7 @@ mod tests {
         tier.fail(
             &h(2),
             &tier.lookup(&h(2)).unwrap(),
-            &DiskError::Task("test".into()),
+            &DiskError::Commit(CommitError::Stopped),
         );
         assert!(tier.files.get(&h(2), gen).is_none());
         let _ = fs::remove_dir_all(&dir);

@@ -454,7 +454,7 @@ impl Storage for TieredStorage {
                 found = true;
                 done.await
                     .map_err(|_| Error::explain(ErrorType::InternalError, "catalog is gone"))?
-                    .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
+                    .map_err(|e| Error::because(ErrorType::InternalError, "purge", e))?;
             }
         }
         Ok(if found {
@@ -541,7 +541,7 @@ impl TieredMiss {
                 false
             }
             Err(e) => {
-                disk.write_failed(&DiskError::Task(e.to_string()));
+                disk.write_failed(&DiskError::Task(e));
                 false
             }
         }
@@ -606,7 +606,7 @@ impl DiskCommit {
                         if let ToDisk::Written(pending) = body {
                             disk.abandon(pending);
                         }
-                        return Err(DiskError::Meta(e.to_string()));
+                        return Err(DiskError::Meta(e));
                     }
                 };
                 let gen = match body {
@@ -629,7 +629,7 @@ impl DiskCommit {
                     .await
             }
             Ok(Err(e)) => Err(e),
-            Err(e) => Err(DiskError::Task(e.to_string())),
+            Err(e) => Err(DiskError::Writer(e)),
         };
         if let Err(e) = result {
             disk.write_failed(&e);

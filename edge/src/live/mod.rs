@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use edge_config::edge::{Compression, EdgeConfig, Site};
-use edge_config::token::Tokens;
+use edge_config::token::{TokenError, Tokens};
 
 use arc_swap::ArcSwap;
 
@@ -53,7 +53,10 @@ pub enum LiveError {
     },
     /// The admin token file could not be read, or holds no token.
     #[error("admin.token_file: {0}")]
-    Token(String),
+    Token(#[from] TokenError),
+    /// The admin token file scopes a token to hosts, which the admin listener cannot honour.
+    #[error("admin.token_file: {}: admin tokens cannot be scoped to hosts (scopes are for purge-api's tokens_file)", .0.display())]
+    ScopedToken(std::path::PathBuf),
 }
 
 /// One generation of the reloadable configuration.
@@ -143,10 +146,7 @@ impl Live {
                 let tokens = Tokens::read(path).map_err(LiveError::Token)?;
                 if tokens.any_scoped() {
                     // Scopes bind purge-api callers; here a scope would be silently ignored.
-                    return Err(LiveError::Token(format!(
-                        "{}: admin tokens cannot be scoped to hosts (scopes are for purge-api's tokens_file)",
-                        path.display()
-                    )));
+                    return Err(LiveError::ScopedToken(path.clone()));
                 }
                 Some(tokens)
             }

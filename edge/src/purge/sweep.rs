@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use super::judge::expired_at;
 use super::{Bans, Verdict};
-use crate::cache::disk::DiskTier;
+use crate::cache::disk::{DiskError, DiskTier};
 use crate::cache::tiered::TieredStorage;
 use crate::cache::Hash;
 use crate::metrics::Metrics;
@@ -44,7 +44,7 @@ struct Tally {
 
 impl Sweeper {
     /// One pass: every object stored now is judged against every ban in force now.
-    async fn pass(&self) -> Result<Tally, String> {
+    async fn pass(&self) -> Result<Tally, DiskError> {
         let mut t = Tally::default();
         self.memory(&mut t).await;
         if let Some(disk) = self.storage.disk() {
@@ -83,23 +83,19 @@ impl Sweeper {
         }
     }
 
-    async fn disk(&self, disk: &'static DiskTier, t: &mut Tally) -> Result<(), String> {
+    async fn disk(&self, disk: &'static DiskTier, t: &mut Tally) -> Result<(), DiskError> {
         // Every commit that passed the write gate before the bans were in force is in the index
         // after the barrier, and in the catalog after the flush.
         tokio::task::spawn_blocking(move || {
             disk.barrier();
             disk.flush()
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
         let mut after: Option<Hash> = None;
         loop {
             let from = after;
-            let chunk = tokio::task::spawn_blocking(move || disk.scan(from.as_ref(), SCAN_CHUNK))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let chunk =
+                tokio::task::spawn_blocking(move || disk.scan(from.as_ref(), SCAN_CHUNK)).await??;
             let Some((last, _)) = chunk.last() else {
                 break;
             };
@@ -134,9 +130,7 @@ impl Sweeper {
                 }
             }
             if !gone.is_empty() {
-                let (n, _) = tokio::task::spawn_blocking(move || disk.remove(&gone))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (n, _) = tokio::task::spawn_blocking(move || disk.remove(&gone)).await?;
                 t.removed += n as u64;
             }
         }
