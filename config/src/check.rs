@@ -6,6 +6,11 @@ use serde_saphyr::Spanned;
 
 use crate::Problem;
 
+/// The value of an optional duration field.
+pub(crate) fn dur(d: &Option<Spanned<crate::units::HumanDuration>>) -> Option<std::time::Duration> {
+    d.as_ref().map(|d| d.value.0)
+}
+
 /// Problems collected while validating one file.
 #[derive(Default)]
 pub(crate) struct Problems(pub(crate) Vec<Problem>);

@@ -6,6 +6,7 @@
 //! problem it finds and otherwise yields the runtime types the binaries use. The crate has no
 //! Pingora dependency so that the purge service can share it.
 
+pub mod api;
 mod check;
 pub mod edge;
 mod error;

@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use edge_config::api::{self, CappedBody};
 use edge_config::purge::Purge;
 
 use crate::cache::tiered::TieredStorage;
@@ -19,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::purge::{PurgeError, Purger};
 
 /// Largest purge body accepted (purge-api sends at most a few hundred KiB).
-const MAX_BODY: usize = 8 << 20;
+const MAX_BODY: u64 = 8 << 20;
 
 /// The admin HTTP application.
 pub struct AdminApp {
@@ -61,34 +62,12 @@ pub trait Capacity: Send + Sync {
     fn saturation(&self) -> Saturation;
 }
 
-fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    if let Ok(v) = content_type.parse() {
-        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
-    }
-    let len = resp.body().len();
-    resp.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
-    resp
-}
-
-fn json_error(status: StatusCode, msg: &str) -> Response<Vec<u8>> {
-    let body = serde_json::json!({ "error": msg }).to_string().into_bytes();
-    reply(status, "application/json", body)
-}
-
-fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Vec<u8>> {
-    let body = serde_json::to_vec(body).unwrap_or_default();
-    reply(status, "application/json", body)
-}
-
 impl AdminApp {
     /// `None` when the caller may use the purge endpoints, else the refusal.
     fn refuse(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
         let live = self.live.load();
         let Some(tokens) = &live.admin_tokens else {
-            return Some(json_error(
+            return Some(api::error(
                 StatusCode::FORBIDDEN,
                 "purging is off on this node: set admin.token_file",
             ));
@@ -102,14 +81,7 @@ impl AdminApp {
             return None;
         }
         self.count("unauthorized");
-        let mut resp = json_error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (Authorization: Bearer <admin token>)",
-        );
-        if let Ok(v) = "Bearer".parse() {
-            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
-        }
-        Some(resp)
+        Some(api::unauthorized("admin token"))
     }
 
     fn count(&self, result: &str) {
@@ -120,48 +92,44 @@ impl AdminApp {
     }
 
     async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let mut body = Vec::new();
+        let mut body = CappedBody::new(MAX_BODY);
         loop {
             match session.read_request_body().await {
                 Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_BODY {
+                    if let Err(too_large) = body.push(&chunk) {
                         self.count("invalid");
-                        return json_error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            &format!("purge body over {MAX_BODY} bytes"),
-                        );
+                        return too_large.reply();
                     }
-                    body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
                 Err(e) => {
                     self.count("invalid");
-                    return json_error(StatusCode::BAD_REQUEST, &format!("reading body: {e}"));
+                    return api::error(StatusCode::BAD_REQUEST, format!("reading body: {e}"));
                 }
             }
         }
-        let purge: Purge = match serde_json::from_slice(&body) {
+        let purge: Purge = match serde_json::from_slice(&body.into_bytes()) {
             Ok(p) => p,
             Err(e) => {
                 self.count("invalid");
-                return json_error(StatusCode::BAD_REQUEST, &format!("malformed purge: {e}"));
+                return api::error(StatusCode::BAD_REQUEST, format!("malformed purge: {e}"));
             }
         };
         match self.purger.apply(purge).await {
-            Ok(state) => json(StatusCode::OK, &state),
+            Ok(state) => api::json(StatusCode::OK, &state),
             Err(e @ PurgeError::Invalid(_)) => {
                 self.count("invalid");
-                json_error(StatusCode::BAD_REQUEST, &e.to_string())
+                api::error(StatusCode::BAD_REQUEST, &e)
             }
             Err(e @ PurgeError::Gap { applied, .. }) => {
                 self.count("gap");
                 let body = serde_json::json!({ "error": e.to_string(), "applied_seq": applied });
-                json(StatusCode::CONFLICT, &body)
+                api::json(StatusCode::CONFLICT, &body)
             }
             Err(e @ (PurgeError::Store(_) | PurgeError::Encode(_))) => {
                 self.count("error");
                 tracing::error!(error = %e, "purge not recorded");
-                json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+                api::error(StatusCode::SERVICE_UNAVAILABLE, &e)
             }
         }
     }
@@ -176,14 +144,14 @@ impl ServeHttp for AdminApp {
         let get = method == http::Method::GET || method == http::Method::HEAD;
         match path.as_str() {
             "/healthz" | "/readyz" | "/metrics" | "/purge/state" if !get => {
-                json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET")
+                api::error(StatusCode::METHOD_NOT_ALLOWED, "use GET")
             }
             "/purge" if method != http::Method::POST => {
-                json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST")
+                api::error(StatusCode::METHOD_NOT_ALLOWED, "use POST")
             }
             "/healthz" => {
                 let body = serde_json::json!({ "status": "ok", "node": self.node_id });
-                json(StatusCode::OK, &body)
+                api::json(StatusCode::OK, &body)
             }
             "/readyz" => {
                 let state = self.purger.node_state();
@@ -204,7 +172,7 @@ impl ServeHttp for AdminApp {
                 body["draining"] = drain.is_draining().into();
                 body["at_connection_limit"] = saturation.at_connection_limit.into();
                 body["short_of_descriptors"] = saturation.short_of_descriptors.into();
-                json(status, &body)
+                api::json(status, &body)
             }
             "/metrics" => {
                 self.capacity.saturation();
@@ -213,7 +181,7 @@ impl ServeHttp for AdminApp {
                 if let Some(disk) = self.storage.disk() {
                     self.metrics.observe_tier(Tier::Disk, disk.stats());
                 }
-                reply(
+                api::reply(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
                     Metrics::render(),
@@ -221,13 +189,13 @@ impl ServeHttp for AdminApp {
             }
             "/purge/state" => match self.refuse(session) {
                 Some(refusal) => refusal,
-                None => json(StatusCode::OK, &self.purger.node_state()),
+                None => api::json(StatusCode::OK, &self.purger.node_state()),
             },
             "/purge" => match self.refuse(session) {
                 Some(refusal) => refusal,
                 None => self.purge(session).await,
             },
-            _ => json_error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+            _ => api::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }
     }
 }

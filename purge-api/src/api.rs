@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use edge_config::api::{self, CappedBody, TooLarge};
 use edge_config::purge::{InvalidPurge, Purge, Targets};
 use edge_config::token::Scope;
 use http::{header, Method, Request, Response, StatusCode};
@@ -19,25 +20,21 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 
 type Reply = Response<Full<Bytes>>;
 
-fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    if let Ok(v) = content_type.parse() {
-        r.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    r
+/// The shared reply as hyper's response.
+fn hyper_reply(r: api::Reply) -> Reply {
+    r.map(|body| Full::new(Bytes::from(body)))
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Reply {
+    hyper_reply(api::reply(status, content_type, body))
 }
 
 fn json_reply(status: StatusCode, body: &impl Serialize) -> Reply {
-    reply(
-        status,
-        "application/json",
-        serde_json::to_vec(body).unwrap_or_default(),
-    )
+    hyper_reply(api::json(status, body))
 }
 
 fn error(status: StatusCode, msg: impl std::fmt::Display) -> Reply {
-    json_reply(status, &json!({ "error": msg.to_string() }))
+    hyper_reply(api::error(status, msg))
 }
 
 /// A refusal decided before a reply is built.
@@ -88,14 +85,7 @@ async fn route(shared: &SharedRef, req: Request<Incoming>) -> Reply {
                 .get(header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
             let Some(caller) = shared.tokens.which(auth) else {
-                let mut r = error(
-                    StatusCode::UNAUTHORIZED,
-                    "missing or wrong bearer token (Authorization: Bearer <token>)",
-                );
-                if let Ok(v) = "Bearer".parse() {
-                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                }
-                return r;
+                return hyper_reply(api::unauthorized("token"));
             };
             match (method, p) {
                 (Method::POST, "/v1/purge") => post_purge(shared, caller, req).await,
@@ -117,34 +107,19 @@ async fn route(shared: &SharedRef, req: Request<Incoming>) -> Reply {
 
 /// Reads a body up to `max` bytes.
 async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Refusal> {
-    let too_large = || {
-        Refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body over {max} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large());
-    }
+    let too_large = |e: TooLarge| Refusal(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+    let mut out = CappedBody::new(max);
+    out.check_declared(req.headers()).map_err(too_large)?;
     let mut body = req.into_body();
     let read = async {
-        let mut out = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame
                 .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("reading body: {e}")))?;
             if let Ok(data) = frame.into_data() {
-                if (out.len() + data.len()) as u64 > max {
-                    return Err(too_large());
-                }
-                out.extend_from_slice(&data);
+                out.push(&data).map_err(too_large)?;
             }
         }
-        Ok(Bytes::from(out))
+        Ok(Bytes::from(out.into_bytes()))
     };
     // A body trickled in a byte at a time would hold a connection slot indefinitely.
     tokio::time::timeout(crate::server::CLIENT_TIMEOUT, read)

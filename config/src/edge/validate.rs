@@ -10,16 +10,12 @@ use serde_saphyr::Spanned;
 
 use super::file::{self, EdgeFile, QueryFile};
 use super::*;
-use crate::check::{socket_addr, Problems};
+use crate::check::{dur, socket_addr, Problems};
 use crate::Problem;
 
 /// The memory tier weighs objects in KiB with a 16-bit weight (TinyUFO), so this is its ceiling.
 const MEMORY_MAX_OBJECT: u64 = 64 << 20;
 const DEFAULT_MEMORY_OBJECT: u64 = 1 << 20;
-
-pub(super) fn dur(d: &Option<Spanned<crate::units::HumanDuration>>) -> Option<Duration> {
-    d.as_ref().map(|d| d.value.0)
-}
 
 /// Validates a parsed edge file. Returns every problem found, in file order.
 pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {

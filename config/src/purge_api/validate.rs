@@ -5,12 +5,8 @@ use std::time::Duration;
 
 use super::file::{self, PurgeApiFile};
 use super::*;
-use crate::check::{socket_addr, Problems};
+use crate::check::{dur, socket_addr, Problems};
 use crate::Problem;
-
-fn dur(d: &Option<serde_saphyr::Spanned<crate::units::HumanDuration>>) -> Option<Duration> {
-    d.as_ref().map(|d| d.value.0)
-}
 
 /// Validates a parsed purge-api file. Returns every problem found, in file order.
 pub fn validate(f: PurgeApiFile) -> Result<PurgeApiConfig, Vec<Problem>> {
