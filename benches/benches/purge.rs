@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use edge_tests::client;
-use edge_tests::edge::{disk_cache, Edge, Scratch};
+use edge_tests::edge::{DiskCache, Edge, Scratch};
 use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::postgres::Postgres;
@@ -57,9 +57,11 @@ fn propagation(label: &str, disk: bool, log: Log, nodes: usize, purges: usize) {
         .iter()
         .map(|d| {
             if disk {
-                Edge::start_cache(origin.addr, "", &disk_cache(&d.0, "16MiB", "64MiB"))
+                Edge::builder(origin.addr)
+                    .cache(DiskCache::at(&d.0).memory("16MiB").disk("64MiB").yaml())
+                    .start()
             } else {
-                Edge::start(origin.addr, "")
+                Edge::builder(origin.addr).start()
             }
         })
         .collect();
@@ -125,7 +127,9 @@ fn propagation(label: &str, disk: bool, log: Log, nodes: usize, purges: usize) {
 fn tag_purge(objects: usize) {
     let origin = origin();
     let dir = Scratch::new("bench-tag");
-    let edge = Edge::start_cache(origin.addr, "", &disk_cache(&dir.0, "256MiB", "4GiB"));
+    let edge = Edge::builder(origin.addr)
+        .cache(DiskCache::at(&dir.0).memory("256MiB").disk("4GiB").yaml())
+        .start();
     let fill = Instant::now();
     std::thread::scope(|s| {
         for t in 0..8 {

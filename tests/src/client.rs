@@ -32,10 +32,26 @@ impl Response {
         self.header("cache-status").unwrap_or("")
     }
 
-    /// Panics unless `Cache-Status` contains `part`, showing the whole field.
-    pub fn assert_cache_status(&self, part: &str) {
+    /// This node's `Cache-Status` entry (the last one), parsed; an entry without name or
+    /// parameters when the response has none.
+    pub fn cache_status_entry(&self) -> crate::cache_status::Entry {
+        crate::cache_status::parse(self.cache_status())
+            .pop()
+            .unwrap_or(crate::cache_status::Entry {
+                cache: String::new(),
+                params: Vec::new(),
+            })
+    }
+
+    /// Panics unless this node's `Cache-Status` entry has every parameter `expect` names
+    /// (`hit`, `fwd=miss`, `hit; ttl=`; see [`Entry::matches`](crate::cache_status::Entry::matches)),
+    /// showing the whole field.
+    pub fn assert_cache_status(&self, expect: &str) {
         let cs = self.cache_status();
-        assert!(cs.contains(part), "Cache-Status `{cs}` lacks `{part}`");
+        assert!(
+            self.cache_status_entry().matches(expect),
+            "Cache-Status `{cs}` lacks `{expect}`"
+        );
     }
 
     /// Body as text.

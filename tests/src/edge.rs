@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::{client, eventually, free_port};
 
+pub use crate::spec::{site, DiskCache, EdgeSpec, DEFAULT_CACHE};
+
 /// The `edge` binary cargo built beside this test (`EDGE_BIN` overrides).
 pub fn edge_bin() -> PathBuf {
     if let Ok(p) = std::env::var("EDGE_BIN") {
@@ -49,91 +51,8 @@ impl Drop for Scratch {
     }
 }
 
-/// Sites block for a catch-all site on origin `origin` with these rules (YAML list items).
-pub fn site(rules: &str) -> String {
-    let rules = if rules.trim().is_empty() {
-        "    rules: []\n".to_string()
-    } else {
-        let indented: String = rules.lines().map(|l| format!("      {l}\n")).collect();
-        format!("    rules:\n{indented}")
-    };
-    format!("  - hosts: [\"*\"]\n    origin: origin\n{rules}")
-}
-
-/// A `cache:` mapping (flow YAML) with `memory` bytes in memory and a disk tier of `disk` bytes
-/// at `dir`; objects up to 1 MiB in memory and 16 MiB on disk.
-pub fn disk_cache(dir: &std::path::Path, memory: &str, disk: &str) -> String {
-    format!(
-        "{{ memory: {{ max_size: {memory}, max_object_size: 1MiB }}, \
-         disk: {{ path: \"{}\", max_size: {disk}, max_object_size: 16MiB }}, lock_timeout: 5s }}",
-        dir.display()
-    )
-}
-
 /// What Pingora logs when a listening port is taken.
 const PORT_IN_USE: &str = "is in use";
-
-/// The harness's usual head of a configuration: node id, a plain listener on `port`, the admin
-/// listener on `admin` with the harness token, a memory cache, and quiet logs. Origins and
-/// sites follow.
-pub fn node_yaml(node_id: &str, port: u16, admin: u16) -> String {
-    head_yaml(node_id, port, admin, DEFAULT_CACHE)
-}
-
-/// How long the harness's edges may take to drain (`runtime.shutdown_timeout`).
-const SHUTDOWN_TIMEOUT: &str = "1s";
-
-/// [`node_yaml`] with a drain that may take `shutdown_timeout`.
-fn patient_node_yaml(node_id: &str, port: u16, admin: u16, shutdown_timeout: &str) -> String {
-    runtime_yaml(node_id, port, admin, DEFAULT_CACHE, shutdown_timeout)
-}
-
-/// [`head_yaml`] with a second listener, on `tls_port`, speaking TLS with `cert` (HTTP/2 by
-/// ALPN).
-pub fn tls_head_yaml(
-    node_id: &str,
-    port: u16,
-    admin: u16,
-    cache: &str,
-    tls_port: u16,
-    cert: &crate::pki::CertFiles,
-) -> String {
-    head_yaml(node_id, port, admin, cache).replace(
-        &format!("listen: [{{ addr: \"127.0.0.1:{port}\" }}]"),
-        &format!(
-            "listen:\n  - addr: \"127.0.0.1:{port}\"\n  - addr: \"127.0.0.1:{tls_port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}",
-            cert.cert.display(),
-            cert.key.display()
-        ),
-    )
-}
-
-/// [`node_yaml`] with this `cache:` mapping (flow YAML) instead of the harness's memory cache.
-pub fn head_yaml(node_id: &str, port: u16, admin: u16, cache: &str) -> String {
-    runtime_yaml(node_id, port, admin, cache, SHUTDOWN_TIMEOUT)
-}
-
-fn runtime_yaml(
-    node_id: &str,
-    port: u16,
-    admin: u16,
-    cache: &str,
-    shutdown_timeout: &str,
-) -> String {
-    let token = admin_token_file().display().to_string();
-    format!(
-        "node: {{ id: {node_id} }}\n\
-         listen: [{{ addr: \"127.0.0.1:{port}\" }}]\n\
-         admin: {{ addr: \"127.0.0.1:{admin}\", token_file: \"{token}\" }}\n\
-         cache: {cache}\n\
-         runtime: {{ threads: 2, grace_period: 0s, shutdown_timeout: {shutdown_timeout} }}\n\
-         log: {{ format: text, level: warn, access: false }}\n"
-    )
-}
-
-/// The harness's cache: memory only.
-pub const DEFAULT_CACHE: &str =
-    "{ memory: { max_size: 64MiB, max_object_size: 4MiB }, lock_timeout: 5s }";
 
 /// The bearer token every harness edge accepts on its admin listener.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -164,55 +83,21 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// An edge in front of `origin` with a catch-all site and these rules.
-    pub fn start(origin: SocketAddr, rules: &str) -> Edge {
-        Self::start_with(origin, &site(rules), "")
+    /// A test edge in front of `origin` (see [`EdgeSpec`]), to configure and then
+    /// [`start`](EdgeSpec::start).
+    pub fn builder(origin: SocketAddr) -> EdgeSpec {
+        EdgeSpec::new(origin)
     }
 
-    /// An edge with a custom `sites:` block and extra top-level YAML.
-    pub fn start_with(origin: SocketAddr, sites: &str, extra: &str) -> Edge {
-        Self::start_full(origin, sites, DEFAULT_CACHE, extra)
-    }
-
-    /// An edge with a disk tier at `dir` and this `cache:` mapping (flow YAML, which must name
-    /// `dir` as its disk path); the directory outlives the process, for restarts.
-    pub fn start_cache(origin: SocketAddr, rules: &str, cache: &str) -> Edge {
-        Self::start_full(origin, &site(rules), cache, "")
-    }
-
-    fn start_full(origin: SocketAddr, sites: &str, cache: &str, extra: &str) -> Edge {
-        // A port picked by `free_port` can be taken by another test's process before this one
-        // binds it: then try again on new ports, as often as that plausibly happens.
-        let mut attempts = 3;
-        loop {
-            let port = free_port();
-            let admin = free_port();
-            let yaml = Self::harness_yaml(origin, sites, cache, extra, port, admin);
-            match Self::try_start_yaml(&yaml, port, admin, "edge-test".to_string()) {
-                Ok(edge) => return edge,
-                Err(log) if attempts > 1 && log.contains(PORT_IN_USE) => attempts -= 1,
-                Err(log) => panic!("{log}"),
-            }
-        }
-    }
-
-    fn harness_yaml(
-        origin: SocketAddr,
-        sites: &str,
-        cache: &str,
-        extra: &str,
-        port: u16,
-        admin: u16,
-    ) -> String {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"{origin}\"], connect_timeout: 1s, read_timeout: 5s }}\n\
-             sites:\n{sites}{extra}",
-            head_yaml("edge-test", port, admin, cache)
-        )
+    /// A test edge whose pool `origin` has these keys (flow YAML without braces:
+    /// `servers: ["…"], read_timeout: 1s`), to configure and then start.
+    pub fn with_pool(keys: &str) -> EdgeSpec {
+        EdgeSpec::new(([127, 0, 0, 1], 0).into()).pool(keys)
     }
 
     /// Starts an edge on the YAML `yaml(port, admin)` makes for two free ports, trying new
-    /// ports when one is taken meanwhile. [`node_yaml`] gives the harness's usual head.
+    /// ports when one is taken meanwhile. [`EdgeSpec::yaml`] gives the harness's usual file to
+    /// start from.
     pub fn start_config(node_id: &str, yaml: impl Fn(u16, u16) -> String) -> Edge {
         let mut attempts = 3;
         loop {
@@ -223,24 +108,6 @@ impl Edge {
                 Err(log) => panic!("{log}"),
             }
         }
-    }
-
-    /// An edge `node_id` whose one origin pool, `origin`, has these keys (flow YAML without
-    /// braces: `servers: ["…"], read_timeout: 1s`) and a catch-all site with these rules.
-    pub fn start_pool(node_id: &str, origin: &str, rules: &str) -> Edge {
-        Self::start_patient(node_id, origin, rules, SHUTDOWN_TIMEOUT)
-    }
-
-    /// [`start_pool`](Self::start_pool) with a drain that may take `shutdown_timeout` (the
-    /// harness's usual is 1 s), for tests of what a stop lets finish.
-    pub fn start_patient(node_id: &str, origin: &str, rules: &str, shutdown_timeout: &str) -> Edge {
-        Self::start_config(node_id, |port, admin| {
-            format!(
-                "{}origins:\n  origin: {{ {origin} }}\nsites:\n{}",
-                patient_node_yaml(node_id, port, admin, shutdown_timeout),
-                site(rules)
-            )
-        })
     }
 
     /// The configuration file the process runs on.
@@ -276,18 +143,9 @@ impl Edge {
         })
     }
 
-    /// Starts the binary on a full YAML text, listening on `port` with admin on `admin`.
-    pub fn start_yaml(yaml: &str, port: u16, admin: u16, node_id: String) -> Edge {
-        Self::try_start_yaml(yaml, port, admin, node_id).unwrap_or_else(|log| panic!("{log}"))
-    }
-
-    /// As [`Edge::start_yaml`], or why the process exited instead of becoming healthy.
-    pub fn try_start_yaml(
-        yaml: &str,
-        port: u16,
-        admin: u16,
-        node_id: String,
-    ) -> Result<Edge, String> {
+    /// Starts the binary on a full YAML text, listening on `port` with admin on `admin`, or
+    /// says why the process exited instead of becoming healthy.
+    fn try_start_yaml(yaml: &str, port: u16, admin: u16, node_id: String) -> Result<Edge, String> {
         let scratch = Scratch::new("edge");
         let config = scratch.0.join("edge.yaml");
         std::fs::write(&config, yaml).unwrap();

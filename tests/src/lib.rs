@@ -3,6 +3,7 @@
 //! exactly the bytes they mean, malformed ones included).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed set-up is a failed test
 
+pub mod cache_status;
 pub mod client;
 pub mod edge;
 pub mod netcut;
@@ -10,6 +11,7 @@ pub mod origin;
 pub mod pki;
 pub mod postgres;
 pub mod purge_api;
+pub mod spec;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use edge_tests::edge::{node_yaml, site, Edge};
+use edge_tests::edge::Edge;
 use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply};
 
@@ -25,15 +25,9 @@ fn lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
 }
 
 fn edge_logging_to(origin: &Origin, output: &str) -> Edge {
-    let addr = origin.addr;
-    Edge::start_config("edge-test", |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"{addr}\"] }}\nsites:\n{}",
-            node_yaml("edge-test", port, admin)
-                .replace("access: false", &format!("access: {output}")),
-            site("")
-        )
-    })
+    Edge::with_pool(&format!("servers: [\"{}\"]", origin.addr))
+        .access_log(output)
+        .start()
 }
 
 #[test]

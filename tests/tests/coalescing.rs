@@ -14,7 +14,7 @@ fn fifty_concurrent_misses_make_one_origin_request() {
         Reply::ok(vec![b'c'; 20_000], &[("cache-control", "max-age=60")])
             .delayed(Duration::from_millis(500))
     });
-    let edge = Arc::new(Edge::start(origin.addr, ""));
+    let edge = Arc::new(Edge::builder(origin.addr).start());
     let barrier = Arc::new(Barrier::new(50));
     let handles: Vec<_> = (0..50)
         .map(|_| {
@@ -42,7 +42,7 @@ fn an_aborted_fill_is_an_error_for_every_reader_and_is_not_stored() {
         r.drip = Duration::from_millis(20);
         r
     });
-    let edge = Arc::new(Edge::start(origin.addr, ""));
+    let edge = Arc::new(Edge::builder(origin.addr).start());
     let handles: Vec<_> = (0..3)
         .map(|i| {
             let edge = edge.clone();

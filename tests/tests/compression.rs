@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use edge_tests::client::Response;
-use edge_tests::edge::{node_yaml, site, Edge};
+use edge_tests::edge::Edge;
 use edge_tests::origin::{Origin, Reply};
 
 fn gzip_tool(args: &[&str], input: &[u8]) -> Vec<u8> {
@@ -39,14 +39,9 @@ fn text(n: usize) -> Vec<u8> {
 }
 
 fn edge_for(origin: &Origin, extra: &'static str) -> Edge {
-    let addr = origin.addr;
-    Edge::start_config("edge-test", move |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"{addr}\"] }}\nsites:\n{}{extra}",
-            node_yaml("edge-test", port, admin),
-            site("")
-        )
-    })
+    Edge::with_pool(&format!("servers: [\"{}\"]", origin.addr))
+        .extra(extra)
+        .start()
 }
 
 /// The body as the client would see it after decoding, and whether it came encoded.

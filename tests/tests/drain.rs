@@ -15,7 +15,10 @@ use edge_tests::origin::{pattern_byte, Origin, Reply};
 /// An edge in front of `origin` that may take 20 s to drain (the harness's usual is 1 s).
 fn patient_edge(origin: &Origin) -> Edge {
     let pool = format!("servers: [\"{}\"], read_timeout: 30s", origin.addr);
-    Edge::start_patient("drain-test", &pool, "", "20s")
+    Edge::with_pool(&pool)
+        .node_id("drain-test")
+        .shutdown_timeout("20s")
+        .start()
 }
 
 /// Waits until `/readyz` reports the node has stopped accepting.
@@ -97,7 +100,7 @@ fn a_connection_accepted_before_the_stop_is_answered_after_it() {
 fn a_drain_ends_at_the_shutdown_timeout() {
     // The harness's edge drains for at most 1 s; this origin answers after 30.
     let origin = Origin::start(|_| Reply::ok("too late", &[]).delayed(Duration::from_secs(30)));
-    let mut edge = Edge::start(origin.addr, "");
+    let mut edge = Edge::builder(origin.addr).start();
     let addr = edge.addr;
     let stuck = std::thread::spawn(move || {
         client::raw(

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edge_tests::client;
-use edge_tests::edge::{Edge, Scratch};
+use edge_tests::edge::{DiskCache, Edge, Scratch};
 use edge_tests::netcut::NetCut;
 use edge_tests::origin::{pattern, Origin, Reply};
 use edge_tests::purge_api::PurgeApi;
@@ -18,11 +18,7 @@ use edge_tests::{eventually, files_under, parts_under, total_len};
 const CACHEABLE: &[(&str, &str)] = &[("cache-control", "max-age=3600")];
 
 fn disk_cfg(dir: &Path, disk: &str) -> String {
-    format!(
-        "{{ memory: {{ max_size: 16MiB, max_object_size: 1KiB }}, \
-         disk: {{ path: \"{}\", max_size: {disk}, max_object_size: 16MiB }}, lock_timeout: 5s }}",
-        dir.display()
-    )
+    DiskCache::at(dir).memory_object("1KiB").disk(disk).yaml()
 }
 
 #[test]
@@ -51,14 +47,12 @@ fn an_origin_that_stalls_or_resets_mid_body_is_never_stored() {
             ],
         ),
     });
-    let edge = Edge::start_pool(
-        "edge-1",
-        &format!(
-            "servers: [\"{}\"], read_timeout: 1s, retries: 0",
-            origin.addr
-        ),
-        "",
-    );
+    let edge = Edge::with_pool(&format!(
+        "servers: [\"{}\"], read_timeout: 1s, retries: 0",
+        origin.addr
+    ))
+    .node_id("edge-1")
+    .start();
     for _ in 0..2 {
         let r = edge.get("/slow-header", &[]);
         assert_eq!(r.status, 504, "a timed-out origin is a gateway timeout");
@@ -132,7 +126,9 @@ fn a_full_disk_fails_writes_not_requests() {
     let _unmount = Unmount(run);
 
     let origin = Origin::start(|_| Reply::generated(400_000, CACHEABLE));
-    let edge = Edge::start_cache(origin.addr, "", &disk_cfg(&mnt, "64MiB"));
+    let edge = Edge::builder(origin.addr)
+        .cache(disk_cfg(&mnt, "64MiB"))
+        .start();
     // 40 objects of 400 KB into 4 MiB.
     for i in 0..40 {
         let r = edge.get(&format!("/o{i}"), &[]);
@@ -160,12 +156,14 @@ fn a_full_disk_fails_writes_not_requests() {
 fn unreadable_body_files_are_misses() {
     let origin = Origin::start(|_| Reply::generated(200_000, CACHEABLE));
     let dir = Scratch::new("disk-unreadable");
-    let edge = Edge::start_cache(origin.addr, "", &disk_cfg(&dir.0, "64MiB"));
+    let edge = Edge::builder(origin.addr)
+        .cache(disk_cfg(&dir.0, "64MiB"))
+        .start();
     edge.get("/a", &[]);
     eventually(Duration::from_secs(20), "/a on disk", || {
         edge.get("/a", &[])
-            .cache_status()
-            .contains("detail=disk")
+            .cache_status_entry()
+            .matches("detail=disk")
             .then_some(())
     });
     let objects = dir.0.join("objects");
@@ -187,8 +185,8 @@ fn unreadable_body_files_are_misses() {
         }
         eventually(Duration::from_secs(20), "/a on disk again", || {
             edge.get("/a", &[])
-                .cache_status()
-                .contains("detail=disk")
+                .cache_status_entry()
+                .matches("detail=disk")
                 .then_some(())
         });
     }
@@ -211,7 +209,7 @@ fn an_edge_killed_under_load_serves_correct_bodies_after_restart() {
     let origin = Origin::start(|r| Reply::ok(body_of(r.path()), CACHEABLE));
     let dir = Scratch::new("kill-load");
     let cfg = disk_cfg(&dir.0, "64MiB");
-    let mut edge = Edge::start_cache(origin.addr, "", &cfg);
+    let mut edge = Edge::builder(origin.addr).cache(&cfg).start();
     let addr = Arc::new(Mutex::new(edge.addr));
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicUsize::new(0));
@@ -248,7 +246,7 @@ fn an_edge_killed_under_load_serves_correct_bodies_after_restart() {
     });
     edge.signal_and_wait("KILL");
     let before_restart = served.load(Ordering::SeqCst);
-    let edge2 = Edge::start_cache(origin.addr, "", &cfg);
+    let edge2 = Edge::builder(origin.addr).cache(&cfg).start();
     *addr.lock().unwrap() = edge2.addr;
     eventually(Duration::from_secs(30), "load after the restart", || {
         (served.load(Ordering::SeqCst) > before_restart + 300).then_some(())
@@ -276,7 +274,10 @@ fn an_edge_killed_under_load_serves_correct_bodies_after_restart() {
 #[test]
 fn a_node_cut_off_during_purges_catches_up_when_the_link_returns() {
     let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
-    let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
+    let edges = [
+        Edge::builder(origin.addr).start(),
+        Edge::builder(origin.addr).start(),
+    ];
     let cut = NetCut::start(edges[1].admin);
     let api = PurgeApi::start(&[edges[0].admin, cut.addr], "", "");
     for e in &edges {
@@ -327,7 +328,10 @@ fn a_node_cut_off_during_purges_catches_up_when_the_link_returns() {
 #[test]
 fn purge_api_killed_mid_fan_out_delivers_after_restart() {
     let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
-    let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
+    let edges = [
+        Edge::builder(origin.addr).start(),
+        Edge::builder(origin.addr).start(),
+    ];
     let cut = NetCut::start(edges[1].admin);
     let mut api = PurgeApi::start(&[edges[0].admin, cut.addr], "", "");
     for e in &edges {
@@ -350,8 +354,8 @@ fn purge_api_killed_mid_fan_out_delivers_after_restart() {
         || {
             edges[1]
                 .get("/k", &[])
-                .cache_status()
-                .contains("fwd=miss")
+                .cache_status_entry()
+                .matches("fwd=miss")
                 .then_some(())
         },
     );

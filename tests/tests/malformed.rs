@@ -9,7 +9,7 @@ use edge_tests::origin::{Origin, Reply};
 #[test]
 fn garbage_gets_a_4xx_and_the_node_survives() {
     let origin = Origin::start(|_| Reply::ok("fine", &[("cache-control", "max-age=60")]));
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let cases: &[&[u8]] = &[
         b"GARBAGE\r\n\r\n",
         b"GET /\r\n\r\n",

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_tests::edge::{node_yaml, site, Edge};
+use edge_tests::edge::Edge;
 use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply};
 
@@ -16,11 +16,11 @@ fn named(name: &'static str) -> Origin {
 }
 
 fn pool_edge(servers: &str, pool: &str) -> Edge {
-    Edge::start_pool(
-        "edge-test",
-        &format!("servers: [{servers}], connect_timeout: 1s, read_timeout: 5s{pool}"),
-        "",
-    )
+    Edge::with_pool(&format!(
+        "servers: [{servers}], connect_timeout: 1s, read_timeout: 5s{pool}"
+    ))
+    .node_id("edge-test")
+    .start()
 }
 
 #[test]
@@ -164,16 +164,13 @@ fn an_origin_shield_shows_both_caches_in_cache_status() {
             &[("cache-control", "max-age=60")],
         )
     });
-    let shield = Edge::start_pool("shield-1", &format!("servers: [\"{}\"]", origin.addr), "");
+    let shield = Edge::with_pool(&format!("servers: [\"{}\"]", origin.addr))
+        .node_id("shield-1")
+        .start();
     let child = |id: &'static str| {
-        let shield_addr = shield.addr;
-        Edge::start_config(id, move |port, admin| {
-            format!(
-                "{}origins:\n  origin: {{ servers: [\"{shield_addr}\"] }}\nsites:\n{}",
-                node_yaml(id, port, admin),
-                site("")
-            )
-        })
+        Edge::with_pool(&format!("servers: [\"{}\"]", shield.addr))
+            .node_id(id)
+            .start()
     };
     let (c1, c2) = (child("edge-1"), child("edge-2"));
 
@@ -209,17 +206,16 @@ fn an_origin_shield_shows_both_caches_in_cache_status() {
 #[test]
 fn an_edge_that_is_its_own_origin_answers_508() {
     // An edge whose origin is its own public port: the forwarded request comes back to it.
+    let spec = Edge::with_pool("").node_id("loop-1");
     let edge = Edge::start_config("loop-1", |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"127.0.0.1:{port}\"] }}\nsites:\n{}",
-            node_yaml("loop-1", port, admin),
-            site("")
-        )
+        spec.clone()
+            .pool(&format!("servers: [\"127.0.0.1:{port}\"]"))
+            .yaml(port, admin)
     });
     let r = edge.get("/x", &[]);
     assert_eq!(r.status, 508, "{}", r.text());
     assert!(
-        r.cache_status().contains("loop-detected"),
+        r.cache_status_entry().matches("detail=loop-detected"),
         "{}",
         r.cache_status()
     );

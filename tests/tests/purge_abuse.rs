@@ -26,7 +26,7 @@ fn error_of(r: &client::Response) -> String {
 #[test]
 fn a_scoped_token_purges_only_its_own_hosts() {
     let origin = Origin::start(|_| Reply::ok("x", &[("cache-control", "max-age=600")]));
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let api = PurgeApi::start(&[edge.admin], "", "");
     let hosts = ["shop.test", "a.img.test", "other.test"];
     for h in hosts {
@@ -75,7 +75,7 @@ fn a_scoped_token_purges_only_its_own_hosts() {
 #[test]
 fn floods_are_refused_cleanly_and_nothing_refused_is_logged() {
     let origin = Origin::start(|_| Reply::ok("x", &[]));
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let api = PurgeApi::start(
         &[edge.admin],
         "",
@@ -145,7 +145,7 @@ fn status_after(api: &PurgeApi, head: &str, body: impl FnOnce(&mut TcpStream)) -
 #[test]
 fn huge_and_endless_bodies_are_refused() {
     let origin = Origin::start(|_| Reply::ok("x", &[]));
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let api = PurgeApi::start(&[edge.admin], "", "limits: { max_body: 64KiB }\n");
 
     // Declared huge: refused on the header, before the body is read.

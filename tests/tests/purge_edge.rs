@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use edge_tests::client::{self, Response};
-use edge_tests::edge::{disk_cache, Edge, Scratch, ADMIN_TOKEN};
+use edge_tests::edge::{DiskCache, Edge, Scratch, ADMIN_TOKEN};
 use edge_tests::origin::{Origin, Reply, Req};
 use edge_tests::{eventually, files_under, parts_under};
 
@@ -46,7 +46,7 @@ fn error_of(r: &Response) -> String {
 #[test]
 fn the_admin_purge_needs_the_token_and_a_valid_body() {
     let origin = Origin::start(cacheable);
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let post = |auth: &str, body: &str| {
         client::request(
             edge.admin,
@@ -126,7 +126,7 @@ fn the_admin_purge_needs_the_token_and_a_valid_body() {
 fn a_url_purge_takes_every_variant_and_every_keyed_header_value() {
     let origin = Origin::start(cacheable);
     let rules = "- match: { path_prefix: /keyed/ }\n  cache_key: { headers: [x-device] }";
-    let edge = Edge::start(origin.addr, rules);
+    let edge = Edge::builder(origin.addr).rules(rules).start();
     // Two Vary variants of one URL, and two keyed-header values of another: four objects.
     let objects: &[(&str, &[(&str, &str)])] = &[
         ("/plain.css", &[("Accept-Language", "en")]),
@@ -166,7 +166,7 @@ fn a_fill_in_flight_when_a_purge_lands_is_not_stored() {
             r
         }
     });
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let addr = edge.addr;
     let slow = std::thread::spawn(move || client::get(addr, "example.com", "/slow.css", &[]));
     eventually(Duration::from_secs(5), "the fill to start", || {
@@ -210,16 +210,15 @@ fn a_fill_that_outlasts_the_sweep_of_its_purge_is_not_stored() {
     // In memory; and on disk only (too big for memory), written as it streams in.
     for disk in [None, Some(Scratch::new("purge-long-fill"))] {
         let edge = match &disk {
-            None => Edge::start(origin.addr, ""),
-            Some(dir) => Edge::start_cache(
-                origin.addr,
-                "",
-                &format!(
-                    "{{ memory: {{ max_size: 16MiB, max_object_size: 1KiB }}, \
-                     disk: {{ path: \"{}\", max_size: 64MiB, max_object_size: 64MiB }} }}",
-                    dir.0.display()
-                ),
-            ),
+            None => Edge::builder(origin.addr).start(),
+            Some(dir) => Edge::builder(origin.addr)
+                .cache(
+                    DiskCache::at(&dir.0)
+                        .memory_object("1KiB")
+                        .disk_object("64MiB")
+                        .lock_timeout("10s"),
+                )
+                .start(),
         };
         let tier = if disk.is_some() { "disk" } else { "memory" };
         let before = origin.count("/long.css");
@@ -272,7 +271,7 @@ fn a_fill_that_outlasts_the_sweep_of_its_purge_is_not_stored() {
 #[test]
 fn a_soft_purge_without_stale_windows_revalidates_before_serving() {
     let origin = Origin::start(cacheable);
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     eventually(Duration::from_secs(5), "stored", || {
         hit(&edge, "/soft.css", &[]).then_some(())
     });
@@ -295,8 +294,8 @@ fn a_soft_purge_without_stale_windows_revalidates_before_serving() {
 fn the_sweep_removes_purged_objects_from_disk_and_retires_its_bans() {
     let origin = Origin::start(cacheable);
     let dir = Scratch::new("sweep");
-    let cache = disk_cache(&dir.0, "16MiB", "64MiB");
-    let edge = Edge::start_cache(origin.addr, "", &cache);
+    let cache = DiskCache::at(&dir.0).memory("16MiB").disk("64MiB").yaml();
+    let edge = Edge::builder(origin.addr).cache(&cache).start();
     let paths: Vec<String> = (0..200).map(|i| format!("/p/{i}.css")).collect();
     for p in &paths {
         assert_eq!(edge.get(p, &[]).status, 200);
@@ -322,8 +321,8 @@ fn the_sweep_removes_purged_objects_from_disk_and_retires_its_bans() {
 fn tags_survive_a_restart_and_a_purge_by_hand_keeps_the_node_ready() {
     let origin = Origin::start(cacheable);
     let dir = Scratch::new("tags-restart");
-    let cache = disk_cache(&dir.0, "16MiB", "64MiB");
-    let mut edge = Edge::start_cache(origin.addr, "", &cache);
+    let cache = DiskCache::at(&dir.0).memory("16MiB").disk("64MiB").yaml();
+    let mut edge = Edge::builder(origin.addr).cache(&cache).start();
     for p in ["/tagged.css", "/other.css"] {
         eventually(Duration::from_secs(10), "stored on disk", || {
             status_of(&edge.get(p, &[]))

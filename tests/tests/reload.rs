@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use edge_tests::edge::{node_yaml, site, Edge};
+use edge_tests::edge::Edge;
 use edge_tests::eventually;
 use edge_tests::origin::{Origin, Reply};
 
@@ -21,12 +21,9 @@ fn no_freshness() -> Origin {
 }
 
 fn yaml(origin: &Origin, port: u16, admin: u16, rules: &str) -> String {
-    format!(
-        "{}origins:\n  origin: {{ servers: [\"{}\"] }}\nsites:\n{}",
-        node_yaml("edge-test", port, admin),
-        origin.addr,
-        site(rules)
-    )
+    Edge::with_pool(&format!("servers: [\"{}\"]", origin.addr))
+        .rules(rules)
+        .yaml(port, admin)
 }
 
 const RULE_A: &str = "- { match: { path_prefix: /a }, default_ttl: 1h }";

@@ -60,7 +60,7 @@ fn replica_id(api: &PurgeApi) -> String {
 }
 
 fn cached(edge: &Edge, path: &str) -> bool {
-    edge.get(path, &[]).cache_status().contains("hit")
+    edge.get(path, &[]).cache_status_entry().matches("hit")
 }
 
 /// Two edges in front of one origin, on one PostgreSQL server.
@@ -74,7 +74,10 @@ impl Fleet {
     fn start() -> Fleet {
         let pg = Postgres::start();
         let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
-        let edges = [Edge::start(origin.addr, ""), Edge::start(origin.addr, "")];
+        let edges = [
+            Edge::builder(origin.addr).start(),
+            Edge::builder(origin.addr).start(),
+        ];
         Fleet {
             pg,
             _origin: origin,
@@ -321,7 +324,7 @@ fn news_between_replicas_travels_by_notification_not_by_poll() {
 fn a_database_outage_refuses_purges_and_loses_none_acknowledged() {
     let mut pg = Postgres::start();
     let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let tuning = format!("url: \"{}\", {PG_TUNING}", pg.url());
     let api = PurgeApi::start_replica(&[edge.admin], &tuning);
     assert_eq!(purge(&api, "/before"), 1);
@@ -348,7 +351,7 @@ fn a_replica_speaks_tls_to_the_database_and_verifies_its_certificate() {
     let ca = Ca::new(&certs.0, "pg-ca");
     let pg = Postgres::start_tls(&ca.leaf("localhost", "pg"));
     let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let url = format!(
         "postgres://edge@localhost:{}/postgres?sslmode=require",
         pg.port
@@ -387,7 +390,7 @@ fn a_replica_speaks_tls_to_the_database_and_verifies_its_certificate() {
 fn a_replica_cannot_start_without_its_database() {
     let port = edge_tests::free_port();
     let origin = Origin::start(|_| Reply::ok("x", CACHEABLE));
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let message = start_failure(
         &[edge.admin],
         &format!("url: \"postgres://edge@127.0.0.1:{port}/postgres\""),

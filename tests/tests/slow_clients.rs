@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_tests::edge::{disk_cache, head_yaml, site, tls_head_yaml, Edge, Scratch, DEFAULT_CACHE};
+use edge_tests::edge::{DiskCache, Edge, Scratch, DEFAULT_CACHE};
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::pki::{Ca, CertFiles};
 use edge_tests::{client, eventually};
@@ -28,19 +28,17 @@ fn origin() -> Origin {
 
 /// An edge in front of `origin` with a memory cache and these `limits` (flow YAML).
 fn edge_with(origin: SocketAddr, limits: &str) -> Edge {
-    Edge::start_with(origin, &site(""), &format!("limits: {{ {limits} }}\n"))
+    Edge::builder(origin)
+        .extra(&format!("limits: {{ {limits} }}\n"))
+        .start()
 }
 
 /// An edge with a disk tier at `dir` (objects over 1 MiB are served from disk) and `limits`.
 fn disk_edge(origin: SocketAddr, dir: &Scratch, limits: &str) -> Edge {
-    let cache = disk_cache(&dir.0, "16MiB", "256MiB");
-    Edge::start_config("edge-test", |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"{origin}\"] }}\nsites:\n{}limits: {{ {limits} }}\n",
-            head_yaml("edge-test", port, admin, &cache),
-            site("")
-        )
-    })
+    Edge::with_pool(&format!("servers: [\"{origin}\"]"))
+        .cache(DiskCache::at(&dir.0).memory("16MiB").disk("256MiB"))
+        .extra(&format!("limits: {{ {limits} }}\n"))
+        .start()
 }
 
 /// Reads until the peer closes the connection; how long that took from `since`, or `None` if
@@ -205,13 +203,12 @@ fn tls_edge(
     cache: &str,
     limits: &str,
 ) -> Edge {
-    Edge::start_config("edge-tls", |port, admin| {
-        let head = tls_head_yaml("edge-tls", port, admin, cache, tls_port, cert);
-        format!(
-            "{head}origins:\n  origin: {{ servers: [\"{origin}\"] }}\nsites:\n{}limits: {{ {limits} }}\n",
-            site("")
-        )
-    })
+    Edge::with_pool(&format!("servers: [\"{origin}\"]"))
+        .node_id("edge-tls")
+        .cache(cache)
+        .tls(tls_port, cert)
+        .extra(&format!("limits: {{ {limits} }}\n"))
+        .start()
 }
 
 /// [`tls_edge`] with a certificate of its own for `localhost`, in a scratch directory named by
@@ -396,7 +393,7 @@ fn http2_streams_with_a_zero_window_hold_little_and_are_reset_by_the_send_timeou
     let (edge, tls, dir) = tls_node(
         origin.addr,
         "slow-h2",
-        |dir| disk_cache(&dir.0, "16MiB", "256MiB"),
+        |dir| DiskCache::at(&dir.0).memory("16MiB").disk("256MiB").yaml(),
         "send_timeout: 6s",
     );
     prime_large(&edge);

@@ -36,13 +36,17 @@ fn revalidation_with_304_merges_headers() {
             ],
         ),
     );
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let reval = fetch_stale_and_revalidate(&edge, "/r");
     assert_eq!(reval.status, 200);
     assert_eq!(reval.text(), "version one");
     assert_eq!(origin.requests()[1].header("if-none-match"), Some("\"v1\""));
     let hit = edge.get("/r", &[]);
-    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    assert!(
+        hit.cache_status_entry().matches("hit"),
+        "{}",
+        hit.cache_status()
+    );
     assert_eq!(
         hit.header("x-rev"),
         Some("2"),
@@ -66,7 +70,7 @@ fn revalidation_keeps_an_object_that_only_cdn_cache_control_made_cacheable() {
         ),
         Reply::status(304, "", &[("etag", "\"v1\"")]),
     );
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     let reval = fetch_stale_and_revalidate(&edge, "/t");
     assert!(
         reval.header("cdn-cache-control").is_none(),
@@ -74,7 +78,7 @@ fn revalidation_keeps_an_object_that_only_cdn_cache_control_made_cacheable() {
     );
     let next = edge.get("/t", &[]);
     assert!(
-        next.cache_status().contains("hit"),
+        next.cache_status_entry().matches("hit"),
         "still stored and fresh after the 304: {}",
         next.cache_status()
     );
@@ -117,7 +121,7 @@ fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
         )
         .delayed(Duration::from_millis(if v > 1 { 300 } else { 0 }))
     });
-    let edge = Edge::start(origin.addr, "");
+    let edge = Edge::builder(origin.addr).start();
     assert_eq!(edge.get("/swr", &[]).text(), "v1");
     wait_stale();
     let stale = edge.get("/swr", &[]);
@@ -127,7 +131,9 @@ fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
         1.0
     );
     assert!(
-        stale.cache_status().contains("stale-while-revalidate"),
+        stale
+            .cache_status_entry()
+            .matches("detail=stale-while-revalidate"),
         "{}",
         stale.cache_status()
     );
@@ -159,7 +165,7 @@ fn stale_if_error_when_the_origin_is_down_or_failing() {
         }
     });
     let rules = "- { match: { path_prefix: /strict/ }, stale_if_error: 1d }";
-    let edge = Edge::start(origin.addr, rules);
+    let edge = Edge::builder(origin.addr).rules(rules).start();
     edge.get("/s", &[]);
     wait_stale();
     fail.store(1, Ordering::SeqCst);
@@ -190,10 +196,9 @@ fn stale_if_error_when_the_origin_is_down_or_failing() {
 fn must_revalidate_forbids_stale_on_error() {
     let mut origin =
         Origin::start(|_| Reply::ok("strict", &[("cache-control", "max-age=1, must-revalidate")]));
-    let edge = Edge::start(
-        origin.addr,
-        "- { match: { path_prefix: / }, stale_if_error: 1d }",
-    );
+    let edge = Edge::builder(origin.addr)
+        .rules("- { match: { path_prefix: / }, stale_if_error: 1d }")
+        .start();
     edge.get("/m", &[]);
     wait_stale();
     origin.stop();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use edge_tests::edge::{node_yaml, tls_head_yaml, Edge, Scratch, DEFAULT_CACHE};
+use edge_tests::edge::{Edge, Scratch};
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::pki::{Ca, CertFiles};
 use edge_tests::{eventually, free_port};
@@ -55,8 +55,11 @@ fn tls_yaml(
     sites: &str,
     origin: std::net::SocketAddr,
 ) -> String {
-    let head = tls_head_yaml(node, port, admin, DEFAULT_CACHE, tls_port, default);
-    format!("{head}origins:\n  origin: {{ servers: [\"{origin}\"] }}\nsites:\n{sites}")
+    Edge::with_pool(&format!("servers: [\"{origin}\"]"))
+        .node_id(node)
+        .tls(tls_port, default)
+        .sites(sites)
+        .yaml(port, admin)
 }
 
 fn site_with_cert(host: &str, c: &CertFiles) -> String {
@@ -151,12 +154,12 @@ fn tls_to_the_origin_is_verified_against_a_custom_ca() {
     let sites = site_with_cert("origin.test", &o) + "  - hosts: [\"*\"]\n    origin: origin\n";
     let _tls_origin = start_tls_edge("tls-origin", tls_port, &d, &sites, backend.addr);
     let front = |tls: String| {
-        Edge::start_config("front", move |port, admin| {
-            format!(
-                "{}origins:\n  origin: {{ servers: [\"127.0.0.1:{tls_port}\"], tls: true, {tls} }}\nsites:\n  - {{ hosts: [\"*\"], origin: origin }}\n",
-                node_yaml("front", port, admin)
-            )
-        })
+        Edge::with_pool(&format!(
+            "servers: [\"127.0.0.1:{tls_port}\"], tls: true, {tls}"
+        ))
+        .node_id("front")
+        .sites("  - { hosts: [\"*\"], origin: origin }\n")
+        .start()
     };
     let trusted = front(format!(
         "sni: origin.test, host_header: origin.test, ca_file: \"{}\"",

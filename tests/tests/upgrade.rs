@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use edge_tests::client;
-use edge_tests::edge::{disk_cache, node_yaml, site, Edge, Scratch};
+use edge_tests::edge::{DiskCache, Edge, Scratch};
 use edge_tests::origin::{Origin, Reply};
 
 #[test]
@@ -20,15 +20,14 @@ fn an_upgrade_hands_over_the_sockets_without_failing_a_request() {
     let dir = Scratch::new("upgrade");
     // Its own node id: the upgrade socket is named after it.
     let id = format!("upgrade-{}", std::process::id());
-    let cache = disk_cache(&dir.0.join("cache"), "1MiB", "64MiB");
-    let mut edge = Edge::start_config(&id, |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"{}\"] }}\nsites:\n{}",
-            node_yaml(&id, port, admin).replace(edge_tests::edge::DEFAULT_CACHE, &cache),
-            origin.addr,
-            site("")
+    let mut edge = Edge::with_pool(&format!("servers: [\"{}\"]", origin.addr))
+        .node_id(&id)
+        .cache(
+            DiskCache::at(&dir.0.join("cache"))
+                .memory("1MiB")
+                .disk("64MiB"),
         )
-    });
+        .start();
     edge.get("/kept.css", &[]).assert_cache_status("stored");
     edge.wait_disk_objects(1, std::time::Duration::from_secs(10));
     let old_pid = edge.pid();
@@ -100,7 +99,10 @@ fn a_request_in_flight_during_an_upgrade_is_answered_in_full() {
     });
     let id = format!("upgrade-slow-{}", std::process::id());
     let pool = format!("servers: [\"{}\"]", origin.addr);
-    let mut edge = Edge::start_patient(&id, &pool, "", "20s");
+    let mut edge = Edge::with_pool(&pool)
+        .node_id(&id)
+        .shutdown_timeout("20s")
+        .start();
     let addr = edge.addr;
     let slow = std::thread::spawn(move || client::get(addr, "example.com", "/slow", &[]));
     edge_tests::eventually(
@@ -121,7 +123,9 @@ fn a_request_in_flight_during_an_upgrade_is_answered_in_full() {
 fn sigquit_without_a_new_process_keeps_the_node_serving() {
     let origin = Origin::start(|_| Reply::ok("still here", &[]));
     let id = format!("upgrade-alone-{}", std::process::id());
-    let mut edge = Edge::start_pool(&id, &format!("servers: [\"{}\"]", origin.addr), "");
+    let mut edge = Edge::with_pool(&format!("servers: [\"{}\"]", origin.addr))
+        .node_id(&id)
+        .start();
     edge.signal("QUIT");
     // Pingora gives up on the handover after about 5 s of retries.
     edge_tests::eventually(

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use edge_tests::edge::{node_yaml, site, Edge};
+use edge_tests::edge::Edge;
 use edge_tests::origin::{Origin, Reply};
 
 fn cacheable_origin() -> Origin {
@@ -19,15 +19,10 @@ fn cacheable_origin() -> Origin {
 }
 
 fn edge_with(origin: &Origin, runtime: &str) -> Edge {
-    Edge::start_config("workers", |port, admin| {
-        format!(
-            "{}origins:\n  origin: {{ servers: [\"{}\"] }}\nsites:\n{}",
-            node_yaml("workers", port, admin)
-                .replace("runtime: { threads: 2,", &format!("runtime: {{ {runtime},")),
-            origin.addr,
-            site("")
-        )
-    })
+    Edge::with_pool(&format!("servers: [\"{}\"]", origin.addr))
+        .node_id("workers")
+        .runtime(runtime)
+        .start()
 }
 
 fn accepted(edge: &Edge, worker: usize) -> f64 {

@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_tests::edge::{disk_cache, site, tls_head_yaml, Edge, Scratch};
+use edge_tests::edge::{DiskCache, Edge, Scratch};
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::pki::Ca;
 
@@ -170,20 +170,17 @@ fn main() {
     let ca = Ca::new(&dir.0, "ca");
     let cert = ca.leaf("localhost", "leaf");
     let tls_port = edge_tests::free_port();
-    let cache = disk_cache(&dir.0, "64MiB", "1GiB");
     let limits_yaml = if limits.is_empty() {
         String::new()
     } else {
         format!("limits: {{ {limits} }}\n")
     };
-    let edge = Edge::start_config("edge-attack", |port, admin| {
-        let head = tls_head_yaml("edge-attack", port, admin, &cache, tls_port, &cert);
-        format!(
-            "{head}origins:\n  origin: {{ servers: [\"{}\"] }}\nsites:\n{}{limits_yaml}",
-            origin.addr,
-            site("")
-        )
-    });
+    let edge = Edge::with_pool(&format!("servers: [\"{}\"]", origin.addr))
+        .node_id("edge-attack")
+        .cache(DiskCache::at(&dir.0).memory("64MiB").disk("1GiB"))
+        .tls(tls_port, &cert)
+        .extra(&limits_yaml)
+        .start();
     let r = edge.get("/large", &[]);
     assert_eq!(r.body.len() as u64, LARGE);
     edge.wait_disk_objects(1, Duration::from_secs(30));

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_tests::edge::{Edge, Scratch};
+use edge_tests::edge::{DiskCache, Edge, Scratch};
 use edge_tests::origin::{Origin, Reply};
 use edge_tests::purge_api::PurgeApi;
 
@@ -178,12 +178,12 @@ fn main() {
     let edges: Vec<Edge> = dirs
         .iter()
         .map(|d| {
-            let cache = format!(
-                "{{ memory: {{ max_size: {MEMORY}B, max_object_size: 64KiB }}, \
-                 disk: {{ path: \"{}\", max_size: {DISK}B, max_object_size: 1MiB }}, lock_timeout: 5s }}",
-                d.0.display()
-            );
-            Edge::start_cache(origin.addr, "", &cache)
+            let cache = DiskCache::at(&d.0)
+                .memory(&format!("{MEMORY}B"))
+                .memory_object("64KiB")
+                .disk(&format!("{DISK}B"))
+                .disk_object("1MiB");
+            Edge::builder(origin.addr).cache(cache).start()
         })
         .collect();
     let api = PurgeApi::start(
