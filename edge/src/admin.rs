@@ -9,8 +9,8 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use edge_config::api::{self, CappedBody};
-use edge_config::purge::Purge;
+use edge_config::api::{self, CappedBody, Reply};
+use edge_config::purge::{NodeState, Purge};
 
 use crate::cache::tiered::TieredStorage;
 use crate::cache::Tier;
@@ -135,46 +135,74 @@ impl AdminApp {
     }
 }
 
+/// An admin endpoint, or why a request names none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+    PurgeState,
+    Purge,
+    /// A known path with the wrong method: the one to use.
+    UseMethod(&'static str),
+    NotFound,
+}
+
+impl Route {
+    /// The endpoint `method path` asks for.
+    fn of(method: &http::Method, path: &str) -> Route {
+        let get = method == http::Method::GET || method == http::Method::HEAD;
+        match path {
+            "/healthz" | "/readyz" | "/metrics" | "/purge/state" if !get => Route::UseMethod("GET"),
+            "/purge" if method != http::Method::POST => Route::UseMethod("POST"),
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/metrics" => Route::Metrics,
+            "/purge/state" => Route::PurgeState,
+            "/purge" => Route::Purge,
+            _ => Route::NotFound,
+        }
+    }
+}
+
+/// `/readyz`'s answer: ready only when caught up with the purge log, not stopping and able to
+/// take more clients.
+fn readiness(state: NodeState, stopping: bool, draining: bool, saturation: Saturation) -> Reply {
+    // A stopping node is not ready, however far it has caught up; nor is one that would refuse
+    // the clients a load balancer sends it.
+    let ready = state.ready && !stopping && !saturation.any();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = serde_json::json!(state);
+    body["ready"] = ready.into();
+    body["stopping"] = stopping.into();
+    body["draining"] = draining.into();
+    body["at_connection_limit"] = saturation.at_connection_limit.into();
+    body["short_of_descriptors"] = saturation.short_of_descriptors.into();
+    api::json(status, &body)
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let path = req.uri.path().to_string();
-        let method = req.method.clone();
-        let get = method == http::Method::GET || method == http::Method::HEAD;
-        match path.as_str() {
-            "/healthz" | "/readyz" | "/metrics" | "/purge/state" if !get => {
-                api::error(StatusCode::METHOD_NOT_ALLOWED, "use GET")
-            }
-            "/purge" if method != http::Method::POST => {
-                api::error(StatusCode::METHOD_NOT_ALLOWED, "use POST")
-            }
-            "/healthz" => {
+        match Route::of(&req.method, req.uri.path()) {
+            Route::UseMethod(m) => api::error(StatusCode::METHOD_NOT_ALLOWED, format!("use {m}")),
+            Route::NotFound => api::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+            Route::Healthz => {
                 let body = serde_json::json!({ "status": "ok", "node": self.node_id });
                 api::json(StatusCode::OK, &body)
             }
-            "/readyz" => {
-                let state = self.purger.node_state();
-                let drain = self.drain;
-                let stopping = drain.is_stopping();
-                let saturation = self.capacity.saturation();
-                // A stopping node is not ready, however far it has caught up; nor is one that
-                // would refuse the clients a load balancer sends it.
-                let ready = state.ready && !stopping && !saturation.any();
-                let status = if ready {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
-                let mut body = serde_json::json!(state);
-                body["ready"] = ready.into();
-                body["stopping"] = stopping.into();
-                body["draining"] = drain.is_draining().into();
-                body["at_connection_limit"] = saturation.at_connection_limit.into();
-                body["short_of_descriptors"] = saturation.short_of_descriptors.into();
-                api::json(status, &body)
-            }
-            "/metrics" => {
+            Route::Readyz => readiness(
+                self.purger.node_state(),
+                self.drain.is_stopping(),
+                self.drain.is_draining(),
+                self.capacity.saturation(),
+            ),
+            Route::Metrics => {
                 self.capacity.saturation();
                 self.metrics
                     .observe_tier(Tier::Memory, self.storage.memory().stats());
@@ -187,15 +215,72 @@ impl ServeHttp for AdminApp {
                     Metrics::render(),
                 )
             }
-            "/purge/state" => match self.refuse(session) {
+            Route::PurgeState => match self.refuse(session) {
                 Some(refusal) => refusal,
                 None => api::json(StatusCode::OK, &self.purger.node_state()),
             },
-            "/purge" => match self.refuse(session) {
+            Route::Purge => match self.refuse(session) {
                 Some(refusal) => refusal,
                 None => self.purge(session).await,
             },
-            _ => api::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_path_and_method_finds_its_endpoint() {
+        use http::Method;
+        let cases = [
+            (Method::GET, "/healthz", Route::Healthz),
+            (Method::HEAD, "/readyz", Route::Readyz),
+            (Method::GET, "/metrics", Route::Metrics),
+            (Method::GET, "/purge/state", Route::PurgeState),
+            (Method::POST, "/purge", Route::Purge),
+            (Method::POST, "/metrics", Route::UseMethod("GET")),
+            (Method::DELETE, "/purge/state", Route::UseMethod("GET")),
+            (Method::GET, "/purge", Route::UseMethod("POST")),
+            (Method::GET, "/purge/", Route::NotFound),
+            (Method::GET, "/", Route::NotFound),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(Route::of(&m, p), want, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn a_node_is_ready_only_caught_up_running_and_with_room() {
+        let state = |ready| NodeState {
+            applied_seq: 3,
+            log: Some("L".into()),
+            node: "edge-1".into(),
+            ready,
+        };
+        let room = Saturation {
+            at_connection_limit: false,
+            short_of_descriptors: false,
+        };
+        let full = Saturation {
+            at_connection_limit: true,
+            ..room
+        };
+        let r = readiness(state(true), false, false, room);
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(
+            (body["ready"].as_bool(), body["applied_seq"].as_u64()),
+            (Some(true), Some(3))
+        );
+        for (caught_up, stopping, saturation) in [
+            (false, false, room),
+            (true, true, room),
+            (true, false, full),
+        ] {
+            let r = readiness(state(caught_up), stopping, stopping, saturation);
+            assert_eq!(r.status(), 503, "{caught_up} {stopping} {saturation:?}");
         }
     }
 }

@@ -45,6 +45,9 @@ mod hit_header;
 mod stale;
 pub mod watch;
 
+#[cfg(test)]
+mod tests;
+
 /// Header naming the cache in RFC 9211.
 const CACHE_STATUS: &str = "cache-status";
 /// RFC 8586: the caches a request went through, to stop forwarding loops between nodes.
@@ -287,71 +290,100 @@ impl EdgeProxy {
 
     /// `Cache-Status` for a response that went through the proxy, from Pingora's cache phase.
     fn cache_status(&self, session: &Session, ctx: &RequestCtx) -> CacheStatus {
-        let mut cs = CacheStatus::default();
-        if let Some(fwd) = ctx.fwd {
-            cs.fwd = Some(fwd);
-            return cs;
-        }
-        let remaining = |meta: &CacheMeta| {
+        let cache = &session.cache;
+        let ttl = cache.maybe_cache_meta().map(|meta| {
             let now = SystemTime::now();
             match meta.fresh_until().duration_since(now) {
                 Ok(d) => d.as_secs() as i64,
                 Err(e) => -(e.duration().as_secs() as i64),
             }
-        };
-        let cache = &session.cache;
-        match cache.phase() {
-            CachePhase::Hit => {
-                cs.hit = true;
-                cs.ttl = cache.maybe_cache_meta().map(remaining);
-                cs.detail = ctx.hit_source.map(Source::label);
-            }
-            CachePhase::StaleUpdating => {
-                cs.hit = true;
-                cs.ttl = cache.maybe_cache_meta().map(remaining);
-                cs.detail = Some(STALE_WHILE_REVALIDATE);
-            }
-            CachePhase::Stale => {
-                cs.fwd = Some(Forward::Stale);
-                cs.fwd_status = ctx.origin_status;
-                cs.detail = Some(if ctx.origin_unreachable {
-                    ORIGIN_UNREACHABLE
-                } else {
-                    STALE_IF_ERROR
-                });
-            }
-            CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
-                cs.fwd = Some(Forward::Stale);
-                cs.fwd_status = Some(304);
-                cs.ttl = cache.maybe_cache_meta().map(remaining);
-            }
-            CachePhase::Expired => {
-                cs.fwd = Some(Forward::Stale);
-                cs.fwd_status = ctx.origin_status;
-                cs.stored = cache.enabled();
-            }
-            CachePhase::Miss => {
-                cs.fwd = Some(Forward::Miss);
-                cs.stored = cache.enabled();
-            }
-            CachePhase::Disabled(reason) => {
-                cs.fwd = Some(Forward::Miss);
-                cs.detail = Some(match reason {
-                    NoCacheReason::Custom(r) => r,
-                    NoCacheReason::ResponseTooLarge | NoCacheReason::PredictedResponseTooLarge => {
-                        "too-large"
-                    }
-                    other => other.as_str(),
-                });
-            }
-            CachePhase::Bypass => {
-                cs.fwd = Some(Forward::Miss);
-                cs.detail = Some("predicted-uncacheable");
-            }
-            _ => cs.fwd = Some(Forward::Miss),
-        }
-        cs
+        });
+        status_of(
+            cache.phase(),
+            &Facts {
+                fwd: ctx.fwd,
+                ttl,
+                hit_source: ctx.hit_source,
+                origin_status: ctx.origin_status,
+                origin_unreachable: ctx.origin_unreachable,
+                storing: cache.enabled(),
+            },
+        )
     }
+}
+
+/// What the proxy knows of a request when it writes `Cache-Status`, besides Pingora's phase.
+#[derive(Debug, Clone, Copy, Default)]
+struct Facts {
+    /// The cache was not used at all, and why.
+    fwd: Option<Forward>,
+    /// Remaining freshness of the stored response in play, if any.
+    ttl: Option<i64>,
+    hit_source: Option<Source>,
+    origin_status: Option<u16>,
+    origin_unreachable: bool,
+    /// The cache is still on for this request: what it fetches is being stored.
+    storing: bool,
+}
+
+/// `Cache-Status` for a request in `phase`.
+fn status_of(phase: CachePhase, f: &Facts) -> CacheStatus {
+    let mut cs = CacheStatus::default();
+    if let Some(fwd) = f.fwd {
+        cs.fwd = Some(fwd);
+        return cs;
+    }
+    match phase {
+        CachePhase::Hit => {
+            cs.hit = true;
+            cs.ttl = f.ttl;
+            cs.detail = f.hit_source.map(Source::label);
+        }
+        CachePhase::StaleUpdating => {
+            cs.hit = true;
+            cs.ttl = f.ttl;
+            cs.detail = Some(STALE_WHILE_REVALIDATE);
+        }
+        CachePhase::Stale => {
+            cs.fwd = Some(Forward::Stale);
+            cs.fwd_status = f.origin_status;
+            cs.detail = Some(if f.origin_unreachable {
+                ORIGIN_UNREACHABLE
+            } else {
+                STALE_IF_ERROR
+            });
+        }
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
+            cs.fwd = Some(Forward::Stale);
+            cs.fwd_status = Some(304);
+            cs.ttl = f.ttl;
+        }
+        CachePhase::Expired => {
+            cs.fwd = Some(Forward::Stale);
+            cs.fwd_status = f.origin_status;
+            cs.stored = f.storing;
+        }
+        CachePhase::Miss => {
+            cs.fwd = Some(Forward::Miss);
+            cs.stored = f.storing;
+        }
+        CachePhase::Disabled(reason) => {
+            cs.fwd = Some(Forward::Miss);
+            cs.detail = Some(match reason {
+                NoCacheReason::Custom(r) => r,
+                NoCacheReason::ResponseTooLarge | NoCacheReason::PredictedResponseTooLarge => {
+                    "too-large"
+                }
+                other => other.as_str(),
+            });
+        }
+        CachePhase::Bypass => {
+            cs.fwd = Some(Forward::Miss);
+            cs.detail = Some("predicted-uncacheable");
+        }
+        _ => cs.fwd = Some(Forward::Miss),
+    }
+    cs
 }
 
 #[async_trait]

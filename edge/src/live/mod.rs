@@ -196,3 +196,65 @@ impl Live {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> EdgeConfig {
+        EdgeConfig::from_yaml(&format!(
+            "node: {{ id: t }}\nlisten: [{{ addr: 127.0.0.1:1 }}]\nadmin: {{ addr: 127.0.0.1:2 }}\n\
+             origins: {{ o: {{ servers: [\"127.0.0.1:3\"] }}, p: {{ servers: [\"127.0.0.1:4\"] }} }}\n\
+             sites: [{{ hosts: ['*'], origin: o }}]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_generation_reuses_the_pools_that_did_not_change() {
+        let first = Live::build(&config(""), None).unwrap();
+        assert_eq!(first.generation, 1);
+        let mut changed = config("");
+        changed.origins.get_mut("p").unwrap().connect_timeout = std::time::Duration::from_secs(9);
+        let second = Live::build(&changed, Some(&first)).unwrap();
+        assert_eq!(second.generation, 2);
+        assert!(Arc::ptr_eq(&first.pools["o"], &second.pools["o"]));
+        assert!(!Arc::ptr_eq(&first.pools["p"], &second.pools["p"]));
+        assert!(Arc::ptr_eq(&second.site_pools[0], &second.pools["o"]));
+    }
+
+    #[test]
+    fn what_a_reload_cannot_change_is_named() {
+        let live = Live::build(&config(""), None).unwrap();
+        assert!(live.restart_only_changes(&config("")).is_empty());
+        let moved = config("runtime: { threads: 3 }\nlog: { format: text }\n");
+        assert_eq!(live.restart_only_changes(&moved), ["runtime", "log"]);
+    }
+
+    #[test]
+    fn admin_tokens_must_load_and_may_not_be_scoped() {
+        let dir = std::env::temp_dir().join(format!("edge-live-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokens");
+        let with_tokens = |path: &std::path::Path| {
+            let mut c = config("");
+            c.admin.token_file = Some(path.to_owned());
+            c
+        };
+        assert!(matches!(
+            Live::build(&with_tokens(&dir.join("missing")), None),
+            Err(LiveError::Token(_))
+        ));
+        std::fs::write(&file, "secret shop.example.com\n").unwrap();
+        assert!(matches!(
+            Live::build(&with_tokens(&file), None),
+            Err(LiveError::ScopedToken(_))
+        ));
+        std::fs::write(&file, "secret\n").unwrap();
+        let live = Live::build(&with_tokens(&file), None).unwrap();
+        assert!(live
+            .admin_tokens
+            .is_some_and(|t| t.accepts(Some(b"Bearer secret"))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

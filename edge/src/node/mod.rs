@@ -237,7 +237,8 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         Reloader {
             live: live.clone(),
             access_log: reopen_log,
-            metrics: metrics.clone(),
+            reloads: metrics.config_reloads.clone(),
+            generation: metrics.config_generation.clone(),
             path: options.config_path.clone(),
             connections: connections.clone(),
         },

@@ -13,12 +13,12 @@ use async_trait::async_trait;
 use edge_config::edge::EdgeConfig;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use prometheus::{IntCounterVec, IntGauge};
 
 use edge_config::ConfigError;
 
 use crate::access_log::Reopen;
 use crate::live::{Live, LiveError, LiveHandle};
-use crate::metrics::Metrics;
 use crate::node::conn::Connections;
 
 /// Why a reload was refused.
@@ -41,8 +41,10 @@ pub struct Reloader {
     pub live: LiveHandle,
     /// The access log, reopened on SIGHUP (log rotation).
     pub access_log: Option<Reopen>,
-    /// The reload metric families.
-    pub metrics: Arc<Metrics>,
+    /// `edge_config_reloads_total{result}`.
+    pub reloads: IntCounterVec,
+    /// `edge_config_generation`.
+    pub generation: IntGauge,
     /// The file the node was started with.
     pub path: PathBuf,
     /// Client connections, which take the new limits.
@@ -88,7 +90,6 @@ impl BackgroundService for Reloader {
                 return;
             }
         };
-        let metrics = &self.metrics;
         loop {
             tokio::select! {
                 got = hup.recv() => if got.is_none() { return },
@@ -96,12 +97,12 @@ impl BackgroundService for Reloader {
             }
             match self.reload().await {
                 Ok(generation) => {
-                    metrics.config_reloads.with_label_values(&["ok"]).inc();
-                    metrics.config_generation.set(generation as i64);
+                    self.reloads.with_label_values(&["ok"]).inc();
+                    self.generation.set(generation as i64);
                     tracing::info!(generation, path = %self.path.display(), "configuration reloaded");
                 }
                 Err(e) => {
-                    metrics.config_reloads.with_label_values(&["error"]).inc();
+                    self.reloads.with_label_values(&["error"]).inc();
                     tracing::error!(
                         path = %self.path.display(),
                         "configuration reload refused, the one in force stays: {e}"
@@ -109,5 +110,74 @@ impl BackgroundService for Reloader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edge_config::edge::Limits;
+
+    use super::*;
+    use crate::node::conn::ConnMetrics;
+
+    fn file(rule: &str) -> String {
+        format!(
+            "node: {{ id: t }}\nlisten: [{{ addr: 127.0.0.1:1 }}]\nadmin: {{ addr: 127.0.0.1:2 }}\n\
+             origins: {{ o: {{ servers: [\"127.0.0.1:3\"] }} }}\n\
+             sites: [{{ hosts: ['*'], origin: o, rules: [{rule}] }}]\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_valid_file_replaces_the_configuration_and_a_refused_one_leaves_it() {
+        let dir = std::env::temp_dir().join(format!("edge-reload-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("edge.yaml");
+        std::fs::write(&path, file("{ match: { path_prefix: /a }, ttl: 1h }")).unwrap();
+        let config = EdgeConfig::load(&path).unwrap();
+        let live = crate::live::handle(Live::build(&config, None).unwrap());
+        let reloader = Reloader {
+            live: live.clone(),
+            access_log: None,
+            reloads: IntCounterVec::new(prometheus::Opts::new("r", "h"), &["result"]).unwrap(),
+            generation: IntGauge::new("g", "h").unwrap(),
+            path: path.clone(),
+            connections: Connections::new(&Limits::default(), ConnMetrics::unregistered()),
+        };
+        let pool = live.load().pools["o"].clone();
+
+        std::fs::write(&path, file("{ match: { path_prefix: /b }, ttl: 1h }")).unwrap();
+        assert_eq!(reloader.reload().await.unwrap(), 2);
+        let now = live.load_full();
+        assert_eq!(now.generation, 2);
+        assert_eq!(now.sites()[0].rules.len(), 1);
+        assert!(
+            Arc::ptr_eq(&now.pools["o"], &pool),
+            "an unchanged pool keeps its health state and connections"
+        );
+
+        std::fs::write(&path, "sites: [").unwrap();
+        assert!(matches!(
+            reloader.reload().await,
+            Err(ReloadError::Config(_))
+        ));
+        let missing = dir.join("no-such-token");
+        let names_missing = file("").replace(
+            "admin: { addr: 127.0.0.1:2 }",
+            &format!(
+                "admin: {{ addr: 127.0.0.1:2, token_file: \"{}\" }}",
+                missing.display()
+            ),
+        );
+        std::fs::write(&path, names_missing).unwrap();
+        assert!(matches!(
+            reloader.reload().await,
+            Err(ReloadError::Build(LiveError::Token(_)))
+        ));
+        assert!(
+            Arc::ptr_eq(&live.load_full(), &now),
+            "refused files change nothing"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -97,3 +97,130 @@ impl Admission for Bans {
         self.began_before_a_retired_ban(stored_at)
     }
 }
+
+/// The purge gate against fills, driven through the storage as Pingora drives it: a fill that
+/// began before an invalidation finishes for its own client but is stored nowhere.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use edge_config::edge::{CacheKeySpec, MemorySettings};
+    use pingora::cache::key::CacheHashKey;
+    use pingora::cache::storage::Storage;
+    use pingora::cache::trace::Span;
+    use pingora::cache::{CacheKey, CacheMeta};
+    use pingora::http::{RequestHeader, ResponseHeader};
+
+    use super::*;
+    use crate::cache::key::cache_key;
+    use crate::cache::memory::MemoryTier;
+    use crate::cache::tiered::TieredStorage;
+    use crate::cache::Unaccounted;
+    use crate::purge::bans::{Ban, Scope};
+
+    fn storage() -> (&'static TieredStorage, &'static Bans) {
+        let bans: &'static Bans = Box::leak(Box::new(Bans::new(&[])));
+        let memory = MemoryTier::new(&MemorySettings {
+            max_size: 1 << 20,
+            max_object_size: 64 << 10,
+        });
+        let storage = TieredStorage::new(memory, None, bans, Arc::new(Unaccounted));
+        (Box::leak(Box::new(storage)), bans)
+    }
+
+    fn key(path: &str) -> CacheKey {
+        let req = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        cache_key("http", "h.example", &req, &CacheKeySpec::default())
+    }
+
+    /// The meta of a response whose fetch started at `started`, fresh for an hour.
+    fn meta(started: SystemTime) -> CacheMeta {
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header
+            .insert_header("cache-control", "max-age=3600")
+            .unwrap();
+        stamp::set(&mut header, started);
+        let now = SystemTime::now();
+        CacheMeta::new(now + Duration::from_secs(3600), now, 0, 0, header)
+    }
+
+    fn ban(id: u64, at: SystemTime) -> Ban {
+        Ban {
+            id,
+            scope: Scope::Host("h.example".into()),
+            at: stamp::micros(at),
+            soft: false,
+        }
+    }
+
+    /// Fills `path` with a body in two writes, running `meanwhile` between them; whether the
+    /// storage holds it afterwards.
+    async fn fill(storage: &'static TieredStorage, path: &str, meanwhile: impl FnOnce()) -> bool {
+        let span = Span::inactive().handle();
+        let key = key(path);
+        let started = SystemTime::now() - Duration::from_millis(10);
+        let mut miss = storage
+            .get_miss_handler(&key, &meta(started), &span)
+            .await
+            .unwrap();
+        miss.write_body(Bytes::from_static(b"first half, "), false)
+            .await
+            .unwrap();
+        meanwhile();
+        miss.write_body(Bytes::from_static(b"second half"), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+        storage.lookup(&key, &span).await.unwrap().is_some()
+    }
+
+    #[tokio::test]
+    async fn a_fill_nothing_invalidates_is_stored() {
+        let (storage, _) = storage();
+        assert!(fill(storage, "/kept", || {}).await);
+    }
+
+    #[tokio::test]
+    async fn a_ban_in_force_when_the_fill_ends_keeps_it_out() {
+        let (storage, bans) = storage();
+        let stored = fill(storage, "/banned", || {
+            bans.add(&[ban(1, SystemTime::now())])
+        })
+        .await;
+        assert!(!stored);
+    }
+
+    #[tokio::test]
+    async fn a_ban_retired_by_the_sweep_before_the_fill_ends_still_keeps_it_out() {
+        let (storage, bans) = storage();
+        let stored = fill(storage, "/swept", || {
+            bans.add(&[ban(1, SystemTime::now())]);
+            bans.retire(1);
+        })
+        .await;
+        assert!(!stored, "the ban is gone, but the fill began before it");
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_of_the_url_during_the_fill_keeps_it_out() {
+        let (storage, _) = storage();
+        let primary = key("/posted").primary_bin();
+        let stored = fill(storage, "/posted", || {
+            storage.invalidate_primary(&primary);
+        })
+        .await;
+        assert!(!stored);
+    }
+
+    #[tokio::test]
+    async fn a_ban_on_another_host_lets_the_fill_in() {
+        let (storage, bans) = storage();
+        let other = Ban {
+            scope: Scope::Host("other.example".into()),
+            ..ban(1, SystemTime::now())
+        };
+        assert!(fill(storage, "/elsewhere", || bans.add(&[other])).await);
+    }
+}

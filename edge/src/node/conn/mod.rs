@@ -88,6 +88,22 @@ pub struct ConnMetrics {
 }
 
 impl ConnMetrics {
+    /// Families registered nowhere, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn unregistered() -> Self {
+        ConnMetrics {
+            open: IntGauge::new("open", "h").unwrap(),
+            refused: IntCounter::new("refused", "h").unwrap(),
+            closed: Closed::ALL
+                .iter()
+                .map(|c| IntCounter::new(c.label(), "h").unwrap())
+                .collect(),
+            buffered: IntGauge::new("buffered", "h").unwrap(),
+            saturated: IntGauge::new("saturated", "h").unwrap(),
+            descriptors: IntGauge::new("descriptors", "h").unwrap(),
+        }
+    }
+
     /// Registers the families. Fails only if they are registered twice in one process.
     pub fn register() -> prometheus::Result<Self> {
         let closed = register_int_counter_vec!(
@@ -308,17 +324,7 @@ mod tests {
     use super::*;
 
     fn metrics() -> ConnMetrics {
-        ConnMetrics {
-            open: IntGauge::new("open", "h").unwrap(),
-            refused: IntCounter::new("refused", "h").unwrap(),
-            closed: Closed::ALL
-                .iter()
-                .map(|c| IntCounter::new(c.label(), "h").unwrap())
-                .collect(),
-            buffered: IntGauge::new("buffered", "h").unwrap(),
-            saturated: IntGauge::new("saturated", "h").unwrap(),
-            descriptors: IntGauge::new("descriptors", "h").unwrap(),
-        }
+        ConnMetrics::unregistered()
     }
 
     #[test]
