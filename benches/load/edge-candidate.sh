@@ -7,7 +7,7 @@ set -eu
 dir=${CANDIDATE_DIR:-$(mktemp -d)}
 admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$dir/edge.yaml" <<YAML
-node: { id: bench }
+node: { id: ${EDGE_ID:-bench} }
 listen: [{ addr: "127.0.0.1:$CANDIDATE_PORT" }]
 admin: { addr: "127.0.0.1:$admin" }
 cache:
