@@ -16,7 +16,7 @@ use crate::cache::tiered::TieredStorage;
 use crate::cache::Tier;
 use crate::drain::Drain;
 use crate::live::LiveHandle;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PurgeResult};
 use crate::purge::{PurgeError, Purger};
 
 /// Largest purge body accepted (purge-api sends at most a few hundred KiB).
@@ -80,14 +80,14 @@ impl AdminApp {
         if tokens.accepts(auth) {
             return None;
         }
-        self.count("unauthorized");
+        self.count(PurgeResult::Unauthorized);
         Some(api::unauthorized("admin token"))
     }
 
-    fn count(&self, result: &str) {
+    fn count(&self, result: PurgeResult) {
         self.metrics
             .purge_requests
-            .with_label_values(&[result])
+            .with_label_values(&[result.label()])
             .inc();
     }
 
@@ -97,13 +97,13 @@ impl AdminApp {
             match session.read_request_body().await {
                 Ok(Some(chunk)) => {
                     if let Err(too_large) = body.push(&chunk) {
-                        self.count("invalid");
+                        self.count(PurgeResult::Invalid);
                         return too_large.reply();
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    self.count("invalid");
+                    self.count(PurgeResult::Invalid);
                     return api::error(StatusCode::BAD_REQUEST, format!("reading body: {e}"));
                 }
             }
@@ -111,23 +111,23 @@ impl AdminApp {
         let purge: Purge = match serde_json::from_slice(&body.into_bytes()) {
             Ok(p) => p,
             Err(e) => {
-                self.count("invalid");
+                self.count(PurgeResult::Invalid);
                 return api::error(StatusCode::BAD_REQUEST, format!("malformed purge: {e}"));
             }
         };
         match self.purger.apply(purge).await {
             Ok(state) => api::json(StatusCode::OK, &state),
             Err(e @ PurgeError::Invalid(_)) => {
-                self.count("invalid");
+                self.count(PurgeResult::Invalid);
                 api::error(StatusCode::BAD_REQUEST, &e)
             }
             Err(e @ PurgeError::Gap { applied, .. }) => {
-                self.count("gap");
+                self.count(PurgeResult::Gap);
                 let body = serde_json::json!({ "error": e.to_string(), "applied_seq": applied });
                 api::json(StatusCode::CONFLICT, &body)
             }
             Err(e @ (PurgeError::Store(_) | PurgeError::Encode(_))) => {
-                self.count("error");
+                self.count(PurgeResult::Error);
                 tracing::error!(error = %e, "purge not recorded");
                 api::error(StatusCode::SERVICE_UNAVAILABLE, &e)
             }

@@ -36,7 +36,7 @@ use crate::http::{encoding, hop, hygiene, stamp, tags, vary};
 use crate::live::origin::OriginPool;
 use crate::live::router::{normalize_host, select_rule};
 use crate::live::{Live, LiveHandle};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OriginResult};
 use crate::purge::{Bans, Readiness, Subject};
 
 pub mod cork;
@@ -843,16 +843,10 @@ impl ProxyHttp for EdgeProxy {
             ctx.origin_time = Some(t);
             self.state.metrics.origin_duration.observe(t.as_secs_f64());
         }
-        let class = match status {
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
         self.state
             .metrics
             .origin_requests
-            .with_label_values(&[class])
+            .with_label_values(&[OriginResult::of_status(status).label()])
             .inc();
         Ok(())
     }
@@ -968,7 +962,7 @@ impl ProxyHttp for EdgeProxy {
             self.state
                 .metrics
                 .origin_requests
-                .with_label_values(&["error"])
+                .with_label_values(&[OriginResult::Error.label()])
                 .inc();
         }
         let cs = CacheStatus {

@@ -19,6 +19,7 @@ use edge_config::ConfigError;
 
 use crate::access_log::Reopen;
 use crate::live::{Live, LiveError, LiveHandle};
+use crate::metrics::ReloadResult;
 use crate::node::conn::Connections;
 
 /// Why a reload was refused.
@@ -97,12 +98,16 @@ impl BackgroundService for Reloader {
             }
             match self.reload().await {
                 Ok(generation) => {
-                    self.reloads.with_label_values(&["ok"]).inc();
+                    self.reloads
+                        .with_label_values(&[ReloadResult::Ok.label()])
+                        .inc();
                     self.generation.set(generation as i64);
                     tracing::info!(generation, path = %self.path.display(), "configuration reloaded");
                 }
                 Err(e) => {
-                    self.reloads.with_label_values(&["error"]).inc();
+                    self.reloads
+                        .with_label_values(&[ReloadResult::Error.label()])
+                        .inc();
                     tracing::error!(
                         path = %self.path.display(),
                         "configuration reload refused, the one in force stays: {e}"

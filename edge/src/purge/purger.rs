@@ -17,7 +17,7 @@ use crate::cache::disk::DiskTier;
 use crate::cache::tiered::TieredStorage;
 use crate::http::stamp;
 use crate::live::LiveHandle;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PurgeResult, SweepAction};
 
 /// Targets a node takes in one call; purge-api's own limit is lower.
 const MAX_ITEMS: usize = 100_000;
@@ -161,7 +161,12 @@ impl Purger {
         }
         let m = &self.parts.metrics;
         m.purge_requests
-            .with_label_values(&[if fresh { "applied" } else { "duplicate" }])
+            .with_label_values(&[if fresh {
+                PurgeResult::Applied
+            } else {
+                PurgeResult::Duplicate
+            }
+            .label()])
             .inc();
         m.purge_applied_seq.set(applied as i64);
         m.purge_bans.set(self.parts.bans.len() as i64);
@@ -180,7 +185,7 @@ impl Purger {
                 self.parts
                     .metrics
                     .purge_swept
-                    .with_label_values(&["removed"])
+                    .with_label_values(&[SweepAction::Removed.label()])
                     .inc_by(n as u64);
             }
         }

@@ -16,7 +16,7 @@ use super::{Bans, Verdict};
 use crate::cache::disk::{DiskError, DiskTier};
 use crate::cache::tiered::TieredStorage;
 use crate::cache::Hash;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SweepAction};
 
 /// Records read from the catalog per blocking step.
 const SCAN_CHUNK: usize = 2048;
@@ -172,10 +172,10 @@ impl BackgroundService for Sweeper {
             let m = &self.metrics;
             m.purge_sweep_duration.observe(elapsed.as_secs_f64());
             m.purge_swept
-                .with_label_values(&["removed"])
+                .with_label_values(&[SweepAction::Removed.label()])
                 .inc_by(t.removed);
             m.purge_swept
-                .with_label_values(&["expired"])
+                .with_label_values(&[SweepAction::Expired.label()])
                 .inc_by(t.expired);
             m.purge_bans.set(self.bans.len() as i64);
             tracing::info!(

@@ -1,6 +1,10 @@
 //! Prometheus metrics: a few labelled families, registered in the default registry next to
 //! Pingora's own.
 
+mod labels;
+
+pub use labels::{OriginResult, PurgeResult, ReloadResult, SweepAction};
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 

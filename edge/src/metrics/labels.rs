@@ -1,0 +1,125 @@
+//! The closed sets metric families are labelled with, each label written once.
+
+/// `edge_origin_requests_total{result}`: how an origin fetch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginResult {
+    /// A 2xx response.
+    Success,
+    /// A 3xx response.
+    Redirection,
+    /// A 4xx response.
+    ClientError,
+    /// A 5xx response (or any status outside 200-499).
+    ServerError,
+    /// No response: refused, reset, timed out.
+    Error,
+}
+
+impl OriginResult {
+    /// The class of an origin's `status`.
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            200..=299 => OriginResult::Success,
+            300..=399 => OriginResult::Redirection,
+            400..=499 => OriginResult::ClientError,
+            _ => OriginResult::ServerError,
+        }
+    }
+
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            OriginResult::Success => "2xx",
+            OriginResult::Redirection => "3xx",
+            OriginResult::ClientError => "4xx",
+            OriginResult::ServerError => "5xx",
+            OriginResult::Error => "error",
+        }
+    }
+}
+
+/// `edge_config_reloads_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// Applied.
+    Ok,
+    /// Refused; the configuration in force stays.
+    Error,
+}
+
+impl ReloadResult {
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Error => "error",
+        }
+    }
+}
+
+/// `edge_purge_requests_total{result}`: what became of a purge call on the admin listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeResult {
+    /// Applied.
+    Applied,
+    /// A sequence already applied: acknowledged again, without effect.
+    Duplicate,
+    /// A malformed or oversized body.
+    Invalid,
+    /// No or a wrong bearer token.
+    Unauthorized,
+    /// A sequence that skips one.
+    Gap,
+    /// It could not be made durable.
+    Error,
+}
+
+impl PurgeResult {
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            PurgeResult::Applied => "applied",
+            PurgeResult::Duplicate => "duplicate",
+            PurgeResult::Invalid => "invalid",
+            PurgeResult::Unauthorized => "unauthorized",
+            PurgeResult::Gap => "gap",
+            PurgeResult::Error => "error",
+        }
+    }
+}
+
+/// `edge_purge_swept_objects_total{action}`: what a purge did to a stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepAction {
+    /// Deleted (a hard purge).
+    Removed,
+    /// Marked stale (a soft purge).
+    Expired,
+}
+
+impl SweepAction {
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SweepAction::Removed => "removed",
+            SweepAction::Expired => "expired",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_fall_in_their_class() {
+        let classes: Vec<_> = [200, 204, 301, 304, 404, 499, 500, 599, 100]
+            .iter()
+            .map(|s| OriginResult::of_status(*s).label())
+            .collect();
+        assert_eq!(
+            classes,
+            ["2xx", "2xx", "3xx", "3xx", "4xx", "4xx", "5xx", "5xx", "5xx"]
+        );
+    }
+}
