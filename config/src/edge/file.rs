@@ -178,6 +178,47 @@ pub struct RuleFile {
     /// Store a 5xx that states its own freshness.
     #[serde(default)]
     pub cache_errors: bool,
+    pub response_headers: Option<Spanned<HeaderRulesFile>>,
+    pub request_headers: Option<Spanned<HeaderRulesFile>>,
+    pub redirect: Option<Spanned<RedirectFile>>,
+    pub redirect_https: Option<Spanned<bool>>,
+    pub origin_path: Option<Spanned<OriginPathFile>>,
+    pub access: Option<Spanned<AccessRuleFile>>,
+}
+
+/// `set`, `add` (response only) and `remove` of header fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRulesFile {
+    #[serde(default)]
+    pub set: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub add: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub remove: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectFile {
+    pub to: Spanned<String>,
+    pub status: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginPathFile {
+    pub strip_prefix: Option<Spanned<String>>,
+    pub add_prefix: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRuleFile {
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

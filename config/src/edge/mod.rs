@@ -1,6 +1,7 @@
 //! The edge node's configuration: runtime types, loading and validation.
 
 pub mod file;
+pub mod logic;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -233,6 +234,8 @@ pub struct Rule {
     /// Store a 5xx response that states its own freshness (`max-age`, `s-maxage`, `Expires`),
     /// for that long; without it no 5xx is stored.
     pub cache_errors: bool,
+    /// What the rule does besides caching: headers, redirects, the origin path, access.
+    pub logic: logic::Logic,
 }
 
 /// The request side of a rule.

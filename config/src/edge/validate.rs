@@ -517,6 +517,7 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
         tags: r.tags.iter().map(|t| t.value.clone()).collect(),
         allow_set_cookie: r.allow_set_cookie,
         cache_errors: r.cache_errors,
+        logic: logic::logic(p, r, field),
     }
 }
 
@@ -738,6 +739,7 @@ fn limits(p: &mut Problems, f: &file::LimitsFile) -> Limits {
     }
 }
 
+mod logic;
 mod origin;
 #[cfg(test)]
 mod tests;

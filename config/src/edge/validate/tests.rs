@@ -577,3 +577,114 @@ fn work_stealing_is_off_unless_asked_and_must_be_a_bool() {
         "{problems:?}"
     );
 }
+
+/// BASE's rule with these lines added after its `cache_key` (they start on line 19).
+fn with_logic(lines: &str) -> String {
+    let indented: String = lines.lines().map(|l| format!("\n        {l}")).collect();
+    with(
+        "cache_key: { query: ignore }",
+        &format!("cache_key: {{ query: ignore }}{indented}"),
+    )
+}
+
+#[test]
+fn edge_logic_is_read() {
+    let c = EdgeConfig::from_yaml(&with_logic(
+        "response_headers: { set: { Access-Control-Allow-Origin: \"*\" }, add: { Vary: Origin }, remove: [Server] }\n\
+         request_headers: { set: { X-From-Edge: \"1\" }, remove: [Cookie] }\n\
+         redirect: { to: \"https://{host}/new/{rest}{query}\", status: 301 }\n\
+         redirect_https: true\n\
+         origin_path: { strip_prefix: /assets, add_prefix: /dist }\n\
+         access: { allow: [\"10.0.0.0/8\", \"2001:db8::/32\"], deny: [\"10.9.0.0/16\"] }",
+    ))
+    .unwrap();
+    let l = &c.sites[0].rules[0].logic;
+    assert_eq!(l.response_headers.set[0].0, "access-control-allow-origin");
+    assert_eq!(l.response_headers.add[0].1, "Origin");
+    assert_eq!(l.response_headers.remove[0], "server");
+    assert_eq!(l.request_headers.remove[0], "cookie");
+    assert_eq!(l.redirect.as_ref().map(|r| r.status), Some(301));
+    assert!(l.redirect_https);
+    assert_eq!(
+        l.origin_path.as_ref().map(|o| o.apply("/assets/a.css")),
+        Some("/dist/a.css".into())
+    );
+    let access = l.access.as_ref().unwrap();
+    assert!(access.permits("10.1.1.1".parse().unwrap()));
+    assert!(!access.permits("10.9.1.1".parse().unwrap()));
+    let plain = EdgeConfig::from_yaml(BASE).unwrap();
+    let none = &plain.sites[0].rules[0].logic;
+    assert!(none.response_headers.is_empty() && none.redirect.is_none() && !none.redirect_https);
+    let default_status = EdgeConfig::from_yaml(&with_logic("redirect: { to: /x }")).unwrap();
+    assert_eq!(
+        default_status.sites[0].rules[0]
+            .logic
+            .redirect
+            .as_ref()
+            .unwrap()
+            .status,
+        302
+    );
+}
+
+#[test]
+fn edge_logic_rejects_what_it_cannot_do() {
+    let r = "sites[0].rules[0]";
+    let cases = [
+        (
+            "response_headers: { set: { \"Bad Name\": x } }",
+            format!("{r}.response_headers.set.Bad Name"),
+        ),
+        (
+            "response_headers: { set: { Content-Length: \"5\" } }",
+            format!("{r}.response_headers.set.Content-Length"),
+        ),
+        (
+            "response_headers: { remove: [Transfer-Encoding] }",
+            format!("{r}.response_headers.remove[0]"),
+        ),
+        (
+            "request_headers: { set: { Connection: close } }",
+            format!("{r}.request_headers.set.Connection"),
+        ),
+        (
+            "request_headers: { add: { X-A: \"1\" } }",
+            format!("{r}.request_headers.add"),
+        ),
+        (
+            "response_headers: { set: { X-A: \"a\\u0001b\" } }",
+            format!("{r}.response_headers.set.X-A"),
+        ),
+        (
+            "redirect: { to: \"/new/{file}\" }",
+            format!("{r}.redirect.to"),
+        ),
+        (
+            "redirect: { to: /new, status: 200 }",
+            format!("{r}.redirect.status"),
+        ),
+        (
+            "origin_path: { strip_prefix: app }",
+            format!("{r}.origin_path.strip_prefix"),
+        ),
+        ("origin_path: {}", format!("{r}.origin_path")),
+        (
+            "access: { allow: [\"10.0.0.0/33\"] }",
+            format!("{r}.access.allow[0]"),
+        ),
+        (
+            "access: { deny: [\"not-an-ip\"] }",
+            format!("{r}.access.deny[0]"),
+        ),
+        ("access: {}", format!("{r}.access")),
+    ];
+    for (lines, field) in cases {
+        rejects(&with_logic(lines), 19, &field);
+    }
+    let msg = rejects(
+        &with_logic("redirect: { to: \"/new/{file}\" }"),
+        19,
+        &format!("{r}.redirect.to"),
+    );
+    assert!(msg.contains("{file}"), "{msg}");
+}

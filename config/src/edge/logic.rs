@@ -1,0 +1,396 @@
+//! The validated edge logic of a rule: header rules, redirects, the origin path, access control.
+//! Each is compiled once at load; applying it is a pure function of the request.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use http::{HeaderName, HeaderValue};
+
+/// Fields to set (replacing any of the name), add (beside any of the name) and remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRules {
+    /// Replace every field of the name with this one.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Add this field beside those of the name (responses only).
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    /// Remove every field of the name.
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderRules {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Applies the rules to `headers`: removals first, then sets, then additions.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// A part of a redirect's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Written as is.
+    Text(String),
+    /// `{host}`: the request's host.
+    Host,
+    /// `{path}`: the request's path.
+    Path,
+    /// `{rest}`: the path after the rule's `path_prefix` (the whole path without its leading
+    /// `/` for other matches).
+    Rest,
+    /// `{query}`: `?` and the query, or nothing.
+    Query,
+}
+
+/// A redirect target with its placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(pub Vec<Piece>);
+
+/// What a template's placeholders stand for in one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Placeholders<'a> {
+    /// The request's host.
+    pub host: &'a str,
+    /// The request's path.
+    pub path: &'a str,
+    /// The path after the matched prefix.
+    pub rest: &'a str,
+    /// The query without its `?`, if any.
+    pub query: Option<&'a str>,
+}
+
+impl Template {
+    /// Parses `{host}`, `{path}`, `{rest}` and `{query}` out of `text`; `{{` and `}}` are
+    /// braces. An unknown placeholder or an unclosed brace is an error naming it.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '{' => {
+                    let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    let piece = match name.as_str() {
+                        "host" => Piece::Host,
+                        "path" => Piece::Path,
+                        "rest" => Piece::Rest,
+                        "query" => Piece::Query,
+                        other => {
+                            return Err(format!(
+                                "unknown placeholder `{{{other}}}` (use {{host}}, {{path}}, {{rest}} or {{query}})"
+                            ))
+                        }
+                    };
+                    if !literal.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut literal)));
+                    }
+                    pieces.push(piece);
+                }
+                '}' => return Err("a `}` without its `{` (write `}}` for a brace)".into()),
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        Ok(Template(pieces))
+    }
+
+    /// The target for one request.
+    pub fn render(&self, p: &Placeholders<'_>) -> String {
+        let mut out = String::with_capacity(64);
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Host => out.push_str(p.host),
+                Piece::Path => out.push_str(p.path),
+                Piece::Rest => out.push_str(p.rest),
+                Piece::Query => {
+                    if let Some(q) = p.query {
+                        out.push('?');
+                        out.push_str(q);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A redirect answered at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// Where to.
+    pub to: Template,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+}
+
+/// The statuses a redirect may use.
+pub const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
+
+/// The path sent to the origin, changed from the client's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginPath {
+    /// Removed from the front of the path when it is there.
+    pub strip_prefix: Option<String>,
+    /// Put in front of the path.
+    pub add_prefix: Option<String>,
+}
+
+impl OriginPath {
+    /// The origin's path for the client's `path`.
+    pub fn apply(&self, path: &str) -> String {
+        let mut rest = path;
+        if let Some(strip) = &self.strip_prefix {
+            if let Some(r) = rest.strip_prefix(strip.as_str()) {
+                if r.is_empty() || r.starts_with('/') || strip.ends_with('/') {
+                    rest = r;
+                }
+            }
+        }
+        let rest = rest.trim_start_matches('/');
+        match &self.add_prefix {
+            Some(add) => format!("{}/{rest}", add.trim_end_matches('/')),
+            None => format!("/{rest}"),
+        }
+    }
+}
+
+/// An address block: an address and how many leading bits of it count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (one host).
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not an IP address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(l) => match l.trim().parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("`{text}`: the prefix length must be 0 to {max}")),
+            },
+        };
+        Ok(Cidr { addr, len })
+    }
+
+    /// Whether `ip` is in the block. An IPv4 address written as IPv6 (`::ffff:10.0.0.1`) is
+    /// read as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.len),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.len),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let full = usize::from(bits / 8);
+    if a[..full] != b[..full] {
+        return false;
+    }
+    let rem = bits % 8;
+    rem == 0 || {
+        let mask = 0xffu8 << (8 - rem);
+        (a[full] & mask) == (b[full] & mask)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// Which clients a rule serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// When non-empty, only these.
+    pub allow: Vec<Cidr>,
+    /// Never these (wins over `allow`).
+    pub deny: Vec<Cidr>,
+}
+
+impl Access {
+    /// Whether a client at `ip` is served.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        if self.deny.iter().any(|c| c.contains(ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// What a rule does besides caching.
+#[derive(Debug, Clone, Default)]
+pub struct Logic {
+    /// Applied to every response the rule matches, never to what is stored.
+    pub response_headers: HeaderRules,
+    /// Applied to the request sent to the origin.
+    pub request_headers: HeaderRules,
+    /// Answered at the edge.
+    pub redirect: Option<Redirect>,
+    /// A request on a plain-HTTP listener is sent to `https://{host}{path}{query}` (308).
+    pub redirect_https: bool,
+    /// The path sent to the origin.
+    pub origin_path: Option<OriginPath>,
+    /// Which clients are served.
+    pub access: Option<Access>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_blocks_of_both_families() {
+        let net = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.200.3.4".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.1.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        let odd = Cidr::parse("192.168.0.0/23").unwrap();
+        assert!(odd.contains("192.168.1.255".parse().unwrap()));
+        assert!(!odd.contains("192.168.2.0".parse().unwrap()));
+        let host = Cidr::parse("::1").unwrap();
+        assert_eq!(host.to_string(), "::1/128");
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "example.com",
+            "10.0.0.0/x",
+        ] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn deny_wins_and_a_non_empty_allow_refuses_the_rest() {
+        let a = Access {
+            allow: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+            deny: vec![Cidr::parse("10.9.0.0/16").unwrap()],
+        };
+        assert!(a.permits("10.1.2.3".parse().unwrap()));
+        assert!(!a.permits("10.9.2.3".parse().unwrap()));
+        assert!(!a.permits("192.0.2.1".parse().unwrap()));
+        let deny_only = Access {
+            allow: vec![],
+            deny: vec![Cidr::parse("192.0.2.0/24").unwrap()],
+        };
+        assert!(deny_only.permits("10.1.2.3".parse().unwrap()));
+        assert!(!deny_only.permits("192.0.2.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn templates_fill_their_placeholders() {
+        let t = Template::parse("https://{host}/new/{rest}{query}").unwrap();
+        let p = Placeholders {
+            host: "static.example.com",
+            path: "/old/a/b.css",
+            rest: "a/b.css",
+            query: Some("v=2"),
+        };
+        assert_eq!(t.render(&p), "https://static.example.com/new/a/b.css?v=2");
+        let q = Placeholders { query: None, ..p };
+        assert_eq!(t.render(&q), "https://static.example.com/new/a/b.css");
+        assert_eq!(
+            Template::parse("/x{{y}}{path}").unwrap().render(&p),
+            "/x{y}/old/a/b.css"
+        );
+        assert!(Template::parse("/{file}").unwrap_err().contains("`{file}`"));
+        assert!(Template::parse("/a}").is_err());
+    }
+
+    #[test]
+    fn the_origin_path_strips_and_adds_prefixes() {
+        let both = OriginPath {
+            strip_prefix: Some("/app".into()),
+            add_prefix: Some("/dist".into()),
+        };
+        assert_eq!(both.apply("/app/x/y.js"), "/dist/x/y.js");
+        assert_eq!(both.apply("/app"), "/dist/");
+        assert_eq!(
+            both.apply("/apple/x"),
+            "/dist/apple/x",
+            "a prefix ends at a segment"
+        );
+        assert_eq!(both.apply("/other"), "/dist/other");
+        let strip = OriginPath {
+            strip_prefix: Some("/v1/".into()),
+            add_prefix: None,
+        };
+        assert_eq!(strip.apply("/v1/users"), "/users");
+        let add = OriginPath {
+            strip_prefix: None,
+            add_prefix: Some("/bucket/".into()),
+        };
+        assert_eq!(add.apply("/a.css"), "/bucket/a.css");
+    }
+
+    #[test]
+    fn header_rules_remove_then_set_then_add() {
+        let r = HeaderRules {
+            set: vec![(
+                HeaderName::from_static("x-a"),
+                HeaderValue::from_static("1"),
+            )],
+            add: vec![(
+                HeaderName::from_static("vary"),
+                HeaderValue::from_static("Origin"),
+            )],
+            remove: vec![HeaderName::from_static("server")],
+        };
+        let mut h = http::HeaderMap::new();
+        h.insert("server", HeaderValue::from_static("origin"));
+        h.append("x-a", HeaderValue::from_static("0"));
+        h.append("x-a", HeaderValue::from_static("0"));
+        h.insert("vary", HeaderValue::from_static("Accept-Encoding"));
+        r.apply(&mut h);
+        assert!(h.get("server").is_none());
+        assert_eq!(h.get_all("x-a").iter().count(), 1);
+        assert_eq!(h.get_all("vary").iter().count(), 2);
+    }
+}

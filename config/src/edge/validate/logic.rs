@@ -1,0 +1,195 @@
+//! A rule's edge logic: header rules, redirects, the origin path, access control.
+
+use http::{HeaderName, HeaderValue};
+use serde_saphyr::Spanned;
+
+use crate::check::Problems;
+use crate::edge::file::{self, HeaderRulesFile};
+use crate::edge::logic::{
+    Access, Cidr, HeaderRules, Logic, OriginPath, Redirect, Template, REDIRECT_STATUSES,
+};
+
+/// Fields a rule may not set or remove: they frame the message or belong to one connection.
+const HOP_AND_FRAMING: [&str; 8] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The status of `redirect` when it names none: temporary, as nginx's `rewrite … redirect`.
+const DEFAULT_REDIRECT: u16 = 302;
+
+/// The edge logic of rule `r` at `field`.
+pub(super) fn logic(p: &mut Problems, r: &file::RuleFile, field: &str) -> Logic {
+    let response_headers = r
+        .response_headers
+        .as_ref()
+        .map_or_else(HeaderRules::default, |h| {
+            header_rules(p, h, &format!("{field}.response_headers"), true)
+        });
+    let request_headers = r
+        .request_headers
+        .as_ref()
+        .map_or_else(HeaderRules::default, |h| {
+            header_rules(p, h, &format!("{field}.request_headers"), false)
+        });
+    let redirect = r
+        .redirect
+        .as_ref()
+        .map(|rd| redirect(p, rd, &format!("{field}.redirect")));
+    let origin_path = r
+        .origin_path
+        .as_ref()
+        .map(|o| origin_path(p, o, &format!("{field}.origin_path")));
+    let access = r
+        .access
+        .as_ref()
+        .map(|a| access(p, a, &format!("{field}.access")));
+    Logic {
+        response_headers,
+        request_headers,
+        redirect,
+        redirect_https: r.redirect_https.as_ref().is_some_and(|b| b.value),
+        origin_path,
+        access,
+    }
+}
+
+fn header_rules(
+    p: &mut Problems,
+    h: &Spanned<HeaderRulesFile>,
+    field: &str,
+    response: bool,
+) -> HeaderRules {
+    let mut out = HeaderRules::default();
+    let name_of = |p: &mut Problems, name: &str, at: &Spanned<String>, f: String| {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) if HOP_AND_FRAMING.contains(&n.as_str()) => {
+                p.at(
+                    at,
+                    f,
+                    format!("`{name}` frames the message or belongs to one connection: the edge sets it"),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                p.at(at, f, format!("`{name}` is not a header name (a token)"));
+                None
+            }
+        }
+    };
+    for (kind, map, to) in [("set", &h.value.set, 0), ("add", &h.value.add, 1)] {
+        if kind == "add" && !response && !map.is_empty() {
+            p.at(
+                h,
+                format!("{field}.add"),
+                "requests take `set` and `remove`; `add` is for responses",
+            );
+            continue;
+        }
+        for (name, value) in map {
+            let f = format!("{field}.{kind}.{name}");
+            let Some(n) = name_of(p, name, value, f.clone()) else {
+                continue;
+            };
+            match HeaderValue::from_str(&value.value) {
+                Ok(v) if to == 0 => out.set.push((n, v)),
+                Ok(v) => out.add.push((n, v)),
+                Err(_) => p.at(value, f, "not a valid header value (control characters?)"),
+            }
+        }
+    }
+    for (k, name) in h.value.remove.iter().enumerate() {
+        if let Some(n) = name_of(p, &name.value, name, format!("{field}.remove[{k}]")) {
+            out.remove.push(n);
+        }
+    }
+    out
+}
+
+fn redirect(p: &mut Problems, r: &Spanned<file::RedirectFile>, field: &str) -> Redirect {
+    let status = r.value.status.as_ref().map_or(DEFAULT_REDIRECT, |s| {
+        if !REDIRECT_STATUSES.contains(&s.value) {
+            p.at(
+                s,
+                format!("{field}.status"),
+                format!(
+                    "{} is not a redirect: use 301, 302, 303, 307 or 308",
+                    s.value
+                ),
+            );
+        }
+        s.value
+    });
+    let to = match Template::parse(&r.value.to.value) {
+        Ok(t) => t,
+        Err(e) => {
+            p.at(&r.value.to, format!("{field}.to"), e);
+            Template(Vec::new())
+        }
+    };
+    if r.value.to.value.trim().is_empty() {
+        p.at(&r.value.to, format!("{field}.to"), "must name where to");
+    }
+    Redirect { to, status }
+}
+
+fn origin_path(p: &mut Problems, o: &Spanned<file::OriginPathFile>, field: &str) -> OriginPath {
+    let mut check = |v: &Option<Spanned<String>>, name: &str| {
+        v.as_ref().map(|s| {
+            if !s.value.starts_with('/') || s.value.contains(['?', '#']) {
+                p.at(
+                    s,
+                    format!("{field}.{name}"),
+                    "a path prefix starts with `/` and has no query",
+                );
+            }
+            s.value.clone()
+        })
+    };
+    let out = OriginPath {
+        strip_prefix: check(&o.value.strip_prefix, "strip_prefix"),
+        add_prefix: check(&o.value.add_prefix, "add_prefix"),
+    };
+    if out == OriginPath::default() {
+        p.at(
+            o,
+            field.to_string(),
+            "name strip_prefix, add_prefix or both",
+        );
+    }
+    out
+}
+
+fn access(p: &mut Problems, a: &Spanned<file::AccessRuleFile>, field: &str) -> Access {
+    let mut blocks = |list: &[Spanned<String>], name: &str| -> Vec<Cidr> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(k, c)| match Cidr::parse(&c.value) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    p.at(c, format!("{field}.{name}[{k}]"), e);
+                    None
+                }
+            })
+            .collect()
+    };
+    let out = Access {
+        allow: blocks(&a.value.allow, "allow"),
+        deny: blocks(&a.value.deny, "deny"),
+    };
+    if a.value.allow.is_empty() && a.value.deny.is_empty() {
+        p.at(
+            a,
+            field.to_string(),
+            "name the networks to allow, to deny, or both",
+        );
+    }
+    out
+}
