@@ -22,19 +22,6 @@ impl HeaderRules {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
-
-    /// Applies the rules to `headers`: removals first, then sets, then additions.
-    pub fn apply(&self, headers: &mut http::HeaderMap) {
-        for name in &self.remove {
-            headers.remove(name);
-        }
-        for (name, value) in &self.set {
-            headers.insert(name.clone(), value.clone());
-        }
-        for (name, value) in &self.add {
-            headers.append(name.clone(), value.clone());
-        }
-    }
 }
 
 /// A part of a redirect's target.
@@ -368,29 +355,5 @@ mod tests {
             add_prefix: Some("/bucket/".into()),
         };
         assert_eq!(add.apply("/a.css"), "/bucket/a.css");
-    }
-
-    #[test]
-    fn header_rules_remove_then_set_then_add() {
-        let r = HeaderRules {
-            set: vec![(
-                HeaderName::from_static("x-a"),
-                HeaderValue::from_static("1"),
-            )],
-            add: vec![(
-                HeaderName::from_static("vary"),
-                HeaderValue::from_static("Origin"),
-            )],
-            remove: vec![HeaderName::from_static("server")],
-        };
-        let mut h = http::HeaderMap::new();
-        h.insert("server", HeaderValue::from_static("origin"));
-        h.append("x-a", HeaderValue::from_static("0"));
-        h.append("x-a", HeaderValue::from_static("0"));
-        h.insert("vary", HeaderValue::from_static("Accept-Encoding"));
-        r.apply(&mut h);
-        assert!(h.get("server").is_none());
-        assert_eq!(h.get_all("x-a").iter().count(), 1);
-        assert_eq!(h.get_all("vary").iter().count(), 2);
     }
 }

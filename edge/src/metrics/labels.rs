@@ -107,6 +107,28 @@ impl SweepAction {
     }
 }
 
+/// `edge_refusals_total{reason}`: requests the edge answered itself under a rule's edge logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// An access rule refused the client.
+    Denied,
+    /// Redirected (`redirect`, `redirect_https`).
+    Redirect,
+}
+
+impl Refusal {
+    /// Every reason, registered at start.
+    pub const ALL: [Refusal; 2] = [Refusal::Denied, Refusal::Redirect];
+
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Denied => "denied",
+            Refusal::Redirect => "redirect",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

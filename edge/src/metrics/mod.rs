@@ -3,7 +3,7 @@
 
 mod labels;
 
-pub use labels::{OriginResult, PurgeResult, ReloadResult, SweepAction};
+pub use labels::{OriginResult, PurgeResult, Refusal, ReloadResult, SweepAction};
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -60,6 +60,9 @@ pub struct Metrics {
     /// `edge_stale_unreachable_total`: stale copies served because the origin could not be
     /// reached.
     pub stale_unreachable: IntCounter,
+    /// `edge_refusals_total{reason}`: requests answered by the edge under a rule's edge logic,
+    /// by [`Refusal`].
+    refusals: Vec<IntCounter>,
     /// `edge_purge_requests_total{result}`: purge calls by outcome.
     pub purge_requests: IntCounterVec,
     /// `edge_purge_applied_seq`: last purge-log sequence applied.
@@ -174,6 +177,17 @@ impl Metrics {
                 "edge_cache_invalidations_total",
                 "Stored objects removed because an unsafe method succeeded on their URL."
             )?,
+            refusals: {
+                let family = register_int_counter_vec!(
+                    "edge_refusals_total",
+                    "Requests a rule's edge logic answered at the edge, by reason (denied, redirect).",
+                    &["reason"]
+                )?;
+                Refusal::ALL
+                    .iter()
+                    .map(|r| family.with_label_values(&[r.label()]))
+                    .collect()
+            },
             stale_unreachable: register_int_counter!(
                 "edge_stale_unreachable_total",
                 "Stale copies served because the origin could not be reached (cache.stale_if_unreachable)."
@@ -212,6 +226,14 @@ impl Metrics {
             s.requests.inc();
             s.bytes.inc_by(bytes);
             s.duration.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Counts a request the edge answered itself for `why`.
+    pub fn refused(&self, why: Refusal) {
+        let at = Refusal::ALL.iter().position(|r| *r == why);
+        if let Some(c) = at.and_then(|i| self.refusals.get(i)) {
+            c.inc();
         }
     }
 

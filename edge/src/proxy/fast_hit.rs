@@ -122,6 +122,9 @@ impl EdgeProxy {
         })?;
         let age = now.duration_since(stored.epoch).unwrap_or_default();
         header.insert_header(AGE, age.as_secs())?;
+        if let Some(rule) = ctx.rule() {
+            super::logic::apply_response(&rule.logic.response_headers, &mut header)?;
+        }
         cs.ttl = Some(match stored.fresh_until.duration_since(now) {
             Ok(d) => d.as_secs() as i64,
             Err(e) => -(e.duration().as_secs() as i64),

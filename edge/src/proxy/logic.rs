@@ -1,0 +1,208 @@
+//! A rule's edge logic on the request path: access control first, then redirects, answered
+//! here without the cache or the origin; header rules and the origin path on the way out and
+//! in (DESIGN.md, "Edge logic").
+
+use edge_config::edge::logic::{HeaderRules, Logic, Placeholders};
+use edge_config::edge::PathMatch;
+
+use super::*;
+use crate::metrics::Refusal;
+
+/// `Cache-Status` `detail` of a client an access rule refuses.
+pub(super) const DENIED: &str = "denied";
+/// `Cache-Status` `detail` of a redirect answered at the edge.
+pub(super) const REDIRECT: &str = "redirect";
+
+/// Applies header rules to a response on its way to the client (never to what is stored).
+pub(super) fn apply_response(rules: &HeaderRules, resp: &mut ResponseHeader) -> Result<()> {
+    for name in &rules.remove {
+        resp.remove_header(name);
+    }
+    for (name, value) in &rules.set {
+        resp.insert_header(name.clone(), value.clone())?;
+    }
+    for (name, value) in &rules.add {
+        resp.append_header(name.clone(), value.clone())?;
+    }
+    Ok(())
+}
+
+/// Applies header rules to the request sent to the origin.
+pub(super) fn apply_request(rules: &HeaderRules, req: &mut RequestHeader) -> Result<()> {
+    for name in &rules.remove {
+        req.remove_header(name);
+    }
+    for (name, value) in &rules.set {
+        req.insert_header(name.clone(), value.clone())?;
+    }
+    Ok(())
+}
+
+/// The path after the rule's `path_prefix`; for other matches, the path without its `/`.
+fn rest<'a>(path_match: Option<&PathMatch>, path: &'a str) -> &'a str {
+    match path_match {
+        Some(PathMatch::Prefix(p)) => path.strip_prefix(p.as_str()).unwrap_or(path),
+        _ => path.strip_prefix('/').unwrap_or(path),
+    }
+}
+
+/// Where a plain-HTTP request goes under `redirect_https`.
+fn https_of(host: &str, path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) => format!("https://{host}{path}?{q}"),
+        None => format!("https://{host}{path}"),
+    }
+}
+
+/// What the edge answers itself for a request under `logic`, if anything: a refusal
+/// (status, `detail`, body) or a redirect (status, location).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// Refused with this status and `Cache-Status` detail.
+    Refuse(u16, &'static str, Refusal),
+    /// Sent elsewhere.
+    Redirect(u16, String),
+}
+
+/// The edge's own answer to a request under `logic`: access control first, then the HTTPS
+/// redirect (plain-HTTP listeners only), then the rule's redirect.
+pub(super) fn answer(
+    logic: &Logic,
+    path_match: Option<&PathMatch>,
+    client: Option<std::net::IpAddr>,
+    scheme: &str,
+    host: &str,
+    uri: &http::Uri,
+) -> Option<Answer> {
+    if let Some(access) = &logic.access {
+        if !client.is_some_and(|ip| access.permits(ip)) {
+            return Some(Answer::Refuse(403, DENIED, Refusal::Denied));
+        }
+    }
+    let path = uri.path();
+    if logic.redirect_https && scheme == "http" {
+        return Some(Answer::Redirect(308, https_of(host, path, uri.query())));
+    }
+    let r = logic.redirect.as_ref()?;
+    let to = r.to.render(&Placeholders {
+        host,
+        path,
+        rest: rest(path_match, path),
+        query: uri.query(),
+    });
+    Some(Answer::Redirect(r.status, to))
+}
+
+impl EdgeProxy {
+    /// Answers the request at the edge when its rule refuses or redirects it; `Ok(true)` when
+    /// it did.
+    pub(super) async fn edge_answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let Some(rule) = ctx.rule() else {
+            return Ok(false);
+        };
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let req = session.req_header();
+        let answer = answer(
+            &rule.logic,
+            rule.matcher.path.as_ref(),
+            client,
+            ctx.scheme,
+            &ctx.host,
+            &req.uri,
+        );
+        match answer {
+            None => Ok(false),
+            Some(Answer::Refuse(status, detail, why)) => {
+                self.state.metrics.refused(why);
+                self.respond_local(session, ctx, status, detail, "403 Forbidden\n".into())
+                    .await
+            }
+            Some(Answer::Redirect(status, location)) => {
+                self.state.metrics.refused(Refusal::Redirect);
+                let cs = CacheStatus {
+                    fwd: Some(Forward::Bypass),
+                    detail: Some(REDIRECT),
+                    ..Default::default()
+                };
+                let field = cs.render(&self.state.node_id);
+                let body = format!("{status} redirect to {location}\n");
+                self.write_plain(session, ctx, status, &field, Some(&location), body)
+                    .await?;
+                ctx.status = Some(cs);
+                ctx.status_field = Some(field);
+                Ok(true)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edge_config::edge::logic::{Access, Cidr, Redirect, Template};
+
+    use super::*;
+
+    fn uri(s: &str) -> http::Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn access_comes_first_then_https_then_the_redirect() {
+        let logic = Logic {
+            access: Some(Access {
+                allow: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+                deny: vec![],
+            }),
+            redirect_https: true,
+            redirect: Some(Redirect {
+                to: Template::parse("https://{host}/new/{rest}{query}").unwrap(),
+                status: 301,
+            }),
+            ..Logic::default()
+        };
+        let prefix = PathMatch::Prefix("/old/".into());
+        let inside = Some("10.1.2.3".parse().unwrap());
+        let u = uri("/old/a/b?x=1");
+        let at = |client, scheme| answer(&logic, Some(&prefix), client, scheme, "h.example", &u);
+        assert_eq!(
+            at(Some("192.0.2.1".parse().unwrap()), "https"),
+            Some(Answer::Refuse(403, DENIED, Refusal::Denied))
+        );
+        assert_eq!(
+            at(None, "https"),
+            Some(Answer::Refuse(403, DENIED, Refusal::Denied))
+        );
+        assert_eq!(
+            at(inside, "http"),
+            Some(Answer::Redirect(
+                308,
+                "https://h.example/old/a/b?x=1".into()
+            ))
+        );
+        assert_eq!(
+            at(inside, "https"),
+            Some(Answer::Redirect(
+                301,
+                "https://h.example/new/a/b?x=1".into()
+            ))
+        );
+        assert_eq!(
+            answer(&Logic::default(), None, inside, "http", "h", &u),
+            None
+        );
+    }
+
+    #[test]
+    fn rest_is_what_follows_the_prefix() {
+        let p = PathMatch::Prefix("/old/".into());
+        assert_eq!(rest(Some(&p), "/old/a/b"), "a/b");
+        assert_eq!(rest(None, "/a/b"), "a/b");
+    }
+}

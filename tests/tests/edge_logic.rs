@@ -1,0 +1,203 @@
+//! A rule's edge logic against the real binary: header rules on every kind of response,
+//! redirects and access refusals answered at the edge, the origin path rewritten for the origin
+//! alone.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed set-up is a failed test
+
+use std::time::Duration;
+
+use edge_tests::edge::{DiskCache, Edge, Scratch};
+use edge_tests::eventually;
+use edge_tests::origin::{Origin, Reply};
+
+/// Every path cacheable for an hour, with a validator and a `Server` field to remove.
+fn origin() -> Origin {
+    Origin::start(|r| {
+        Reply::ok(
+            format!("body of {}", r.target),
+            &[
+                ("cache-control", "max-age=3600"),
+                ("etag", "\"v1\""),
+                ("server", "origin-server/1.0"),
+            ],
+        )
+    })
+}
+
+const FONT_RULE: &str = "- match: { path_prefix: /fonts/ }\n  \
+     response_headers: { set: { Access-Control-Allow-Origin: \"*\" }, add: { Timing-Allow-Origin: \"*\" }, remove: [Server] }";
+
+fn assert_rule_headers(r: &edge_tests::client::Response, what: &str) {
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{what}");
+    assert_eq!(r.header("timing-allow-origin"), Some("*"), "{what}");
+    assert_eq!(r.header("server"), None, "{what}");
+}
+
+#[test]
+fn response_headers_reach_misses_hits_revalidations_and_errors() {
+    let mut origin = origin();
+    let edge = Edge::builder(origin.addr).rules(FONT_RULE).start();
+    let miss = edge.get("/fonts/a.woff2", &[]);
+    miss.assert_cache_status("fwd=miss; stored");
+    assert_rule_headers(&miss, "miss");
+    let hit = edge.get("/fonts/a.woff2", &[]);
+    hit.assert_cache_status("hit; detail=memory");
+    assert_rule_headers(&hit, "fast hit");
+    let ranged = edge.get("/fonts/a.woff2", &[("range", "bytes=0-3")]);
+    assert_eq!(ranged.status, 206);
+    assert_rule_headers(&ranged, "hit through Pingora's path (a range)");
+    let not_modified = edge.get("/fonts/a.woff2", &[("if-none-match", "\"v1\"")]);
+    assert_eq!(not_modified.status, 304);
+    assert_rule_headers(&not_modified, "304 to a conditional client");
+    // Elsewhere the origin's own fields pass untouched.
+    let other = edge.get("/css/a.css", &[]);
+    assert_eq!(other.header("server"), Some("origin-server/1.0"));
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    // An error the edge writes itself carries them too.
+    origin.stop();
+    let error = edge.get("/fonts/new.woff2", &[]);
+    assert_eq!(error.status, 502, "{}", error.text());
+    assert_rule_headers(&error, "the edge's 502");
+}
+
+#[test]
+fn a_reload_changes_the_next_hits_headers_and_the_stored_copy_never_had_them() {
+    let origin = origin();
+    let spec = Edge::builder(origin.addr).rules(FONT_RULE);
+    let edge = spec.clone().start();
+    assert_rule_headers(&edge.get("/fonts/a.woff2", &[]), "miss");
+    assert_rule_headers(&edge.get("/fonts/a.woff2", &[]), "hit before the reload");
+    let without = spec
+        .rules("- match: { path_prefix: /fonts/ }\n  response_headers: { set: { X-Other: yes } }")
+        .yaml(edge.addr.port(), edge.admin.port());
+    assert!(edge.reload(&without));
+    let hit = edge.get("/fonts/a.woff2", &[]);
+    hit.assert_cache_status("hit");
+    assert_eq!(hit.header("x-other"), Some("yes"));
+    assert_eq!(hit.header("access-control-allow-origin"), None);
+    assert_eq!(
+        hit.header("server"),
+        Some("origin-server/1.0"),
+        "removed from responses, kept in the stored copy"
+    );
+    assert_eq!(origin.count("/fonts/a.woff2"), 1);
+}
+
+#[test]
+fn response_headers_reach_a_disk_hit_after_a_restart() {
+    let origin = origin();
+    let dir = Scratch::new("logic-disk");
+    let mut edge = Edge::builder(origin.addr)
+        .rules(FONT_RULE)
+        .cache(DiskCache::at(&dir.0))
+        .start();
+    edge.get("/fonts/a.woff2", &[]);
+    edge.wait_disk_objects(1, Duration::from_secs(20));
+    edge.signal_and_wait("TERM");
+    edge.restart();
+    let hit = edge.get("/fonts/a.woff2", &[]);
+    hit.assert_cache_status("hit; detail=disk");
+    assert_rule_headers(&hit, "disk hit after a restart");
+}
+
+#[test]
+fn request_headers_reach_the_origin() {
+    let origin = origin();
+    let edge = Edge::builder(origin.addr)
+        .rules(
+            "- match: { path_prefix: /api/ }\n  cache: false\n  \
+             request_headers: { set: { X-From-Edge: \"1\" }, remove: [Cookie] }",
+        )
+        .start();
+    let r = edge.get(
+        "/api/me",
+        &[("cookie", "session=secret"), ("x-from-edge", "0")],
+    );
+    assert_eq!(r.status, 200);
+    let seen = origin.requests();
+    let req = seen.iter().find(|r| r.path() == "/api/me").unwrap();
+    assert_eq!(req.header("x-from-edge"), Some("1"));
+    assert_eq!(req.header("cookie"), None);
+}
+
+#[test]
+fn redirects_are_answered_at_the_edge() {
+    let origin = origin();
+    let edge = Edge::builder(origin.addr)
+        .rules(
+            "- match: { path_prefix: /old/ }\n  \
+             redirect: { to: \"https://{host}/new/{rest}{query}\", status: 301 }\n\
+             - match: { path_prefix: /secure/ }\n  redirect_https: true\n  \
+             response_headers: { set: { Strict-Transport-Security: \"max-age=31536000\" } }\n\
+             - match: { path_prefix: /moved }\n  redirect: { to: /elsewhere }",
+        )
+        .start();
+    let r = edge.get("/old/a/b.html?x=1", &[]);
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some("https://example.com/new/a/b.html?x=1")
+    );
+    r.assert_cache_status("fwd=bypass; detail=redirect");
+    let s = edge.get("/secure/login?next=%2F", &[]);
+    assert_eq!(s.status, 308);
+    assert_eq!(
+        s.header("location"),
+        Some("https://example.com/secure/login?next=%2F")
+    );
+    assert_eq!(
+        s.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let m = edge.get("/moved", &[]);
+    assert_eq!((m.status, m.header("location")), (302, Some("/elsewhere")));
+    assert!(
+        origin.requests().is_empty(),
+        "the origin saw a redirected request"
+    );
+    assert_eq!(edge.metric("edge_refusals_total{reason=\"redirect\"}"), 3.0);
+}
+
+#[test]
+fn the_origin_path_changes_for_the_origin_only() {
+    let origin = origin();
+    let edge = Edge::builder(origin.addr)
+        .rules("- match: { path_prefix: /app/ }\n  origin_path: { strip_prefix: /app, add_prefix: /dist }")
+        .start();
+    let r = edge.get("/app/js/main.js?v=3", &[]);
+    assert_eq!(r.text(), "body of /dist/js/main.js?v=3");
+    edge.get("/app/js/main.js?v=3", &[])
+        .assert_cache_status("hit");
+    // Purged by the URL the clients use.
+    let p = edge.purge(r#"{"urls": ["http://example.com/app/js/main.js?v=3"]}"#);
+    assert_eq!(p.status, 200, "{}", p.text());
+    edge.get("/app/js/main.js?v=3", &[])
+        .assert_cache_status("fwd=miss");
+    assert_eq!(origin.count("/dist/js/main.js"), 2);
+    assert_eq!(origin.count("/app/js/main.js"), 0);
+}
+
+#[test]
+fn access_rules_refuse_before_the_cache() {
+    let origin = origin();
+    let edge = Edge::builder(origin.addr)
+        .rules(
+            "- match: { path_prefix: /admin/ }\n  access: { allow: [\"10.0.0.0/8\", \"2001:db8::/32\"] }\n\
+             - match: { path_prefix: /team/ }\n  access: { allow: [\"127.0.0.0/8\", \"::1\"], deny: [\"10.9.0.0/16\"] }\n\
+             - match: { path_prefix: /closed/ }\n  access: { allow: [\"127.0.0.0/8\"], deny: [\"127.0.0.1\"] }",
+        )
+        .start();
+    let admin = edge.get("/admin/", &[]);
+    assert_eq!(admin.status, 403);
+    admin.assert_cache_status("fwd=bypass; detail=denied");
+    assert_eq!(edge.get("/team/a", &[]).status, 200);
+    assert_eq!(edge.get("/team/a", &[]).status, 200);
+    let closed = edge.get("/closed/a", &[]);
+    assert_eq!(closed.status, 403, "deny wins over allow");
+    assert_eq!(origin.count("/admin/"), 0);
+    assert_eq!(origin.count("/closed/a"), 0);
+    // The refusal comes before a stored copy could answer.
+    assert_eq!(origin.count("/team/a"), 1);
+    eventually(Duration::from_secs(5), "the refusals counted", || {
+        (edge.metric("edge_refusals_total{reason=\"denied\"}") == 2.0).then_some(())
+    });
+}
