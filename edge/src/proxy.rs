@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use edge_config::edge::logic::ErrorPage;
 use edge_config::edge::{CacheKeySpec, Rule};
 use http::header::{ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, HOST};
 use http::Method;
@@ -138,9 +139,18 @@ pub struct RequestCtx {
     upstream_status: Option<http::HeaderValue>,
     /// Origin servers this request failed to connect to (failover skips them).
     tried: Vec<std::net::SocketAddr>,
+    /// The site's page that replaces this response's body, until it is sent.
+    error_page: Option<ErrorPage>,
+    /// The page went out: the rest of the error's own body is dropped.
+    error_page_sent: bool,
 }
 
 impl RequestCtx {
+    /// The site's page for an error `status`, if it has one.
+    fn error_page(&self, status: u16) -> Option<&ErrorPage> {
+        self.live.sites()[self.site?].error_pages.for_status(status)
+    }
+
     fn rule(&self) -> Option<&Rule> {
         Some(&self.live.sites()[self.site?].rules[self.rule?])
     }
@@ -283,8 +293,12 @@ impl EdgeProxy {
         location: Option<&str>,
         body: String,
     ) -> Result<()> {
+        let (content_type, body) = match ctx.error_page(status) {
+            Some(page) => (page.content_type, Bytes::copy_from_slice(&page.body)),
+            None => ("text/plain; charset=utf-8", Bytes::from(body)),
+        };
         let mut resp = ResponseHeader::build(status, Some(5))?;
-        resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+        resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
         resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         resp.insert_header(CACHE_STATUS, cache_status)?;
         if let Some(to) = location {
@@ -294,9 +308,7 @@ impl EdgeProxy {
             logic::apply_response(&rule.logic.response_headers, &mut resp)?;
         }
         session.write_response_header(Box::new(resp), false).await?;
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await
+        session.write_response_body(Some(body), true).await
     }
 
     /// `Cache-Status` for a response that went through the proxy, from Pingora's cache phase.
@@ -427,6 +439,8 @@ impl ProxyHttp for EdgeProxy {
             status: None,
             status_field: None,
             upstream_status: None,
+            error_page: None,
+            error_page_sent: false,
             tried: Vec::new(),
         }
     }
@@ -905,6 +919,10 @@ impl ProxyHttp for EdgeProxy {
         if let Some(rule) = ctx.rule() {
             logic::apply_response(&rule.logic.response_headers, resp)?;
         }
+        if let Some(page) = ctx.error_page(resp.status.as_u16()).cloned() {
+            logic::serve_page_in(resp, &page)?;
+            ctx.error_page = Some(page);
+        }
         if ctx.origin_unreachable && session.cache.phase() == CachePhase::Stale {
             self.state.metrics.stale_unreachable.inc();
         }
@@ -936,6 +954,25 @@ impl ProxyHttp for EdgeProxy {
         }
         ctx.status = Some(cs);
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        // The page stands in for whatever body the error had, stored or fetched: sent with the
+        // first piece (the end of a stored body may come without one), then nothing.
+        if let Some(page) = ctx.error_page.take() {
+            *body = (session.req_header().method != Method::HEAD)
+                .then(|| Bytes::copy_from_slice(&page.body));
+            ctx.error_page_sent = true;
+        } else if ctx.error_page_sent {
+            *body = None;
+        }
+        Ok(None)
     }
 
     fn should_serve_stale(

@@ -201,3 +201,55 @@ fn access_rules_refuse_before_the_cache() {
         (edge.metric("edge_refusals_total{reason=\"denied\"}") == 2.0).then_some(())
     });
 }
+
+#[test]
+fn error_pages_replace_the_bodies_of_errors_from_the_origin_and_the_edge() {
+    let mut origin = Origin::start(|r| match r.path() {
+        "/down" => Reply::status(503, "origin's own 503 text", &[("server", "o")]),
+        "/missing" => Reply::status(404, "origin's 404", &[("cache-control", "max-age=60")]),
+        _ => Reply::ok("fine", &[("cache-control", "max-age=60")]),
+    });
+    let dir = Scratch::new("error-pages");
+    let page = |name: &str, text: &str| {
+        let p = dir.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let sites = format!(
+        "  - hosts: [\"*\"]\n    origin: origin\n    \
+         error_pages: {{ \"503\": \"{}\", \"5xx\": \"{}\", \"4xx\": \"{}\" }}\n    \
+         rules: [{{ match: {{ path_prefix: /private/ }}, access: {{ deny: [\"127.0.0.0/8\"] }} }}]\n",
+        page("503.html", "<h1>back soon</h1>"),
+        page("5xx.html", "<h1>something broke</h1>"),
+        page("4xx.txt", "not here"),
+    );
+    let edge = Edge::builder(origin.addr).sites(&sites).start();
+    let down = edge.get("/down", &[]);
+    assert_eq!(down.status, 503);
+    assert_eq!(down.text(), "<h1>back soon</h1>");
+    assert_eq!(
+        down.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    down.assert_cache_status("fwd=miss");
+    for round in ["miss", "hit"] {
+        let missing = edge.get("/missing", &[]);
+        assert_eq!(
+            (missing.status, missing.text().as_str()),
+            (404, "not here"),
+            "{round}"
+        );
+        assert_eq!(
+            missing.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        missing.assert_cache_status(if round == "hit" { "hit" } else { "fwd=miss" });
+    }
+    let denied = edge.get("/private/x", &[]);
+    assert_eq!((denied.status, denied.text().as_str()), (403, "not here"));
+    assert_eq!(edge.get("/ok", &[]).text(), "fine");
+    origin.stop();
+    let unreachable = edge.get("/gone", &[]);
+    assert_eq!(unreachable.status, 502);
+    assert_eq!(unreachable.text(), "<h1>something broke</h1>");
+}

@@ -156,6 +156,9 @@ pub struct SiteFile {
     pub tls: Option<TlsFile>,
     #[serde(default)]
     pub rules: Vec<RuleFile>,
+    /// Pages for error statuses: `"404"` or a class, `"5xx"`.
+    #[serde(default)]
+    pub error_pages: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -244,6 +244,59 @@ impl Access {
     }
 }
 
+/// A page served in place of an error response's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// Its bytes, read when the configuration was loaded.
+    pub body: std::sync::Arc<[u8]>,
+    /// From the file's extension.
+    pub content_type: &'static str,
+}
+
+/// A site's error pages: an exact status wins over its class.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorPages {
+    /// By status, 400 to 599.
+    pub exact: std::collections::BTreeMap<u16, ErrorPage>,
+    /// `4xx` and `5xx`.
+    pub class: [Option<ErrorPage>; 2],
+}
+
+impl ErrorPages {
+    /// The page for `status`, if any.
+    pub fn for_status(&self, status: u16) -> Option<&ErrorPage> {
+        if let Some(p) = self.exact.get(&status) {
+            return Some(p);
+        }
+        match status {
+            400..=499 => self.class[0].as_ref(),
+            500..=599 => self.class[1].as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.class.iter().all(Option::is_none)
+    }
+}
+
+/// The content type of a page named `path`, by its extension.
+pub fn content_type_of(path: &std::path::Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("json") => "application/json",
+        Some("xml") => "application/xml",
+        Some("svg") => "image/svg+xml",
+        Some("css") => "text/css; charset=utf-8",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
 /// What a rule does besides caching.
 #[derive(Debug, Clone, Default)]
 pub struct Logic {

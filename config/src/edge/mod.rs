@@ -195,6 +195,8 @@ pub struct Site {
     pub tls: Option<TlsFiles>,
     /// Rules, first match wins.
     pub rules: Vec<Rule>,
+    /// Bodies for error responses, by status or class.
+    pub error_pages: logic::ErrorPages,
 }
 
 /// A host name pattern.

@@ -303,11 +303,13 @@ fn sites(
             .tls
             .as_ref()
             .map(|t| tls_files(p, t, &format!("{field}.tls")));
+        let error_pages = logic::error_pages(p, &s.error_pages, &format!("{field}.error_pages"));
         out.push(Site {
             hosts,
             origin: s.origin.value.clone(),
             tls,
             rules,
+            error_pages,
         });
     }
     out

@@ -133,18 +133,21 @@ impl EdgeProxy {
         header.insert_header(CACHE_STATUS, &field)?;
         ctx.status = Some(cs);
         ctx.status_field = Some(field);
+        let mut body = object.body.clone();
+        if let Some(page) = ctx.error_page(header.status.as_u16()) {
+            super::logic::serve_page_in(&mut header, page)?;
+            body = Bytes::copy_from_slice(&page.body);
+        }
         let head_only = session.req_header().method == Method::HEAD;
         // A header that would go out alone, as a segment of its own, leaves with the body.
         let _cork = (!head_only)
-            .then(|| Cork::around(session, &header, object.body.len()))
+            .then(|| Cork::around(session, &header, body.len()))
             .flatten();
         session
             .write_response_header(Box::new(header), head_only)
             .await?;
         if !head_only {
-            session
-                .write_response_body(Some(object.body.clone()), true)
-                .await?;
+            session.write_response_body(Some(body), true).await?;
         }
         Ok(())
     }

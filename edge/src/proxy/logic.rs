@@ -2,7 +2,7 @@
 //! here without the cache or the origin; header rules and the origin path on the way out and
 //! in (DESIGN.md, "Edge logic").
 
-use edge_config::edge::logic::{HeaderRules, Logic, Placeholders};
+use edge_config::edge::logic::{ErrorPage, HeaderRules, Logic, Placeholders};
 use edge_config::edge::PathMatch;
 
 use super::*;
@@ -35,6 +35,24 @@ pub(super) fn apply_request(rules: &HeaderRules, req: &mut RequestHeader) -> Res
     for (name, value) in &rules.set {
         req.insert_header(name.clone(), value.clone())?;
     }
+    Ok(())
+}
+
+/// Makes `resp` the header of `page` in place of its own body: its type and length, and none
+/// of the fields that described the replaced body.
+pub(super) fn serve_page_in(resp: &mut ResponseHeader, page: &ErrorPage) -> Result<()> {
+    for name in [
+        http::header::CONTENT_ENCODING,
+        http::header::CONTENT_RANGE,
+        http::header::ETAG,
+        http::header::LAST_MODIFIED,
+        http::header::ACCEPT_RANGES,
+        http::header::TRANSFER_ENCODING,
+    ] {
+        resp.remove_header(&name);
+    }
+    resp.insert_header(http::header::CONTENT_TYPE, page.content_type)?;
+    resp.insert_header(http::header::CONTENT_LENGTH, page.body.len())?;
     Ok(())
 }
 

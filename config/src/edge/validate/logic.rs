@@ -6,7 +6,8 @@ use serde_saphyr::Spanned;
 use crate::check::Problems;
 use crate::edge::file::{self, HeaderRulesFile};
 use crate::edge::logic::{
-    Access, Cidr, HeaderRules, Logic, OriginPath, Redirect, Template, REDIRECT_STATUSES,
+    content_type_of, Access, Cidr, ErrorPage, ErrorPages, HeaderRules, Logic, OriginPath, Redirect,
+    Template, REDIRECT_STATUSES,
 };
 
 /// Fields a rule may not set or remove: they frame the message or belong to one connection.
@@ -190,6 +191,64 @@ fn access(p: &mut Problems, a: &Spanned<file::AccessRuleFile>, field: &str) -> A
             field.to_string(),
             "name the networks to allow, to deny, or both",
         );
+    }
+    out
+}
+
+/// The largest error page: it is held in memory and sent in place of a body.
+const MAX_ERROR_PAGE: u64 = 1 << 20;
+
+/// A site's `error_pages`, each file read now so that a missing one stops the start (or the
+/// reload) with its line.
+pub(super) fn error_pages(
+    p: &mut Problems,
+    pages: &std::collections::BTreeMap<String, Spanned<String>>,
+    field: &str,
+) -> ErrorPages {
+    let mut out = ErrorPages::default();
+    for (key, path) in pages {
+        let f = format!("{field}.{key}");
+        let slot = match key.as_str() {
+            "4xx" => Err(0),
+            "5xx" => Err(1),
+            k => match k.parse::<u16>() {
+                Ok(s) if (400..=599).contains(&s) => Ok(s),
+                _ => {
+                    p.at(
+                        path,
+                        f,
+                        format!("`{key}` is not an error status (400-599) or `4xx`/`5xx`"),
+                    );
+                    continue;
+                }
+            },
+        };
+        let file = std::path::Path::new(&path.value);
+        let body = match std::fs::metadata(file) {
+            Ok(m) if m.len() > MAX_ERROR_PAGE => {
+                p.at(path, f, format!("{}: over 1 MiB", file.display()));
+                continue;
+            }
+            Ok(_) => std::fs::read(file),
+            Err(e) => Err(e),
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => {
+                p.at(path, f, format!("{}: cannot read: {e}", file.display()));
+                continue;
+            }
+        };
+        let page = ErrorPage {
+            body: body.into(),
+            content_type: content_type_of(file),
+        };
+        match slot {
+            Ok(status) => {
+                out.exact.insert(status, page);
+            }
+            Err(class) => out.class[class] = Some(page),
+        }
     }
     out
 }

@@ -688,3 +688,38 @@ fn edge_logic_rejects_what_it_cannot_do() {
     );
     assert!(msg.contains("{file}"), "{msg}");
 }
+
+#[test]
+fn error_pages_are_read_at_load() {
+    let dir = std::env::temp_dir().join(format!("edge-error-pages-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("404.html");
+    std::fs::write(&page, "<p>gone</p>").unwrap();
+    let pages = |map: &str| {
+        with(
+            "    origin: web\n",
+            &format!("    origin: web\n    error_pages: {map}\n"),
+        )
+    };
+    let ok =
+        EdgeConfig::from_yaml(&pages(&format!("{{ \"404\": \"{}\" }}", page.display()))).unwrap();
+    let p = ok.sites[0].error_pages.for_status(404).unwrap();
+    assert_eq!(
+        (&*p.body, p.content_type),
+        (&b"<p>gone</p>"[..], "text/html; charset=utf-8")
+    );
+    assert!(ok.sites[0].error_pages.for_status(500).is_none());
+    let missing = dir.join("nope.html");
+    let msg = rejects(
+        &pages(&format!("{{ \"5xx\": \"{}\" }}", missing.display())),
+        15,
+        "sites[0].error_pages.5xx",
+    );
+    assert!(msg.contains("cannot read"), "{msg}");
+    rejects(
+        &pages(&format!("{{ \"302\": \"{}\" }}", page.display())),
+        15,
+        "sites[0].error_pages.302",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
