@@ -253,3 +253,37 @@ fn error_pages_replace_the_bodies_of_errors_from_the_origin_and_the_edge() {
     assert_eq!(unreachable.status, 502);
     assert_eq!(unreachable.text(), "<h1>something broke</h1>");
 }
+
+#[test]
+fn a_rate_limit_refuses_past_the_burst_and_recovers() {
+    let origin = origin();
+    let edge = Edge::builder(origin.addr)
+        .rules(
+            "- match: { path_prefix: /api/ }\n  cache: false\n  \
+             rate_limit: { requests: 2, per: 1s, burst: 3, by: client_ip }",
+        )
+        .start();
+    let statuses: Vec<u16> = (0..5).map(|_| edge.get("/api/x", &[]).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let over = edge.get("/api/x", &[]);
+    assert_eq!(over.status, 429);
+    assert_eq!(over.header("retry-after"), Some("1"));
+    over.assert_cache_status("fwd=bypass; detail=rate-limited");
+    assert_eq!(
+        edge.get("/other", &[]).status,
+        200,
+        "only the rule's paths are limited"
+    );
+    assert_eq!(
+        origin.count("/api/x"),
+        3,
+        "refused requests never reach the origin"
+    );
+    // The window is 1.5 s (a burst of 3 earned back at 2 per second): it recovers after it.
+    eventually(
+        Duration::from_secs(10),
+        "the limit to let requests through again",
+        || (edge.get("/api/x", &[]).status == 200).then_some(()),
+    );
+    assert!(edge.metric("edge_refusals_total{reason=\"rate_limited\"}") >= 3.0);
+}

@@ -187,6 +187,16 @@ pub struct RuleFile {
     pub redirect_https: Option<Spanned<bool>>,
     pub origin_path: Option<Spanned<OriginPathFile>>,
     pub access: Option<Spanned<AccessRuleFile>>,
+    pub rate_limit: Option<Spanned<RateLimitFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    pub requests: Spanned<u64>,
+    pub per: Option<Spanned<HumanDuration>>,
+    pub burst: Option<Spanned<u64>>,
+    pub by: Option<Spanned<String>>,
 }
 
 /// `set`, `add` (response only) and `remove` of header fields.

@@ -244,6 +244,33 @@ impl Access {
     }
 }
 
+/// How many requests one client may make under a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per `per`, sustained.
+    pub requests: u64,
+    /// The period of `requests`.
+    pub per: std::time::Duration,
+    /// Requests a client that was quiet may make at once (at least `requests`).
+    pub burst: u64,
+}
+
+impl RateLimit {
+    /// The window over which a client's requests are counted against `burst`: the time a
+    /// full burst takes to earn back at the sustained rate.
+    pub fn window(&self) -> std::time::Duration {
+        self.per
+            .mul_f64(self.burst as f64 / self.requests.max(1) as f64)
+    }
+
+    /// Whole seconds a refused client should wait (`Retry-After`): the time one request takes
+    /// to earn back, at least a second.
+    pub fn retry_after(&self) -> u64 {
+        let per_request = self.per.as_secs_f64() / self.requests.max(1) as f64;
+        (per_request.ceil() as u64).max(1)
+    }
+}
+
 /// A page served in place of an error response's body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorPage {
@@ -312,6 +339,8 @@ pub struct Logic {
     pub origin_path: Option<OriginPath>,
     /// Which clients are served.
     pub access: Option<Access>,
+    /// How often one client may ask.
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! Below it: the origin pools, the certificates and the router it is built from.
 
 pub mod certs;
+pub mod limiter;
 pub mod origin;
 pub mod router;
 
@@ -71,6 +72,9 @@ pub struct Live {
     pub pools: BTreeMap<String, Arc<OriginPool>>,
     /// TLS certificates.
     pub certs: Certs,
+    /// The rate limiter of each rule that has one, by site and rule index. A reload starts
+    /// them afresh.
+    pub limiters: Vec<Vec<Option<Arc<limiter::Limiter>>>>,
     /// Bearer tokens of the admin purge endpoints.
     pub admin_tokens: Option<Tokens>,
     /// The validated file this generation was built from.
@@ -152,7 +156,22 @@ impl Live {
             }
             None => None,
         };
+        let limiters = config
+            .sites
+            .iter()
+            .map(|s| {
+                s.rules
+                    .iter()
+                    .map(|r| {
+                        r.logic
+                            .rate_limit
+                            .map(|l| Arc::new(limiter::Limiter::new(l)))
+                    })
+                    .collect()
+            })
+            .collect();
         Ok(Live {
+            limiters,
             generation: previous.map_or(1, |p| p.generation + 1),
             router: Router::new(&config.sites),
             site_pools,

@@ -114,17 +114,20 @@ pub enum Refusal {
     Denied,
     /// Redirected (`redirect`, `redirect_https`).
     Redirect,
+    /// Over a rule's rate limit.
+    RateLimited,
 }
 
 impl Refusal {
     /// Every reason, registered at start.
-    pub const ALL: [Refusal; 2] = [Refusal::Denied, Refusal::Redirect];
+    pub const ALL: [Refusal; 3] = [Refusal::Denied, Refusal::Redirect, Refusal::RateLimited];
 
     /// The label.
     pub fn label(self) -> &'static str {
         match self {
             Refusal::Denied => "denied",
             Refusal::Redirect => "redirect",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 }

@@ -180,7 +180,7 @@ impl Metrics {
             refusals: {
                 let family = register_int_counter_vec!(
                     "edge_refusals_total",
-                    "Requests a rule's edge logic answered at the edge, by reason (denied, redirect).",
+                    "Requests a rule's edge logic answered at the edge, by reason (denied, rate_limited, redirect).",
                     &["reason"]
                 )?;
                 Refusal::ALL

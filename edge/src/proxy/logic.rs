@@ -6,12 +6,15 @@ use edge_config::edge::logic::{ErrorPage, HeaderRules, Logic, Placeholders};
 use edge_config::edge::PathMatch;
 
 use super::*;
+use crate::live::limiter::Limiter;
 use crate::metrics::Refusal;
 
 /// `Cache-Status` `detail` of a client an access rule refuses.
 pub(super) const DENIED: &str = "denied";
 /// `Cache-Status` `detail` of a redirect answered at the edge.
 pub(super) const REDIRECT: &str = "redirect";
+/// `Cache-Status` `detail` of a client over a rule's rate limit.
+pub(super) const RATE_LIMITED: &str = "rate-limited";
 
 /// Applies header rules to a response on its way to the client (never to what is stored).
 pub(super) fn apply_response(rules: &HeaderRules, resp: &mut ResponseHeader) -> Result<()> {
@@ -78,15 +81,19 @@ fn https_of(host: &str, path: &str, query: Option<&str>) -> String {
 pub(super) enum Answer {
     /// Refused with this status and `Cache-Status` detail.
     Refuse(u16, &'static str, Refusal),
+    /// Over the rate limit: 429, to try again after this many seconds.
+    Slow(u64),
     /// Sent elsewhere.
     Redirect(u16, String),
 }
 
-/// The edge's own answer to a request under `logic`: access control first, then the HTTPS
-/// redirect (plain-HTTP listeners only), then the rule's redirect.
+/// The edge's own answer to a request under `logic`: access control first, then the rate
+/// limit (counting this request), then the HTTPS redirect (plain-HTTP listeners only), then the
+/// rule's redirect.
 pub(super) fn answer(
     logic: &Logic,
     path_match: Option<&PathMatch>,
+    limiter: Option<&Limiter>,
     client: Option<std::net::IpAddr>,
     scheme: &str,
     host: &str,
@@ -95,6 +102,11 @@ pub(super) fn answer(
     if let Some(access) = &logic.access {
         if !client.is_some_and(|ip| access.permits(ip)) {
             return Some(Answer::Refuse(403, DENIED, Refusal::Denied));
+        }
+    }
+    if let (Some(limiter), Some(ip)) = (limiter, client) {
+        if !limiter.admit(ip) {
+            return Some(Answer::Slow(limiter.limit().retry_after()));
         }
     }
     let path = uri.path();
@@ -127,9 +139,16 @@ impl EdgeProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let req = session.req_header();
+        let limiter = ctx
+            .live
+            .limiters
+            .get(ctx.site.unwrap_or(usize::MAX))
+            .and_then(|s| s.get(ctx.rule?))
+            .and_then(Option::as_deref);
         let answer = answer(
             &rule.logic,
             rule.matcher.path.as_ref(),
+            limiter,
             client,
             ctx.scheme,
             &ctx.host,
@@ -142,6 +161,22 @@ impl EdgeProxy {
                 self.respond_local(session, ctx, status, detail, "403 Forbidden\n".into())
                     .await
             }
+            Some(Answer::Slow(retry_after)) => {
+                self.state.metrics.refused(Refusal::RateLimited);
+                let cs = CacheStatus {
+                    fwd: Some(Forward::Bypass),
+                    detail: Some(RATE_LIMITED),
+                    ..Default::default()
+                };
+                let field = cs.render(&self.state.node_id);
+                let extra = (http::header::RETRY_AFTER, retry_after.to_string());
+                let body = "429 Too Many Requests\n".to_string();
+                self.write_plain(session, ctx, 429, &field, Some(extra), body)
+                    .await?;
+                ctx.status = Some(cs);
+                ctx.status_field = Some(field);
+                Ok(true)
+            }
             Some(Answer::Redirect(status, location)) => {
                 self.state.metrics.refused(Refusal::Redirect);
                 let cs = CacheStatus {
@@ -151,7 +186,8 @@ impl EdgeProxy {
                 };
                 let field = cs.render(&self.state.node_id);
                 let body = format!("{status} redirect to {location}\n");
-                self.write_plain(session, ctx, status, &field, Some(&location), body)
+                let extra = (http::header::LOCATION, location);
+                self.write_plain(session, ctx, status, &field, Some(extra), body)
                     .await?;
                 ctx.status = Some(cs);
                 ctx.status_field = Some(field);
@@ -188,7 +224,8 @@ mod tests {
         let prefix = PathMatch::Prefix("/old/".into());
         let inside = Some("10.1.2.3".parse().unwrap());
         let u = uri("/old/a/b?x=1");
-        let at = |client, scheme| answer(&logic, Some(&prefix), client, scheme, "h.example", &u);
+        let at =
+            |client, scheme| answer(&logic, Some(&prefix), None, client, scheme, "h.example", &u);
         assert_eq!(
             at(Some("192.0.2.1".parse().unwrap()), "https"),
             Some(Answer::Refuse(403, DENIED, Refusal::Denied))
@@ -212,7 +249,7 @@ mod tests {
             ))
         );
         assert_eq!(
-            answer(&Logic::default(), None, inside, "http", "h", &u),
+            answer(&Logic::default(), None, None, inside, "http", "h", &u),
             None
         );
     }

@@ -1,4 +1,5 @@
-//! A rule's edge logic: header rules, redirects, the origin path, access control.
+//! A rule's edge logic: header rules, redirects, the origin path, access control, rate
+//! limits; and a site's error pages.
 
 use http::{HeaderName, HeaderValue};
 use serde_saphyr::Spanned;
@@ -6,8 +7,8 @@ use serde_saphyr::Spanned;
 use crate::check::Problems;
 use crate::edge::file::{self, HeaderRulesFile};
 use crate::edge::logic::{
-    content_type_of, Access, Cidr, ErrorPage, ErrorPages, HeaderRules, Logic, OriginPath, Redirect,
-    Template, REDIRECT_STATUSES,
+    content_type_of, Access, Cidr, ErrorPage, ErrorPages, HeaderRules, Logic, OriginPath,
+    RateLimit, Redirect, Template, REDIRECT_STATUSES,
 };
 
 /// Fields a rule may not set or remove: they frame the message or belong to one connection.
@@ -51,7 +52,12 @@ pub(super) fn logic(p: &mut Problems, r: &file::RuleFile, field: &str) -> Logic 
         .access
         .as_ref()
         .map(|a| access(p, a, &format!("{field}.access")));
+    let rate_limit = r
+        .rate_limit
+        .as_ref()
+        .map(|rl| rate_limit(p, rl, &format!("{field}.rate_limit")));
     Logic {
+        rate_limit,
         response_headers,
         request_headers,
         redirect,
@@ -251,4 +257,55 @@ pub(super) fn error_pages(
         }
     }
     out
+}
+
+/// The longest `per` of a rate limit: a client's count is kept in a sketch that forgets it
+/// after its window, and a day is already past any sensible limit.
+const MAX_RATE_PERIOD: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+fn rate_limit(p: &mut Problems, rl: &Spanned<file::RateLimitFile>, field: &str) -> RateLimit {
+    let f = &rl.value;
+    if f.requests.value == 0 {
+        p.at(
+            &f.requests,
+            format!("{field}.requests"),
+            "a rate of zero refuses everyone; use access to refuse clients",
+        );
+    }
+    let per = f
+        .per
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(1), |d| {
+            if d.value.0 < std::time::Duration::from_millis(1) || d.value.0 > MAX_RATE_PERIOD {
+                p.at(d, format!("{field}.per"), "between 1ms and 1d");
+            }
+            d.value.0
+        });
+    let burst = f.burst.as_ref().map_or(f.requests.value, |b| {
+        if b.value < f.requests.value {
+            p.at(
+                b,
+                format!("{field}.burst"),
+                format!(
+                    "at least `requests` ({}): a burst is what a quiet client may send at once",
+                    f.requests.value
+                ),
+            );
+        }
+        b.value
+    });
+    if let Some(by) = &f.by {
+        if by.value != "client_ip" {
+            p.at(
+                by,
+                format!("{field}.by"),
+                format!("`{}`: only `client_ip` is supported", by.value),
+            );
+        }
+    }
+    RateLimit {
+        requests: f.requests.value,
+        per,
+        burst,
+    }
 }

@@ -723,3 +723,29 @@ fn error_pages_are_read_at_load() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn rate_limits_are_checked() {
+    let r = "sites[0].rules[0].rate_limit";
+    let ok = EdgeConfig::from_yaml(&with_logic(
+        "rate_limit: { requests: 100, per: 1s, burst: 200 }",
+    ))
+    .unwrap();
+    let rl = ok.sites[0].rules[0].logic.rate_limit.unwrap();
+    assert_eq!(
+        (rl.requests, rl.burst, rl.window()),
+        (100, 200, Duration::from_secs(2))
+    );
+    let cases = [
+        ("rate_limit: { requests: 0 }", format!("{r}.requests")),
+        (
+            "rate_limit: { requests: 5, burst: 2 }",
+            format!("{r}.burst"),
+        ),
+        ("rate_limit: { requests: 5, per: 0s }", format!("{r}.per")),
+        ("rate_limit: { requests: 5, by: header }", format!("{r}.by")),
+    ];
+    for (lines, field) in cases {
+        rejects(&with_logic(lines), 19, &field);
+    }
+}
