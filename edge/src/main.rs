@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use edge_config::edge::EdgeConfig;
 
 /// jemalloc in place of glibc's malloc, as Pingora's own examples use: every miss stores a new
@@ -18,11 +18,18 @@ const EXIT_BAD_CONFIG: u8 = 64;
 
 /// A CDN edge node on Pingora.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The node's YAML configuration.
-    #[arg(long, short = 'c')]
-    config: PathBuf,
+    #[arg(long, short = 'c', required = true)]
+    config: Option<PathBuf>,
     /// Validate the configuration and exit: 0 if it is good, 64 with every problem if not.
     #[arg(long)]
     check: bool,
@@ -36,9 +43,54 @@ struct Cli {
     upgrade: bool,
 }
 
+/// Tools beside the node.
+#[derive(Subcommand)]
+enum Command {
+    /// Prints URL signed for a rule's `signed_url`, with the first key of KEY_FILE.
+    SignUrl {
+        /// The rule's `key_file`.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// How long the URL stays valid (`30s`, `1h`, `7d`).
+        #[arg(long, default_value = "1h")]
+        expires: String,
+        /// The rule's `expires_param`.
+        #[arg(long, default_value = "exp")]
+        expires_param: String,
+        /// The rule's `signature_param`.
+        #[arg(long, default_value = "sig")]
+        signature_param: String,
+        /// The URL: absolute (`https://static.example.com/a.zip`) or a path.
+        url: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match EdgeConfig::load(&cli.config) {
+    if let Some(Command::SignUrl {
+        key_file,
+        expires,
+        expires_param,
+        signature_param,
+        url,
+    }) = &cli.command
+    {
+        return match sign_url(key_file, expires, expires_param, signature_param, url) {
+            Ok(signed) => {
+                println!("{signed}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sign-url: {e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        };
+    }
+    let Some(config_path) = cli.config.clone() else {
+        eprintln!("--config is required");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    let config = match EdgeConfig::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -47,17 +99,17 @@ fn main() -> ExitCode {
     };
     if cli.preflight {
         if let Err(e) = edge::live::Live::build(&config, None) {
-            eprintln!("{}: {e}", cli.config.display());
+            eprintln!("{}: {e}", config_path.display());
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     }
     if cli.check || cli.preflight {
-        println!("{}: ok", cli.config.display());
+        println!("{}: ok", config_path.display());
         return ExitCode::SUCCESS;
     }
     let _log = edge::logging::init(config.log.json, &config.log.level);
     let options = edge::node::Options {
-        config_path: cli.config.clone(),
+        config_path: config_path.clone(),
         upgrade: cli.upgrade,
     };
     match edge::node::build(&config, &options) {
@@ -71,4 +123,36 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_BAD_CONFIG)
         }
     }
+}
+
+/// `url` signed with the first key of `key_file`, valid for `expires` from now.
+fn sign_url(
+    key_file: &std::path::Path,
+    expires: &str,
+    expires_param: &str,
+    signature_param: &str,
+    url: &str,
+) -> Result<String, String> {
+    let keys = edge_config::edge::logic::read_url_keys(key_file)?;
+    let valid =
+        edge_config::units::parse_duration(expires).map_err(|e| format!("--expires: {e}"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let target = uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .filter(|t| t.starts_with('/'))
+        .ok_or_else(|| format!("`{url}` has no path"))?;
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .saturating_add(valid)
+        .as_secs();
+    let signed =
+        edge::proxy::signed::sign_url(&keys[0], target, until, expires_param, signature_param);
+    Ok(match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{signed}"),
+        _ => signed,
+    })
 }

@@ -44,6 +44,7 @@ pub mod cork;
 mod fast_hit;
 mod hit_header;
 mod logic;
+pub mod signed;
 mod stale;
 pub mod watch;
 

@@ -119,3 +119,44 @@ fn preflight_accepts_a_good_file() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ok"));
 }
+
+#[test]
+fn sign_url_prints_a_signed_url_or_refuses_bad_input_with_64() {
+    let dir = Scratch::new("sign-url");
+    let keys = dir.0.join("keys");
+    std::fs::write(&keys, "k\n").unwrap();
+    let sign = |args: &[&str]| {
+        let out = Command::new(edge_bin())
+            .arg("sign-url")
+            .arg("--key-file")
+            .arg(&keys)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = sign(&["https://static.example.com/a.zip?v=1"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("https://static.example.com/a.zip?v=1&exp="),
+        "{out}"
+    );
+    assert!(
+        out.trim_end()
+            .rsplit_once("&sig=")
+            .is_some_and(|(_, s)| s.len() == 43),
+        "{out}"
+    );
+    let (code, _, err) = sign(&["--expires", "soon", "/a.zip"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--expires"), "{err}");
+    let (code, _, err) = sign(&["not a url"]);
+    assert_eq!(code, 64, "{err}");
+    std::fs::write(&keys, "\n").unwrap();
+    let (code, _, err) = sign(&["/a.zip"]);
+    assert_eq!((code, err.contains("no key")), (64, true), "{err}");
+}

@@ -287,3 +287,64 @@ fn a_rate_limit_refuses_past_the_burst_and_recovers() {
     );
     assert!(edge.metric("edge_refusals_total{reason=\"rate_limited\"}") >= 3.0);
 }
+
+/// `edge sign-url` for `url` with `key_file`, valid for `expires`.
+fn signed(key_file: &std::path::Path, expires: &str, url: &str) -> String {
+    let out = std::process::Command::new(edge_tests::edge::edge_bin())
+        .args(["sign-url", "--key-file"])
+        .arg(key_file)
+        .args(["--expires", expires, url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn signed_urls_are_checked_and_share_one_cache_key() {
+    let origin = origin();
+    let dir = Scratch::new("signed");
+    let keys = dir.0.join("url-keys");
+    std::fs::write(&keys, "new-key\nold-key\n").unwrap();
+    let edge = Edge::builder(origin.addr)
+        .rules(&format!(
+            "- match: {{ path_prefix: /downloads/ }}\n  \
+             signed_url: {{ key_file: \"{}\", expires_param: exp, signature_param: sig }}",
+            keys.display()
+        ))
+        .start();
+    let one = signed(&keys, "1h", "/downloads/a.zip?v=2");
+    let two = signed(&keys, "2h", "/downloads/a.zip?v=2");
+    assert_ne!(one, two);
+    let first = edge.get(&one, &[]);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        first.text(),
+        "body of /downloads/a.zip?v=2",
+        "the origin sees no signature"
+    );
+    edge.get(&two, &[]).assert_cache_status("hit");
+    assert_eq!(origin.count("/downloads/a.zip"), 1);
+
+    let missing = edge.get("/downloads/a.zip?v=2", &[]);
+    assert_eq!(missing.status, 403);
+    missing.assert_cache_status("fwd=bypass; detail=bad-signature");
+    let wrong = edge.get(&one.replace("v=2", "v=3"), &[]);
+    wrong.assert_cache_status("detail=bad-signature");
+    // A URL signed with the second key of the file (rotation).
+    std::fs::write(dir.0.join("old-only"), "old-key\n").unwrap();
+    let by_old = signed(&dir.0.join("old-only"), "1h", "/downloads/b.zip");
+    assert_eq!(edge.get(&by_old, &[]).status, 200);
+    let soon = signed(&keys, "0s", "/downloads/c.zip");
+    eventually(Duration::from_secs(5), "the URL to expire", || {
+        let r = edge.get(&soon, &[]);
+        r.cache_status_entry()
+            .matches("detail=expired")
+            .then_some(())
+    });
+    assert!(edge.metric("edge_refusals_total{reason=\"bad_signature\"}") >= 2.0);
+}

@@ -188,6 +188,15 @@ pub struct RuleFile {
     pub origin_path: Option<Spanned<OriginPathFile>>,
     pub access: Option<Spanned<AccessRuleFile>>,
     pub rate_limit: Option<Spanned<RateLimitFile>>,
+    pub signed_url: Option<Spanned<SignedUrlFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedUrlFile {
+    pub key_file: Spanned<String>,
+    pub expires_param: Option<Spanned<String>>,
+    pub signature_param: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -244,6 +244,43 @@ impl Access {
     }
 }
 
+/// Signed URLs a rule requires (DESIGN.md: HMAC-SHA256 over the path and query up to
+/// `&<signature_param>=`, base64url without padding; `expires_param` in Unix seconds).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignedUrl {
+    /// Every key accepted (one per line of the key file, for rotation); the first signs.
+    pub keys: Vec<Vec<u8>>,
+    /// The parameter holding the expiry (`exp`).
+    pub expires_param: String,
+    /// The parameter holding the signature (`sig`), the last of the URL.
+    pub signature_param: String,
+}
+
+impl fmt::Debug for SignedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print a key.
+        f.debug_struct("SignedUrl")
+            .field("keys", &self.keys.len())
+            .field("expires_param", &self.expires_param)
+            .field("signature_param", &self.signature_param)
+            .finish()
+    }
+}
+
+/// The keys of a URL-signing key file: each non-blank line, surrounding whitespace trimmed.
+pub fn read_url_keys(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let keys: Vec<Vec<u8>> = text
+        .split(|b| *b == b'\n')
+        .map(|l| l.trim_ascii().to_vec())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if keys.is_empty() {
+        return Err(format!("{}: holds no key", path.display()));
+    }
+    Ok(keys)
+}
+
 /// How many requests one client may make under a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -341,6 +378,8 @@ pub struct Logic {
     pub access: Option<Access>,
     /// How often one client may ask.
     pub rate_limit: Option<RateLimit>,
+    /// The signature every request must carry.
+    pub signed_url: Option<SignedUrl>,
 }
 
 #[cfg(test)]

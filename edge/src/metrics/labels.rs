@@ -116,11 +116,21 @@ pub enum Refusal {
     Redirect,
     /// Over a rule's rate limit.
     RateLimited,
+    /// A signed URL without a valid signature.
+    BadSignature,
+    /// A signed URL past its expiry.
+    Expired,
 }
 
 impl Refusal {
     /// Every reason, registered at start.
-    pub const ALL: [Refusal; 3] = [Refusal::Denied, Refusal::Redirect, Refusal::RateLimited];
+    pub const ALL: [Refusal; 5] = [
+        Refusal::Denied,
+        Refusal::Redirect,
+        Refusal::RateLimited,
+        Refusal::BadSignature,
+        Refusal::Expired,
+    ];
 
     /// The label.
     pub fn label(self) -> &'static str {
@@ -128,6 +138,8 @@ impl Refusal {
             Refusal::Denied => "denied",
             Refusal::Redirect => "redirect",
             Refusal::RateLimited => "rate_limited",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::Expired => "expired",
         }
     }
 }

@@ -5,6 +5,7 @@
 use edge_config::edge::logic::{ErrorPage, HeaderRules, Logic, Placeholders};
 use edge_config::edge::PathMatch;
 
+use super::signed;
 use super::*;
 use crate::live::limiter::Limiter;
 use crate::metrics::Refusal;
@@ -15,6 +16,10 @@ pub(super) const DENIED: &str = "denied";
 pub(super) const REDIRECT: &str = "redirect";
 /// `Cache-Status` `detail` of a client over a rule's rate limit.
 pub(super) const RATE_LIMITED: &str = "rate-limited";
+/// `Cache-Status` `detail` of a URL whose signature is missing or wrong.
+pub(super) const BAD_SIGNATURE: &str = "bad-signature";
+/// `Cache-Status` `detail` of a signed URL past its expiry.
+pub(super) const EXPIRED: &str = "expired";
 
 /// Applies header rules to a response on its way to the client (never to what is stored).
 pub(super) fn apply_response(rules: &HeaderRules, resp: &mut ResponseHeader) -> Result<()> {
@@ -87,40 +92,70 @@ pub(super) enum Answer {
     Redirect(u16, String),
 }
 
-/// The edge's own answer to a request under `logic`: access control first, then the rate
-/// limit (counting this request), then the HTTPS redirect (plain-HTTP listeners only), then the
-/// rule's redirect.
+/// What a request brings to its rule's edge logic.
+pub(super) struct Request<'a> {
+    /// The client's address, if the connection has one.
+    pub client: Option<std::net::IpAddr>,
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// The normalised host.
+    pub host: &'a str,
+    /// The request target.
+    pub uri: &'a http::Uri,
+    /// Unix seconds, for signed URLs' expiry.
+    pub now: u64,
+}
+
+/// The edge's own answer to a request under `logic`, in DESIGN.md's order: access control
+/// (the address, then the signature), then the rate limit (counting this request), then the
+/// HTTPS redirect (plain-HTTP listeners only), then the rule's redirect. `Ok` when the request
+/// goes on to the cache, with the target to use instead of the client's when a signature
+/// was checked (its parameters left out).
 pub(super) fn answer(
     logic: &Logic,
     path_match: Option<&PathMatch>,
     limiter: Option<&Limiter>,
-    client: Option<std::net::IpAddr>,
-    scheme: &str,
-    host: &str,
-    uri: &http::Uri,
-) -> Option<Answer> {
+    r: &Request<'_>,
+) -> Result<Option<String>, Answer> {
     if let Some(access) = &logic.access {
-        if !client.is_some_and(|ip| access.permits(ip)) {
-            return Some(Answer::Refuse(403, DENIED, Refusal::Denied));
+        if !r.client.is_some_and(|ip| access.permits(ip)) {
+            return Err(Answer::Refuse(403, DENIED, Refusal::Denied));
         }
     }
-    if let (Some(limiter), Some(ip)) = (limiter, client) {
+    let unsigned = match &logic.signed_url {
+        None => None,
+        Some(s) => {
+            let target = r.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            match signed::check(s, target, r.now) {
+                Ok(t) => Some(t),
+                Err(signed::Refused::Expired) => {
+                    return Err(Answer::Refuse(403, EXPIRED, Refusal::Expired))
+                }
+                Err(signed::Refused::BadSignature) => {
+                    return Err(Answer::Refuse(403, BAD_SIGNATURE, Refusal::BadSignature))
+                }
+            }
+        }
+    };
+    if let (Some(limiter), Some(ip)) = (limiter, r.client) {
         if !limiter.admit(ip) {
-            return Some(Answer::Slow(limiter.limit().retry_after()));
+            return Err(Answer::Slow(limiter.limit().retry_after()));
         }
     }
-    let path = uri.path();
-    if logic.redirect_https && scheme == "http" {
-        return Some(Answer::Redirect(308, https_of(host, path, uri.query())));
+    let path = r.uri.path();
+    if logic.redirect_https && r.scheme == "http" {
+        return Err(Answer::Redirect(308, https_of(r.host, path, r.uri.query())));
     }
-    let r = logic.redirect.as_ref()?;
-    let to = r.to.render(&Placeholders {
-        host,
+    let Some(rd) = &logic.redirect else {
+        return Ok(unsigned);
+    };
+    let to = rd.to.render(&Placeholders {
+        host: r.host,
         path,
         rest: rest(path_match, path),
-        query: uri.query(),
+        query: r.uri.query(),
     });
-    Some(Answer::Redirect(r.status, to))
+    Err(Answer::Redirect(rd.status, to))
 }
 
 impl EdgeProxy {
@@ -138,30 +173,42 @@ impl EdgeProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let req = session.req_header();
         let limiter = ctx
             .live
             .limiters
             .get(ctx.site.unwrap_or(usize::MAX))
             .and_then(|s| s.get(ctx.rule?))
             .and_then(Option::as_deref);
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let answer = answer(
             &rule.logic,
             rule.matcher.path.as_ref(),
             limiter,
-            client,
-            ctx.scheme,
-            &ctx.host,
-            &req.uri,
+            &Request {
+                client,
+                scheme: ctx.scheme,
+                host: &ctx.host,
+                uri: &session.req_header().uri,
+                now,
+            },
         );
         match answer {
-            None => Ok(false),
-            Some(Answer::Refuse(status, detail, why)) => {
+            Ok(None) => Ok(false),
+            Ok(Some(unsigned)) => {
+                // The key and the origin see the URL without its signature.
+                let uri = http::Uri::try_from(unsigned)
+                    .map_err(|e| Error::because(ErrorType::InternalError, "unsigned target", e))?;
+                session.req_header_mut().set_uri(uri);
+                Ok(false)
+            }
+            Err(Answer::Refuse(status, detail, why)) => {
                 self.state.metrics.refused(why);
                 self.respond_local(session, ctx, status, detail, "403 Forbidden\n".into())
                     .await
             }
-            Some(Answer::Slow(retry_after)) => {
+            Err(Answer::Slow(retry_after)) => {
                 self.state.metrics.refused(Refusal::RateLimited);
                 let cs = CacheStatus {
                     fwd: Some(Forward::Bypass),
@@ -177,7 +224,7 @@ impl EdgeProxy {
                 ctx.status_field = Some(field);
                 Ok(true)
             }
-            Some(Answer::Redirect(status, location)) => {
+            Err(Answer::Redirect(status, location)) => {
                 self.state.metrics.refused(Refusal::Redirect);
                 let cs = CacheStatus {
                     fwd: Some(Forward::Bypass),
@@ -207,8 +254,18 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn request<'a>(client: Option<&str>, scheme: &'a str, uri: &'a http::Uri) -> Request<'a> {
+        Request {
+            client: client.map(|c| c.parse().unwrap()),
+            scheme,
+            host: "h.example",
+            uri,
+            now: 1_000,
+        }
+    }
+
     #[test]
-    fn access_comes_first_then_https_then_the_redirect() {
+    fn access_comes_first_then_the_signature_then_https_then_the_redirect() {
         let logic = Logic {
             access: Some(Access {
                 allow: vec![Cidr::parse("10.0.0.0/8").unwrap()],
@@ -222,36 +279,65 @@ mod tests {
             ..Logic::default()
         };
         let prefix = PathMatch::Prefix("/old/".into());
-        let inside = Some("10.1.2.3".parse().unwrap());
         let u = uri("/old/a/b?x=1");
-        let at =
-            |client, scheme| answer(&logic, Some(&prefix), None, client, scheme, "h.example", &u);
+        let at = |client, scheme| answer(&logic, Some(&prefix), None, &request(client, scheme, &u));
+        let denied = Err(Answer::Refuse(403, DENIED, Refusal::Denied));
+        assert_eq!(at(Some("192.0.2.1"), "https"), denied);
+        assert_eq!(at(None, "https"), denied);
         assert_eq!(
-            at(Some("192.0.2.1".parse().unwrap()), "https"),
-            Some(Answer::Refuse(403, DENIED, Refusal::Denied))
-        );
-        assert_eq!(
-            at(None, "https"),
-            Some(Answer::Refuse(403, DENIED, Refusal::Denied))
-        );
-        assert_eq!(
-            at(inside, "http"),
-            Some(Answer::Redirect(
+            at(Some("10.1.2.3"), "http"),
+            Err(Answer::Redirect(
                 308,
                 "https://h.example/old/a/b?x=1".into()
             ))
         );
         assert_eq!(
-            at(inside, "https"),
-            Some(Answer::Redirect(
+            at(Some("10.1.2.3"), "https"),
+            Err(Answer::Redirect(
                 301,
                 "https://h.example/new/a/b?x=1".into()
             ))
         );
+        let plain = request(Some("10.1.2.3"), "http", &u);
+        assert_eq!(answer(&Logic::default(), None, None, &plain), Ok(None));
+
+        let signed = Logic {
+            signed_url: Some(edge_config::edge::logic::SignedUrl {
+                keys: vec![b"k".to_vec()],
+                expires_param: "exp".into(),
+                signature_param: "sig".into(),
+            }),
+            ..logic.clone()
+        };
+        let inside = |u: &http::Uri| {
+            answer(
+                &signed,
+                Some(&prefix),
+                None,
+                &request(Some("10.1.2.3"), "https", u),
+            )
+            .map(|_| ())
+        };
+        let bad = Err(Answer::Refuse(403, BAD_SIGNATURE, Refusal::BadSignature));
         assert_eq!(
-            answer(&Logic::default(), None, None, inside, "http", "h", &u),
-            None
+            inside(&u),
+            bad,
+            "the signature is checked before the redirect"
         );
+        let good = uri(&signed::sign_url(b"k", "/old/a/b?x=1", 2_000, "exp", "sig"));
+        assert!(matches!(inside(&good), Err(Answer::Redirect(301, _))));
+        let old = uri(&signed::sign_url(b"k", "/old/a/b?x=1", 999, "exp", "sig"));
+        assert_eq!(
+            inside(&old),
+            Err(Answer::Refuse(403, EXPIRED, Refusal::Expired))
+        );
+        let outside = answer(
+            &signed,
+            Some(&prefix),
+            None,
+            &request(Some("192.0.2.1"), "https", &good),
+        );
+        assert_eq!(outside, denied, "the address is checked first");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::check::Problems;
 use crate::edge::file::{self, HeaderRulesFile};
 use crate::edge::logic::{
     content_type_of, Access, Cidr, ErrorPage, ErrorPages, HeaderRules, Logic, OriginPath,
-    RateLimit, Redirect, Template, REDIRECT_STATUSES,
+    RateLimit, Redirect, SignedUrl, Template, REDIRECT_STATUSES,
 };
 
 /// Fields a rule may not set or remove: they frame the message or belong to one connection.
@@ -56,7 +56,12 @@ pub(super) fn logic(p: &mut Problems, r: &file::RuleFile, field: &str) -> Logic 
         .rate_limit
         .as_ref()
         .map(|rl| rate_limit(p, rl, &format!("{field}.rate_limit")));
+    let signed_url = r
+        .signed_url
+        .as_ref()
+        .map(|s| signed_url(p, s, &format!("{field}.signed_url")));
     Logic {
+        signed_url,
         rate_limit,
         response_headers,
         request_headers,
@@ -307,5 +312,47 @@ fn rate_limit(p: &mut Problems, rl: &Spanned<file::RateLimitFile>, field: &str) 
         requests: f.requests.value,
         per,
         burst,
+    }
+}
+
+fn signed_url(p: &mut Problems, s: &Spanned<file::SignedUrlFile>, field: &str) -> SignedUrl {
+    let f = &s.value;
+    let keys = match crate::edge::logic::read_url_keys(std::path::Path::new(&f.key_file.value)) {
+        Ok(k) => k,
+        Err(e) => {
+            p.at(&f.key_file, format!("{field}.key_file"), e);
+            Vec::new()
+        }
+    };
+    let mut param = |v: &Option<Spanned<String>>, name: &str, default: &str| match v {
+        None => default.to_string(),
+        Some(s) => {
+            let ok = !s.value.is_empty()
+                && s.value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
+            if !ok {
+                p.at(
+                    s,
+                    format!("{field}.{name}"),
+                    "a query parameter name: letters, digits, `-`, `_`, `.`, `~`",
+                );
+            }
+            s.value.clone()
+        }
+    };
+    let expires_param = param(&f.expires_param, "expires_param", "exp");
+    let signature_param = param(&f.signature_param, "signature_param", "sig");
+    if expires_param == signature_param {
+        p.at(
+            s,
+            field.to_string(),
+            "expires_param and signature_param must differ",
+        );
+    }
+    SignedUrl {
+        keys,
+        expires_param,
+        signature_param,
     }
 }

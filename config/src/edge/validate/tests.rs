@@ -749,3 +749,56 @@ fn rate_limits_are_checked() {
         rejects(&with_logic(lines), 19, &field);
     }
 }
+
+#[test]
+fn signed_urls_need_a_key_file() {
+    let r = "sites[0].rules[0].signed_url";
+    let missing = rejects(
+        &with_logic("signed_url: { key_file: /nonexistent/url-keys }"),
+        19,
+        &format!("{r}.key_file"),
+    );
+    assert!(missing.contains("cannot read"), "{missing}");
+    let dir = std::env::temp_dir().join(format!("edge-url-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let msg = rejects(
+        &with_logic(&format!(
+            "signed_url: {{ key_file: \"{}\" }}",
+            empty.display()
+        )),
+        19,
+        &format!("{r}.key_file"),
+    );
+    assert!(msg.contains("no key"), "{msg}");
+    let keys = dir.join("keys");
+    std::fs::write(&keys, " k1 \nk2\n").unwrap();
+    let ok = EdgeConfig::from_yaml(&with_logic(&format!(
+        "signed_url: {{ key_file: \"{}\" }}",
+        keys.display()
+    )))
+    .unwrap();
+    let s = ok.sites[0].rules[0].logic.signed_url.as_ref().unwrap();
+    assert_eq!(
+        (s.keys.len(), &s.keys[0][..], s.expires_param.as_str()),
+        (2, &b"k1"[..], "exp")
+    );
+    rejects(
+        &with_logic(&format!(
+            "signed_url: {{ key_file: \"{}\", expires_param: s, signature_param: s }}",
+            keys.display()
+        )),
+        19,
+        r,
+    );
+    rejects(
+        &with_logic(&format!(
+            "signed_url: {{ key_file: \"{}\", signature_param: \"a&b\" }}",
+            keys.display()
+        )),
+        19,
+        &format!("{r}.signature_param"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
