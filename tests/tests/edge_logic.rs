@@ -348,3 +348,24 @@ fn signed_urls_are_checked_and_share_one_cache_key() {
     });
     assert!(edge.metric("edge_refusals_total{reason=\"bad_signature\"}") >= 2.0);
 }
+
+#[test]
+fn a_trusted_proxy_names_the_client_for_access_rules() {
+    let origin = origin();
+    let rules = "- match: { path_prefix: /office/ }\n  access: { allow: [\"203.0.113.0/24\"] }";
+    let behind = Edge::builder(origin.addr)
+        .rules(rules)
+        .extra("client_ip: { trusted: [\"127.0.0.0/8\"], header: X-Forwarded-For }\n")
+        .start();
+    let office = [("x-forwarded-for", "203.0.113.5")];
+    assert_eq!(behind.get("/office/a", &office).status, 200);
+    let elsewhere = [("x-forwarded-for", "203.0.113.5, 198.51.100.1")];
+    assert_eq!(
+        behind.get("/office/a", &elsewhere).status,
+        403,
+        "the right-most untrusted hop is the client"
+    );
+    // Without trusted proxies the header is the client's own word, and not taken.
+    let direct = Edge::builder(origin.addr).rules(rules).start();
+    assert_eq!(direct.get("/office/a", &office).status, 403);
+}

@@ -28,6 +28,15 @@ pub struct EdgeFile {
     pub compression: CompressionFile,
     #[serde(default)]
     pub limits: LimitsFile,
+    pub client_ip: Option<Spanned<ClientIpFile>>,
+}
+
+/// Which proxies in front of the edge are trusted to say who the client is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpFile {
+    pub trusted: Vec<Spanned<String>>,
+    pub header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

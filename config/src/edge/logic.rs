@@ -225,6 +225,44 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// The proxies in front of the edge that are trusted to name the client in a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIp {
+    /// Peers (and hops) whose word is taken.
+    pub trusted: Vec<Cidr>,
+    /// The header they append the client to (`X-Forwarded-For`).
+    pub header: HeaderName,
+}
+
+impl ClientIp {
+    /// The client behind `peer`: the peer itself unless it is trusted; then, walking the
+    /// header's list from its right end (the hop nearest the edge), the first address that is
+    /// not trusted, or the left-most one when all are. A malformed entry ends the walk at the
+    /// last address known good.
+    pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let trusted = |ip: IpAddr| self.trusted.iter().any(|c| c.contains(ip));
+        if !trusted(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        let fields: Vec<&str> = headers
+            .get_all(&self.header)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        for hop in fields.iter().rev().flat_map(|f| f.rsplit(',')) {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                return client;
+            };
+            client = ip;
+            if !trusted(ip) {
+                return ip;
+            }
+        }
+        client
+    }
+}
+
 /// Which clients a rule serves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {
@@ -413,6 +451,44 @@ mod tests {
         ] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_hop() {
+        let c = ClientIp {
+            trusted: vec![
+                Cidr::parse("10.0.0.0/8").unwrap(),
+                Cidr::parse("::1").unwrap(),
+            ],
+            header: HeaderName::from_static("x-forwarded-for"),
+        };
+        let mut h = http::HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.7, 203.0.113.9"),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
+        let lb: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(c.client(lb, &h), "203.0.113.9".parse::<IpAddr>().unwrap());
+        let stranger: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            c.client(stranger, &h),
+            stranger,
+            "an untrusted peer is the client"
+        );
+        assert_eq!(c.client(lb, &http::HeaderMap::new()), lb);
+        let mut all = http::HeaderMap::new();
+        all.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.9.9.9, 10.1.1.1"),
+        );
+        assert_eq!(c.client(lb, &all), "10.9.9.9".parse::<IpAddr>().unwrap());
+        let mut junk = http::HeaderMap::new();
+        junk.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("forged, 10.1.1.1"),
+        );
+        assert_eq!(c.client(lb, &junk), "10.1.1.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct EdgeConfig {
     pub compression: Compression,
     /// Request size limits.
     pub limits: Limits,
+    /// Proxies trusted to name the client (`None`: the client is the connection's peer).
+    pub client_ip: Option<logic::ClientIp>,
 }
 
 /// A public listener.

@@ -75,6 +75,7 @@ pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {
     let log = log(&mut p, &f.log);
     let compression = compression(&mut p, &f.compression);
     let limits = limits(&mut p, &f.limits);
+    let client_ip = f.client_ip.as_ref().map(|c| logic::client_ip(&mut p, c));
 
     if !p.0.is_empty() {
         p.0.sort_by_key(|x| x.line);
@@ -95,6 +96,7 @@ pub fn validate(f: EdgeFile) -> Result<EdgeConfig, Vec<Problem>> {
         log,
         compression,
         limits,
+        client_ip,
     })
 }
 

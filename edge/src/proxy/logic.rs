@@ -169,10 +169,14 @@ impl EdgeProxy {
         let Some(rule) = ctx.rule() else {
             return Ok(false);
         };
-        let client = session
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let client = match (&ctx.live.config.client_ip, peer) {
+            (Some(trust), Some(peer)) => Some(trust.client(peer, &session.req_header().headers)),
+            _ => peer,
+        };
         let limiter = ctx
             .live
             .limiters

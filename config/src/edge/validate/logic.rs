@@ -7,7 +7,7 @@ use serde_saphyr::Spanned;
 use crate::check::Problems;
 use crate::edge::file::{self, HeaderRulesFile};
 use crate::edge::logic::{
-    content_type_of, Access, Cidr, ErrorPage, ErrorPages, HeaderRules, Logic, OriginPath,
+    content_type_of, Access, Cidr, ClientIp, ErrorPage, ErrorPages, HeaderRules, Logic, OriginPath,
     RateLimit, Redirect, SignedUrl, Template, REDIRECT_STATUSES,
 };
 
@@ -355,4 +355,36 @@ fn signed_url(p: &mut Problems, s: &Spanned<file::SignedUrlFile>, field: &str) -
         expires_param,
         signature_param,
     }
+}
+
+/// The top-level `client_ip`.
+pub(super) fn client_ip(p: &mut Problems, c: &Spanned<file::ClientIpFile>) -> ClientIp {
+    let trusted: Vec<Cidr> = c
+        .value
+        .trusted
+        .iter()
+        .enumerate()
+        .filter_map(|(k, t)| match Cidr::parse(&t.value) {
+            Ok(cidr) => Some(cidr),
+            Err(e) => {
+                p.at(t, format!("client_ip.trusted[{k}]"), e);
+                None
+            }
+        })
+        .collect();
+    if c.value.trusted.is_empty() {
+        p.at(c, "client_ip.trusted", "name the proxies to trust");
+    }
+    let header = match &c.value.header {
+        None => HeaderName::from_static("x-forwarded-for"),
+        Some(h) => HeaderName::from_bytes(h.value.as_bytes()).unwrap_or_else(|_| {
+            p.at(
+                h,
+                "client_ip.header",
+                format!("`{}` is not a header name", h.value),
+            );
+            HeaderName::from_static("x-forwarded-for")
+        }),
+    };
+    ClientIp { trusted, header }
 }

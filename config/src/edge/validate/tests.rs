@@ -802,3 +802,14 @@ fn signed_urls_need_a_key_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trusted_proxies_are_checked() {
+    let base = format!("{BASE}client_ip: {{ trusted: [\"10.0.0.0/8\", \"bad\"] }}\n");
+    rejects(&base, 19, "client_ip.trusted[1]");
+    let header = format!("{BASE}client_ip: {{ trusted: [\"10.0.0.0/8\"], header: \"X Bad\" }}\n");
+    rejects(&header, 19, "client_ip.header");
+    let ok =
+        EdgeConfig::from_yaml(&format!("{BASE}client_ip: {{ trusted: [\"::1\"] }}\n")).unwrap();
+    assert_eq!(ok.client_ip.unwrap().header, "x-forwarded-for");
+}
