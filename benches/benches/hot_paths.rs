@@ -71,6 +71,44 @@ fn rules(c: &mut Criterion) {
     g.finish();
 }
 
+/// Fifty rules of edge logic (each with two response headers, every fifth with an access
+/// list, every seventh a redirect); a request for the last one's path: the match, then the
+/// headers applied to a hit's header.
+fn edge_logic(c: &mut Criterion) {
+    let mut yaml = String::from(
+        "node: { id: b }\nlisten: [{ addr: 127.0.0.1:1 }]\nadmin: { addr: 127.0.0.1:2 }\n\
+         origins: { o: { servers: [\"127.0.0.1:3\"] } }\nsites:\n  - hosts: ['*']\n    origin: o\n    rules:\n",
+    );
+    for i in 0..50 {
+        yaml.push_str(&format!(
+            "      - match: {{ path_prefix: /section-{i}/ }}\n        \
+             response_headers: {{ set: {{ Access-Control-Allow-Origin: \"*\", X-Section: \"{i}\" }} }}\n"
+        ));
+        if i % 5 == 0 {
+            yaml.push_str("        access: { allow: [\"10.0.0.0/8\"], deny: [\"10.9.0.0/16\"] }\n");
+        }
+        if i % 7 == 0 {
+            yaml.push_str(
+                "        redirect: { to: \"https://{host}/new/{rest}{query}\", status: 301 }\n",
+            );
+        }
+    }
+    let config = EdgeConfig::from_yaml(&yaml).unwrap();
+    let rules = &config.sites[0].rules;
+    let header = origin_response();
+    c.bench_function("edge_logic/match_and_apply_50_rules", |b| {
+        b.iter(|| {
+            let (_, rule) = select_rule(black_box(rules), "GET", "/section-49/a/b.css").unwrap();
+            let mut h = header.clone();
+            edge::proxy::logic::apply_response(&rule.logic.response_headers, &mut h).unwrap();
+            h
+        })
+    });
+    c.bench_function("edge_logic/clone_header_alone", |b| {
+        b.iter(|| black_box(&header).clone())
+    });
+}
+
 fn keys(c: &mut Criterion) {
     let config = config();
     let rules = &config.sites[0].rules;
@@ -191,5 +229,5 @@ fn log_line(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, rules, keys, headers, log_line);
+criterion_group!(benches, rules, edge_logic, keys, headers, log_line);
 criterion_main!(benches);

@@ -23,6 +23,8 @@
 #                workers, its store on tmpfs unless NGINX_CACHE_DIR names a folder, SENDFILE=on
 #                or off); the figures are its workers'. nginx has no memory tier, so `hit` and
 #                `disk` are the same load. SETTLE is ignored.
+#   RULES=...    the edge's catch-all site's rules, YAML list items one per line, e.g.
+#                '- match: { path_prefix: / }' and '  response_headers: { set: { A: b } }'
 #   SETTLE=15    after the load, wait this long and print the RSS per object held in memory and
 #                the objects made durable on disk
 #   PERF=out.data  record what is measured with `perf record --call-graph dwarf` during the

@@ -61,8 +61,11 @@ EOF
 }
 
 edge_config() {
-  local disk=""
+  local disk="" rules=""
   [[ -n ${6:-} ]] && disk="disk: { path: $6, max_size: 4GiB, max_object_size: 1GiB }"
+  # RULES: the catch-all site's rules, YAML list items one per line (ab.sh's A/B of a rule).
+  [[ -n ${RULES:-} ]] && rules="    rules:
+$(printf '%s\n' "$RULES" | sed 's/^/      /')"
   cat >"$1" <<EOF
 node: { id: $2 }
 listen: [{ addr: "127.0.0.1:$3" }]
@@ -75,6 +78,7 @@ origins:
 sites:
   - hosts: ["*"]
     origin: origin
+$rules
 EOF
 }
 

@@ -43,7 +43,7 @@ use crate::purge::{Bans, Readiness, Subject};
 pub mod cork;
 mod fast_hit;
 mod hit_header;
-mod logic;
+pub mod logic;
 pub mod signed;
 mod stale;
 pub mod watch;

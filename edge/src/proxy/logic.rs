@@ -22,7 +22,7 @@ pub(super) const BAD_SIGNATURE: &str = "bad-signature";
 pub(super) const EXPIRED: &str = "expired";
 
 /// Applies header rules to a response on its way to the client (never to what is stored).
-pub(super) fn apply_response(rules: &HeaderRules, resp: &mut ResponseHeader) -> Result<()> {
+pub fn apply_response(rules: &HeaderRules, resp: &mut ResponseHeader) -> Result<()> {
     for name in &rules.remove {
         resp.remove_header(name);
     }
