@@ -9,7 +9,7 @@ scripts/setup.sh
 seconds=${FUZZ_SECONDS:-60}
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-targets=(config rules cache_control surrogate_key purge)
+targets=(config rules cache_control surrogate_key purge edge_logic)
 mkdir -p fuzz/corpus/config
 cp config/examples/*.yaml fuzz/corpus/config/
 cargo +nightly fuzz build -O

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use edge::cache::key::cache_key;
 use edge::http::hygiene::normalized_uri;
-use edge::router::select_rule;
+use edge::live::router::select_rule;
 use edge_config::edge::EdgeConfig;
 use libfuzzer_sys::fuzz_target;
 use pingora::http::RequestHeader;
