@@ -75,8 +75,10 @@ done
 echo "deploy: Grafana dashboard"
 python3 - <<'PY'
 import json, pathlib, re
-metrics = set(re.findall(r'"((?:edge|purge_api)_[a-z_]+)"', pathlib.Path("edge/src/metrics.rs").read_text()))
-metrics |= set(re.findall(r'"((?:edge|purge_api)_[a-z_]+)"', pathlib.Path("purge-api/src/metrics.rs").read_text()))
+# Every family either binary registers, wherever in its sources.
+metrics = set()
+for src in [*pathlib.Path("edge/src").rglob("*.rs"), *pathlib.Path("purge-api/src").rglob("*.rs")]:
+    metrics |= set(re.findall(r'"((?:edge|purge_api)_[a-z_]+)"', src.read_text()))
 for path in pathlib.Path("deploy/grafana/dashboards").glob("*.json"):
     d = json.loads(path.read_text())
     exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
