@@ -209,6 +209,7 @@ fn log_line(c: &mut Criterion) {
         client: Some("127.0.0.1:41234".parse().unwrap()),
         method: "GET",
         host: "static.example.com",
+        site: "static",
         path: "/assets/app.3f9a.js",
         proto: "HTTP/1.1",
         status: 200,

@@ -37,6 +37,8 @@ pub struct Entry<'a> {
     pub method: &'a str,
     /// Normalised host.
     pub host: &'a str,
+    /// The name of the site that answered (`-` for none).
+    pub site: &'a str,
     /// Path, without the query (which may carry secrets).
     pub path: &'a str,
     /// HTTP version of the client's request.
@@ -74,6 +76,7 @@ impl Entry<'_> {
         for (name, value) in [
             ("method", self.method),
             ("host", self.host),
+            ("site", self.site),
             ("path", self.path),
             ("proto", self.proto),
         ] {
@@ -424,6 +427,7 @@ mod tests {
             client: Some("127.0.0.1:4000".parse().unwrap()),
             method: "GET",
             host: "example.com",
+            site: "example.com",
             path: "/a \"quoted\" \\ path\u{1}\n",
             proto: "HTTP/1.1",
             status: 200,

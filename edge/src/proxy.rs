@@ -37,7 +37,7 @@ use crate::http::{encoding, hop, hygiene, stamp, tags, vary};
 use crate::live::origin::OriginPool;
 use crate::live::router::{normalize_host, select_rule};
 use crate::live::{Live, LiveHandle};
-use crate::metrics::{Metrics, OriginResult};
+use crate::metrics::{Metrics, OriginResult, NO_SITE};
 use crate::purge::{Bans, Readiness, Subject};
 
 pub mod cork;
@@ -147,6 +147,13 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The `site` label of this request: its site's name, or [`NO_SITE`].
+    fn site_name(&self) -> &str {
+        self.site
+            .and_then(|i| self.live.sites().get(i))
+            .map_or(NO_SITE, |s| s.name.as_str())
+    }
+
     /// The site's page for an error `status`, if it has one.
     fn error_page(&self, status: u16) -> Option<&ErrorPage> {
         self.live.sites()[self.site?].error_pages.for_status(status)
@@ -895,9 +902,7 @@ impl ProxyHttp for EdgeProxy {
         }
         self.state
             .metrics
-            .origin_requests
-            .with_label_values(&[OriginResult::of_status(status).label()])
-            .inc();
+            .origin_request(ctx.site_name(), OriginResult::of_status(status));
         Ok(())
     }
 
@@ -1037,9 +1042,7 @@ impl ProxyHttp for EdgeProxy {
         if e.esource() == &ErrorSource::Upstream {
             self.state
                 .metrics
-                .origin_requests
-                .with_label_values(&[OriginResult::Error.label()])
-                .inc();
+                .origin_request(ctx.site_name(), OriginResult::Error);
         }
         let cs = CacheStatus {
             fwd: Some(ctx.fwd.unwrap_or(Forward::Miss)),
@@ -1085,7 +1088,9 @@ impl ProxyHttp for EdgeProxy {
             .map_or(Outcome::Error, CacheStatus::outcome);
         let bytes = session.body_bytes_sent() as u64;
         let elapsed = ctx.start.elapsed();
-        self.state.metrics.request(outcome, bytes, elapsed);
+        self.state
+            .metrics
+            .request(ctx.site_name(), outcome, bytes, elapsed);
         if let Some(log) = &self.state.access_log {
             let req = session.req_header();
             log.write(&access_log::Entry {
@@ -1093,6 +1098,7 @@ impl ProxyHttp for EdgeProxy {
                 client: session.client_addr().and_then(|a| a.as_inet()).copied(),
                 method: req.method.as_str(),
                 host: &ctx.host,
+                site: ctx.site_name(),
                 path: req.uri.path(),
                 proto: match req.version {
                     http::Version::HTTP_2 => "HTTP/2",

@@ -267,12 +267,20 @@ impl Edge {
         client::get(self.admin, "admin", "/metrics", &[]).text()
     }
 
-    /// The value of one metric line (`name{labels}`), 0 when absent.
+    /// The sum of the series of `name{labels}` that carry these labels (and maybe others),
+    /// 0 when there is none: `edge_cache_requests_total{status="hit"}` adds up every site.
     pub fn metric(&self, series: &str) -> f64 {
+        let (name, want) = crate::metrics::parse_series(series);
         self.metrics()
             .lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (s, v) = l.rsplit_once(' ')?;
+                let (n, labels) = crate::metrics::parse_series(s);
+                let matches = n == name && want.iter().all(|w| labels.contains(w));
+                matches.then(|| v.trim().parse::<f64>().ok()).flatten()
+            })
+            .sum()
     }
 
     /// Waits until the disk tier holds at least `n` objects: their commits are durable.

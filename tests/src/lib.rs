@@ -6,6 +6,7 @@
 pub mod cache_status;
 pub mod client;
 pub mod edge;
+pub mod metrics;
 pub mod netcut;
 pub mod origin;
 pub mod pki;

@@ -49,6 +49,10 @@ fn one_json_line_per_request_to_a_file_reopened_on_sighup() {
         );
         assert_eq!(line["method"], "GET");
         assert_eq!(line["host"], "example.com");
+        assert_eq!(
+            line["site"], "*",
+            "the catch-all site, named after its host pattern"
+        );
         assert_eq!(line["path"], "/a.css", "the query is not logged");
         assert_eq!(line["proto"], "HTTP/1.1");
         assert_eq!(line["status"], 200);

@@ -489,7 +489,7 @@ fn metrics_count_hits_misses_and_the_memory_tier() {
         "pass",
         "error",
     ] {
-        let series = format!("edge_cache_requests_total{{status=\"{status}\"}} 0");
+        let series = format!("edge_cache_requests_total{{site=\"*\",status=\"{status}\"}} 0");
         assert!(before.contains(&series), "no {series} at start");
     }
     edge.get("/m", &[]);
@@ -514,7 +514,7 @@ fn metrics_count_hits_misses_and_the_memory_tier() {
         .contains("edge_origin_duration_seconds_bucket"));
     assert!(edge
         .metrics()
-        .contains("edge_response_bytes_total{status=\"hit\"}"));
+        .contains("edge_response_bytes_total{site=\"*\",status=\"hit\"}"));
 }
 
 #[test]

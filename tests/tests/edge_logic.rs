@@ -369,3 +369,47 @@ fn a_trusted_proxy_names_the_client_for_access_rules() {
     let direct = Edge::builder(origin.addr).rules(rules).start();
     assert_eq!(direct.get("/office/a", &office).status, 403);
 }
+
+#[test]
+fn each_site_has_its_own_series() {
+    let origin = origin();
+    let sites = "  - name: shop\n    hosts: [\"shop.example\"]\n    origin: origin\n\
+                 \x20 - hosts: [\"blog.example\", \"*.blog.example\"]\n    origin: origin\n";
+    let edge = Edge::builder(origin.addr).sites(sites).start();
+    // Exported at 0 before any request, so rates over them are defined.
+    assert!(edge
+        .metrics()
+        .contains("edge_cache_requests_total{site=\"shop\",status=\"hit\"} 0"));
+    for _ in 0..2 {
+        edge_tests::client::get(edge.addr, "shop.example", "/a", &[]);
+    }
+    edge_tests::client::get(edge.addr, "blog.example", "/a", &[]);
+    edge_tests::client::get(edge.addr, "nowhere.example", "/a", &[]);
+    let m = |series: &str| edge.metric(series);
+    assert_eq!(
+        m("edge_cache_requests_total{site=\"shop\",status=\"miss\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("edge_cache_requests_total{site=\"shop\",status=\"hit\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("edge_cache_requests_total{site=\"blog.example\",status=\"miss\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("edge_cache_requests_total{site=\"-\",status=\"bypass\"}"),
+        1.0
+    );
+    assert_eq!(
+        m("edge_origin_requests_total{site=\"shop\",result=\"2xx\"}"),
+        1.0
+    );
+    assert!(m("edge_response_bytes_total{site=\"blog.example\"}") > 0.0);
+    assert_eq!(
+        m("edge_cache_requests_total{status=\"miss\"}"),
+        2.0,
+        "summed over sites"
+    );
+}

@@ -159,6 +159,8 @@ pub struct HealthCheckFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteFile {
+    /// The `site` label of its metrics and access-log lines (default: its first host).
+    pub name: Option<Spanned<String>>,
     pub hosts: Spanned<Vec<Spanned<String>>>,
     pub origin: Spanned<String>,
     /// Certificate for the site's hosts on TLS listeners, chosen by SNI.

@@ -189,6 +189,9 @@ pub struct HealthCheck {
 /// A site: the hosts it answers for, its origin and its rules.
 #[derive(Debug, Clone)]
 pub struct Site {
+    /// The `site` label of its metrics and access-log lines: `name`, else its first host as
+    /// written.
+    pub name: String,
     /// Host patterns.
     pub hosts: Vec<HostPattern>,
     /// Name of the origin pool.

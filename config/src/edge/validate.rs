@@ -250,6 +250,7 @@ fn sites(
         p.at(f, "sites", "at least one site is needed");
     }
     let mut seen: HashMap<HostPattern, usize> = HashMap::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
     for (i, s) in f.value.iter().enumerate() {
         let field = format!("sites[{i}]");
@@ -306,7 +307,29 @@ fn sites(
             .as_ref()
             .map(|t| tls_files(p, t, &format!("{field}.tls")));
         let error_pages = logic::error_pages(p, &s.error_pages, &format!("{field}.error_pages"));
+        let name = match &s.name {
+            Some(n) => {
+                if n.value.trim().is_empty() || n.value.chars().any(char::is_control) {
+                    p.at(n, format!("{field}.name"), "a name of printable characters");
+                } else if let Some(j) = names.get(&n.value) {
+                    p.at(
+                        n,
+                        format!("{field}.name"),
+                        format!("`{}` already names sites[{j}]", n.value),
+                    );
+                }
+                n.value.clone()
+            }
+            None => s
+                .hosts
+                .value
+                .first()
+                .map(|h| h.value.to_ascii_lowercase())
+                .unwrap_or_default(),
+        };
+        names.entry(name.clone()).or_insert(i);
         out.push(Site {
+            name,
             hosts,
             origin: s.origin.value.clone(),
             tls,

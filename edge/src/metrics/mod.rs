@@ -5,14 +5,18 @@ mod labels;
 
 pub use labels::{OriginResult, PurgeResult, Refusal, ReloadResult, SweepAction};
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, Encoder, Histogram, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, TextEncoder,
+    register_int_gauge, register_int_gauge_vec, Encoder, Histogram, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
+
+use parking_lot::RwLock;
 
 use crate::cache::stats::TierStats;
 use crate::cache::Tier;
@@ -24,15 +28,18 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// The edge's metric families.
 pub struct Metrics {
-    /// The series of `edge_cache_requests_total{status}`, `edge_response_bytes_total{status}`
-    /// and `edge_request_duration_seconds{status}` for each [`Outcome`], by its index in
-    /// [`Outcome::ALL`], resolved at start: finding a series by its label (hashing it, a read
-    /// lock) three times per request showed in the profile of a small hit.
-    outcomes: Vec<Series>,
+    /// `edge_cache_requests_total{site,status}`, `edge_response_bytes_total{site,status}` and
+    /// `edge_request_duration_seconds{site,status}`.
+    requests: RequestFamilies,
+    /// Each site's series of those families for each [`Outcome`], by its index in
+    /// [`Outcome::ALL`], made on the site's first request: finding three series by their labels
+    /// on every request (hashing them, a read lock each) showed in the profile of a small hit,
+    /// one map lookup does not.
+    sites: RwLock<HashMap<String, Arc<[Series]>>>,
     /// `edge_connections_accepted_total{worker}`: client connections each worker accepted.
     pub accepted: IntCounterVec,
-    /// `edge_origin_requests_total{result}`: origin fetches by HTTP status class or error.
-    pub origin_requests: IntCounterVec,
+    /// `edge_origin_requests_total{site,result}`: origin fetches by HTTP status class or error.
+    origin_requests: IntCounterVec,
     /// `edge_origin_duration_seconds`: time to the origin's response header.
     pub origin_duration: Histogram,
     /// `edge_origin_retries_total`: requests sent to another server after a failed connect.
@@ -75,6 +82,30 @@ pub struct Metrics {
     pub purge_sweep_duration: Histogram,
 }
 
+/// The request families, labelled by site and outcome.
+struct RequestFamilies {
+    requests: IntCounterVec,
+    bytes: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl RequestFamilies {
+    /// `site`'s series, one per outcome.
+    fn series(&self, site: &str) -> Arc<[Series]> {
+        Outcome::ALL
+            .iter()
+            .map(|o| Series {
+                requests: self.requests.with_label_values(&[site, o.label()]),
+                bytes: self.bytes.with_label_values(&[site, o.label()]),
+                duration: self.duration.with_label_values(&[site, o.label()]),
+            })
+            .collect()
+    }
+}
+
+/// The `site` label of requests no site answers (an unknown or invalid host).
+pub const NO_SITE: &str = "-";
+
 /// One cache outcome's series of the request families.
 struct Series {
     requests: IntCounter,
@@ -85,32 +116,28 @@ struct Series {
 impl Metrics {
     /// Registers the families. Fails only if they are registered twice in one process.
     pub fn register() -> prometheus::Result<Self> {
-        let requests = register_int_counter_vec!(
-            "edge_cache_requests_total",
-            "Requests by cache outcome (hit, miss, stale, revalidated, expired, bypass, pass, error).",
-            &["status"]
-        )?;
-        let bytes = register_int_counter_vec!(
-            "edge_response_bytes_total",
-            "Response body bytes sent to clients, by cache outcome.",
-            &["status"]
-        )?;
-        let duration = register_histogram_vec!(
-            "edge_request_duration_seconds",
-            "Time from request to the last byte sent, by cache outcome.",
-            &["status"],
-            LATENCY_BUCKETS.to_vec()
-        )?;
-        let outcomes = Outcome::ALL
-            .iter()
-            .map(|o| Series {
-                requests: requests.with_label_values(&[o.label()]),
-                bytes: bytes.with_label_values(&[o.label()]),
-                duration: duration.with_label_values(&[o.label()]),
-            })
-            .collect();
+        let requests = RequestFamilies {
+            requests: register_int_counter_vec!(
+                "edge_cache_requests_total",
+                "Requests by site and cache outcome (hit, miss, stale, revalidated, expired, bypass, pass, error).",
+                &["site", "status"]
+            )?,
+            bytes: register_int_counter_vec!(
+                "edge_response_bytes_total",
+                "Response body bytes sent to clients, by site and cache outcome.",
+                &["site", "status"]
+            )?,
+            duration: register_histogram_vec!(
+                "edge_request_duration_seconds",
+                "Time from request to the last byte sent, by site and cache outcome.",
+                &["site", "status"],
+                LATENCY_BUCKETS.to_vec()
+            )?,
+        };
+        let none = requests.series(NO_SITE);
         Ok(Metrics {
-            outcomes,
+            requests,
+            sites: RwLock::new(HashMap::from([(NO_SITE.to_string(), none)])),
             accepted: register_int_counter_vec!(
                 "edge_connections_accepted_total",
                 "Client connections accepted, by worker (one per proxy thread; one in all with a work-stealing runtime).",
@@ -118,8 +145,8 @@ impl Metrics {
             )?,
             origin_requests: register_int_counter_vec!(
                 "edge_origin_requests_total",
-                "Requests sent to origins, by result (2xx, 3xx, 4xx, 5xx, error).",
-                &["result"]
+                "Requests sent to origins, by site and result (2xx, 3xx, 4xx, 5xx, error).",
+                &["site", "result"]
             )?,
             origin_duration: register_histogram!(
                 "edge_origin_duration_seconds",
@@ -218,15 +245,41 @@ impl Metrics {
         })
     }
 
-    /// Counts one request with cache outcome `outcome`, the body bytes it sent and how long it
-    /// took.
-    pub fn request(&self, outcome: Outcome, bytes: u64, elapsed: Duration) {
+    /// Exports the request series of `sites` at 0, before their first request.
+    pub fn prepare_sites<'a>(&self, sites: impl IntoIterator<Item = &'a str>) {
+        for site in sites {
+            self.series_of(site);
+        }
+    }
+
+    fn series_of(&self, site: &str) -> Arc<[Series]> {
+        if let Some(s) = self.sites.read().get(site) {
+            return s.clone();
+        }
+        self.sites
+            .write()
+            .entry(site.to_string())
+            .or_insert_with(|| self.requests.series(site))
+            .clone()
+    }
+
+    /// Counts one request of `site` ([`NO_SITE`] for none) with cache outcome `outcome`, the
+    /// body bytes it sent and how long it took.
+    pub fn request(&self, site: &str, outcome: Outcome, bytes: u64, elapsed: Duration) {
         let at = Outcome::ALL.iter().position(|o| *o == outcome);
-        if let Some(s) = at.and_then(|i| self.outcomes.get(i)) {
+        let series = self.series_of(site);
+        if let Some(s) = at.and_then(|i| series.get(i)) {
             s.requests.inc();
             s.bytes.inc_by(bytes);
             s.duration.observe(elapsed.as_secs_f64());
         }
+    }
+
+    /// Counts an origin fetch of `site` that ended in `result`.
+    pub fn origin_request(&self, site: &str, result: OriginResult) {
+        self.origin_requests
+            .with_label_values(&[site, result.label()])
+            .inc();
     }
 
     /// Counts a request the edge answered itself for `why`.

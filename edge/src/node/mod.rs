@@ -190,6 +190,7 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
         None => None,
     };
     metrics.config_generation.set(live.generation as i64);
+    metrics.prepare_sites(live.sites().iter().map(|s| s.name.as_str()));
     let live = live::handle(live);
     let reopen_log = access_log.as_ref().map(AccessLog::reopener);
     let purger = Arc::new(Purger::new(

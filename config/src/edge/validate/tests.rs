@@ -813,3 +813,26 @@ fn trusted_proxies_are_checked() {
         EdgeConfig::from_yaml(&format!("{BASE}client_ip: {{ trusted: [\"::1\"] }}\n")).unwrap();
     assert_eq!(ok.client_ip.unwrap().header, "x-forwarded-for");
 }
+
+#[test]
+fn site_names_default_to_the_first_host_and_are_unique() {
+    let c = EdgeConfig::from_yaml(BASE).unwrap();
+    assert_eq!(c.sites[0].name, "static.example.com");
+    let named = with(
+        "  - hosts: [\"static.example.com\", \"*.cdn.example.com\"]\n",
+        "  - name: static\n    hosts: [\"static.example.com\", \"*.cdn.example.com\"]\n",
+    );
+    assert_eq!(
+        EdgeConfig::from_yaml(&named).unwrap().sites[0].name,
+        "static"
+    );
+    let twice = format!(
+        "{BASE}  - name: static.example.com\n    hosts: [other.example.com]\n    origin: web\n"
+    );
+    rejects(&twice, 19, "sites[1].name");
+    let blank = with(
+        "  - hosts: [\"static.example.com\", \"*.cdn.example.com\"]\n",
+        "  - name: \" \"\n    hosts: [\"static.example.com\", \"*.cdn.example.com\"]\n",
+    );
+    rejects(&blank, 13, "sites[0].name");
+}
