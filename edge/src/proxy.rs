@@ -148,7 +148,7 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     /// The `site` label of this request: its site's name, or [`NO_SITE`].
-    fn site_name(&self) -> &str {
+    pub(super) fn site_name(&self) -> &str {
         self.site
             .and_then(|i| self.live.sites().get(i))
             .map_or(NO_SITE, |s| s.name.as_str())

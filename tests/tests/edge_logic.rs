@@ -286,6 +286,7 @@ fn a_rate_limit_refuses_past_the_burst_and_recovers() {
         || (edge.get("/api/x", &[]).status == 200).then_some(()),
     );
     assert!(edge.metric("edge_refusals_total{reason=\"rate_limited\"}") >= 3.0);
+    assert!(edge.metric("edge_rate_limited_total{site=\"*\",rule=\"0\"}") >= 3.0);
 }
 
 /// `edge sign-url` for `url` with `key_file`, valid for `expires`.

@@ -70,6 +70,8 @@ pub struct Metrics {
     /// `edge_refusals_total{reason}`: requests answered by the edge under a rule's edge logic,
     /// by [`Refusal`].
     refusals: Vec<IntCounter>,
+    /// `edge_rate_limited_total{site,rule}`: requests each rule's rate limit refused.
+    rate_limited: IntCounterVec,
     /// `edge_purge_requests_total{result}`: purge calls by outcome.
     pub purge_requests: IntCounterVec,
     /// `edge_purge_applied_seq`: last purge-log sequence applied.
@@ -215,6 +217,11 @@ impl Metrics {
                     .map(|r| family.with_label_values(&[r.label()]))
                     .collect()
             },
+            rate_limited: register_int_counter_vec!(
+                "edge_rate_limited_total",
+                "Requests refused by a rule's rate limit, by site and rule (its index in the site's rules).",
+                &["site", "rule"]
+            )?,
             stale_unreachable: register_int_counter!(
                 "edge_stale_unreachable_total",
                 "Stale copies served because the origin could not be reached (cache.stale_if_unreachable)."
@@ -279,6 +286,13 @@ impl Metrics {
     pub fn origin_request(&self, site: &str, result: OriginResult) {
         self.origin_requests
             .with_label_values(&[site, result.label()])
+            .inc();
+    }
+
+    /// Counts a request refused by the rate limit of rule `rule` of `site`.
+    pub fn rate_limited(&self, site: &str, rule: usize) {
+        self.rate_limited
+            .with_label_values(&[site, &rule.to_string()])
             .inc();
     }
 

@@ -214,6 +214,9 @@ impl EdgeProxy {
             }
             Err(Answer::Slow(retry_after)) => {
                 self.state.metrics.refused(Refusal::RateLimited);
+                if let Some(rule) = ctx.rule {
+                    self.state.metrics.rate_limited(ctx.site_name(), rule);
+                }
                 let cs = CacheStatus {
                     fwd: Some(Forward::Bypass),
                     detail: Some(RATE_LIMITED),
