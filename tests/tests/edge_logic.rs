@@ -414,3 +414,37 @@ fn each_site_has_its_own_series() {
         "summed over sites"
     );
 }
+
+#[test]
+fn ipv6_clients_are_judged_by_ipv6_blocks() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this host");
+        return;
+    }
+    let origin = origin();
+    let spec = Edge::builder(origin.addr).rules(
+        "- match: { path_prefix: /v6/ }\n  access: { allow: [\"::1/128\"] }\n\
+         - match: { path_prefix: /lan/ }\n  access: { allow: [\"2001:db8::/32\", \"127.0.0.0/8\"] }\n\
+         - match: { path_prefix: /nov6/ }\n  access: { deny: [\"::/0\"] }",
+    );
+    // A second listener on the IPv6 loopback, beside the harness's own.
+    let v6_port = edge_tests::free_port();
+    let edge = Edge::start_config("edge-test", |port, admin| {
+        spec.yaml(port, admin).replace(
+            "listen: [{ addr: \"127.0.0.1:",
+            &format!("listen: [{{ addr: \"[::1]:{v6_port}\" }}, {{ addr: \"127.0.0.1:"),
+        )
+    });
+    let v6: std::net::SocketAddr = format!("[::1]:{v6_port}").parse().unwrap();
+    let get = |addr, path| edge_tests::client::get(addr, "example.com", path, &[]).status;
+    assert_eq!(get(v6, "/v6/a"), 200);
+    assert_eq!(
+        get(edge.addr, "/v6/a"),
+        403,
+        "an IPv4 client is outside ::1/128"
+    );
+    assert_eq!(get(v6, "/lan/a"), 403, "::1 is outside 2001:db8::/32");
+    assert_eq!(get(edge.addr, "/lan/a"), 200);
+    assert_eq!(get(v6, "/nov6/a"), 403);
+    assert_eq!(get(edge.addr, "/nov6/a"), 200, "::/0 holds no IPv4 address");
+}
