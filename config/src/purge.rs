@@ -52,6 +52,37 @@ pub struct Purge {
     pub soft: bool,
 }
 
+/// What a purge body looks like, for error messages.
+const EXAMPLE: &str = r#"{"urls": ["https://static.example.com/app.css"], "tags": ["release-42"]}"#;
+
+impl Purge {
+    /// A purge from a request body, or a message for the caller that says what is expected:
+    /// a JSON object naming `urls`, `prefixes`, `hosts`, `tags`, `all` and `soft`.
+    pub fn from_json(body: &[u8]) -> Result<Purge, String> {
+        let starts_as_object = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{');
+        if !starts_as_object {
+            return Err(format!(
+                "the body must be a JSON object (Content-Type: application/json), for example {EXAMPLE}"
+            ));
+        }
+        serde_json::from_slice(body).map_err(|e| {
+            let text = e.to_string();
+            match text.strip_prefix("unknown field `") {
+                Some(rest) => {
+                    let field = rest.split('`').next().unwrap_or("");
+                    format!(
+                        "unknown field `{field}`: a purge names urls, prefixes, hosts, tags, all and soft, for example {EXAMPLE}"
+                    )
+                }
+                None => format!("malformed purge: {text}; expected a JSON object such as {EXAMPLE}"),
+            }
+        })
+    }
+}
+
 /// A URL target, split as the cache key sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlTarget {
@@ -358,6 +389,35 @@ mod tests {
         assert_eq!(
             many.targets(10),
             Err(InvalidPurge::TooMany { items: 11, max: 10 })
+        );
+    }
+}
+
+#[cfg(test)]
+mod from_json_tests {
+    use super::*;
+
+    #[test]
+    fn callers_are_told_what_a_purge_looks_like() {
+        assert_eq!(
+            Purge::from_json(br#" {"tags": ["a"]}"#).unwrap().tags,
+            ["a"]
+        );
+        let form = Purge::from_json(b"tags=a").unwrap_err();
+        assert!(form.starts_with("the body must be a JSON object"), "{form}");
+        let field = Purge::from_json(br#"{"tag": ["a"]}"#).unwrap_err();
+        assert!(
+            field.starts_with("unknown field `tag`: a purge names urls"),
+            "{field}"
+        );
+        assert!(
+            !field.contains("seq"),
+            "internal fields are not offered: {field}"
+        );
+        let typed = Purge::from_json(br#"{"tags": "a"}"#).unwrap_err();
+        assert!(
+            typed.starts_with("malformed purge: invalid type"),
+            "{typed}"
         );
     }
 }

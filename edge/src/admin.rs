@@ -108,11 +108,11 @@ impl AdminApp {
                 }
             }
         }
-        let purge: Purge = match serde_json::from_slice(&body.into_bytes()) {
+        let purge: Purge = match Purge::from_json(&body.into_bytes()) {
             Ok(p) => p,
             Err(e) => {
                 self.count(PurgeResult::Invalid);
-                return api::error(StatusCode::BAD_REQUEST, format!("malformed purge: {e}"));
+                return api::error(StatusCode::BAD_REQUEST, e);
             }
         };
         match self.purger.apply(purge).await {

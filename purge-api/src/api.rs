@@ -163,9 +163,9 @@ async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -
         Ok(b) => b,
         Err(r) => return r.reply(),
     };
-    let purge: Purge = match serde_json::from_slice(&body) {
+    let purge: Purge = match Purge::from_json(&body) {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed purge: {e}")),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     if purge.seq.is_some() || purge.log.is_some() || purge.head.is_some() {
         return error(

@@ -223,6 +223,7 @@ fn the_api_refuses_bad_requests_with_json_errors() {
     let ok = Some(API_TOKEN);
     expect(post(ok, "{not json"), 400, "malformed purge");
     expect(post(ok, r#"{"tag": ["x"]}"#), 400, "unknown field");
+    expect(post(ok, "tags=x"), 400, "must be a JSON object");
     expect(post(ok, r#"{}"#), 400, "names nothing");
     expect(post(ok, r#"{"soft": true}"#), 400, "names nothing");
     expect(

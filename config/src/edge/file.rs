@@ -63,6 +63,8 @@ pub struct TlsFile {
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
     pub addr: Spanned<String>,
+    /// `tokens_file` is accepted too: purge-api's key has the plural.
+    #[serde(alias = "tokens_file")]
     pub token_file: Option<Spanned<String>>,
 }
 

@@ -11,6 +11,8 @@ use crate::units::{ByteSize, HumanDuration};
 #[serde(deny_unknown_fields)]
 pub struct PurgeApiFile {
     pub listen: Spanned<String>,
+    /// `token_file` is accepted too: the edge's admin key has the singular.
+    #[serde(alias = "token_file")]
     pub tokens_file: Spanned<String>,
     /// The embedded log's file; absent when `postgres` holds the log.
     pub store: Option<Spanned<String>>,
@@ -45,6 +47,8 @@ pub struct NodesFile {
     pub static_nodes: Vec<Spanned<String>>,
     #[serde(default)]
     pub dns: Vec<Spanned<DnsFile>>,
+    /// `tokens_file` is accepted too.
+    #[serde(alias = "tokens_file")]
     pub token_file: Spanned<String>,
     /// How often DNS names are resolved again.
     pub refresh: Option<Spanned<HumanDuration>>,

@@ -16,6 +16,15 @@ pub enum OriginResult {
 }
 
 impl OriginResult {
+    /// Every result.
+    pub const ALL: [OriginResult; 5] = [
+        OriginResult::Success,
+        OriginResult::Redirection,
+        OriginResult::ClientError,
+        OriginResult::ServerError,
+        OriginResult::Error,
+    ];
+
     /// The class of an origin's `status`.
     pub fn of_status(status: u16) -> Self {
         match status {
@@ -48,6 +57,9 @@ pub enum ReloadResult {
 }
 
 impl ReloadResult {
+    /// Every result.
+    pub const ALL: [ReloadResult; 2] = [ReloadResult::Ok, ReloadResult::Error];
+
     /// The label.
     pub fn label(self) -> &'static str {
         match self {
@@ -75,6 +87,16 @@ pub enum PurgeResult {
 }
 
 impl PurgeResult {
+    /// Every result.
+    pub const ALL: [PurgeResult; 6] = [
+        PurgeResult::Applied,
+        PurgeResult::Duplicate,
+        PurgeResult::Invalid,
+        PurgeResult::Unauthorized,
+        PurgeResult::Gap,
+        PurgeResult::Error,
+    ];
+
     /// The label.
     pub fn label(self) -> &'static str {
         match self {
@@ -98,6 +120,9 @@ pub enum SweepAction {
 }
 
 impl SweepAction {
+    /// Every action.
+    pub const ALL: [SweepAction; 2] = [SweepAction::Removed, SweepAction::Expired];
+
     /// The label.
     pub fn label(self) -> &'static str {
         match self {

@@ -137,7 +137,7 @@ impl Metrics {
             )?,
         };
         let none = requests.series(NO_SITE);
-        Ok(Metrics {
+        let metrics = Metrics {
             requests,
             sites: RwLock::new(HashMap::from([(NO_SITE.to_string(), none)])),
             accepted: register_int_counter_vec!(
@@ -249,13 +249,32 @@ impl Metrics {
                 "Time of one purge sweep over both tiers.",
                 vec![0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
             )?,
-        })
+        };
+        metrics.export_zeros();
+        Ok(metrics)
     }
 
-    /// Exports the request series of `sites` at 0, before their first request.
+    /// Makes every series of a closed label set exist at 0 from the start, so a rate or an
+    /// alert over it is defined before the first event.
+    fn export_zeros(&self) {
+        for r in ReloadResult::ALL {
+            self.config_reloads.with_label_values(&[r.label()]);
+        }
+        for r in PurgeResult::ALL {
+            self.purge_requests.with_label_values(&[r.label()]);
+        }
+        for a in SweepAction::ALL {
+            self.purge_swept.with_label_values(&[a.label()]);
+        }
+    }
+
+    /// Exports the request and origin series of `sites` at 0, before their first request.
     pub fn prepare_sites<'a>(&self, sites: impl IntoIterator<Item = &'a str>) {
         for site in sites {
             self.series_of(site);
+            for r in OriginResult::ALL {
+                self.origin_requests.with_label_values(&[site, r.label()]);
+            }
         }
     }
 
