@@ -8,7 +8,9 @@ scripts/setup.sh
 cargo build --release --locked -p edge -p purge-api -p edge-tests \
   --bin edge --bin purge-api --bin sample-origin
 bin=target/release
-logs=$(mktemp -d)
+# Everything the local CDN keeps (disk tiers, the purge log, logs) stays in this checkout.
+logs=target/local-cdn/logs
+mkdir -p "$logs"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; echo; echo "stopped (logs in $logs)"' EXIT
 "$bin/sample-origin" 127.0.0.1:8000 >"$logs/origin.log" 2>&1 & pids+=($!)

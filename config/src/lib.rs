@@ -12,6 +12,7 @@ pub mod edge;
 mod error;
 pub mod host;
 mod load;
+mod paths;
 pub mod purge;
 pub mod purge_api;
 pub mod token;

@@ -160,3 +160,36 @@ fn sign_url_prints_a_signed_url_or_refuses_bad_input_with_64() {
     let (code, _, err) = sign(&["/a.zip"]);
     assert_eq!((code, err.contains("no key")), (64, true), "{err}");
 }
+
+#[test]
+fn relative_paths_are_read_from_the_config_files_folder() {
+    let dir = Scratch::new("relative");
+    std::fs::create_dir_all(dir.0.join("secrets")).unwrap();
+    std::fs::write(dir.0.join("secrets/admin-token"), "t\n").unwrap();
+    std::fs::write(dir.0.join("404.html"), "gone").unwrap();
+    let yaml = GOOD
+        .replace(
+            "admin: { addr: \"127.0.0.1:19080\" }",
+            "admin: { addr: \"127.0.0.1:19080\", token_file: secrets/admin-token }",
+        )
+        .replace(
+            "    origin: o\n",
+            "    origin: o\n    error_pages: { \"404\": 404.html }\n",
+        );
+    let path = dir.0.join("edge.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    // Started from elsewhere, the file's own folder still anchors its paths.
+    let out = Command::new(edge_bin())
+        .current_dir("/")
+        .arg("--config")
+        .arg(&path)
+        .arg("--preflight")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

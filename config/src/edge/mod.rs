@@ -382,9 +382,11 @@ impl Default for Limits {
 }
 
 impl EdgeConfig {
-    /// Reads and validates an edge configuration file.
+    /// Reads and validates an edge configuration file. Relative paths in it are read from the
+    /// file's folder.
     pub fn load(path: &Path) -> Result<EdgeConfig, ConfigError> {
-        let file: file::EdgeFile = crate::load_yaml(path)?;
+        let mut file: file::EdgeFile = crate::load_yaml(path)?;
+        crate::paths::edge(&mut file, path.parent().unwrap_or(Path::new("")));
         validate(file).map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
             problems,

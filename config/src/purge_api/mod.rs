@@ -118,7 +118,8 @@ impl PurgeApiConfig {
 
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<PurgeApiConfig, ConfigError> {
-        let file: file::PurgeApiFile = crate::load_yaml(path)?;
+        let mut file: file::PurgeApiFile = crate::load_yaml(path)?;
+        crate::paths::purge_api(&mut file, path.parent().unwrap_or(Path::new("")));
         validate(file).map_err(|problems| ConfigError::Invalid {
             path: path.to_owned(),
             problems,
