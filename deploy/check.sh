@@ -4,10 +4,16 @@
 # the compose file against the Compose specification (check-jsonschema), Prometheus's
 # configuration and alert rules (promtool, Debian's prometheus package), the systemd units
 # (systemd-analyze verify), every sample configuration with `--check`, and the Grafana
-# dashboard's JSON. Run by scripts/test.sh after the binaries are built.
+# dashboard's JSON. Run by scripts/test.sh after the binaries are built; run by hand, it uses
+# the newest build of `edge` and `purge-api` (debug or release), or BIN_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${BIN_DIR:-target/debug}
+if [[ -z ${BIN_DIR:-} ]]; then
+  BIN_DIR=$(ls -td target/debug target/release 2>/dev/null |
+    while read -r d; do [[ -x $d/edge && -x $d/purge-api ]] && { echo "$d"; break; }; done)
+  [[ -n $BIN_DIR ]] || { echo "deploy/check.sh: build edge and purge-api first (cargo build --bins), or set BIN_DIR" >&2; exit 1; }
+fi
+bin=$BIN_DIR
 tools=target/deploy-check
 sudo=""
 [[ $(id -u) -eq 0 ]] || sudo="sudo"

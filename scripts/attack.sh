@@ -9,7 +9,7 @@
 # EDGE_BIN runs another edge binary (one without `limits` keys needs ATTACK_LIMITS empty).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 if ! command -v h2load >/dev/null; then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"

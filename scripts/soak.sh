@@ -4,7 +4,7 @@
 # the figures; exits 1 on any failed request, growth of RSS or descriptors, or a tier over bounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 cargo build --release --locked -p edge -p purge-api -p edge-tests --bin edge --bin purge-api --bin soak
 # The soak uses many connections; make sure the limit is not what it measures.
 ulimit -n 65536 2>/dev/null || true

@@ -4,13 +4,13 @@
 # loopback), and the validation of deploy/ (manifests, compose, Prometheus, systemd, dashboard).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The integration tests start the real `edge` binary: build it (cargo test alone builds only the
 # test harness of a binary), then run everything.
 cargo build --workspace --bins --locked
-deploy/check.sh
+BIN_DIR=target/debug deploy/check.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

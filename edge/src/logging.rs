@@ -12,9 +12,15 @@ use tracing_subscriber::{fmt, EnvFilter};
 /// Keep this alive for the life of the process: dropping it flushes and stops the writer.
 pub type LogGuard = WorkerGuard;
 
+/// Pingora's cache warns once, at the first stored header, that it has no compression
+/// dictionary. The edge never uses one (its stored headers are compressed without), so the line
+/// says nothing an operator can act on; the module's errors still show.
+const QUIET: &str = "pingora_cache::meta=error";
+
 /// Installs the global subscriber. `RUST_LOG` overrides `level`.
 pub fn init(json: bool, level: &str) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{QUIET}")));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .finish(BufWriter::with_capacity(64 << 10, std::io::stderr()));
