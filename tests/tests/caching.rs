@@ -492,6 +492,16 @@ fn metrics_count_hits_misses_and_the_memory_tier() {
         let series = format!("edge_cache_requests_total{{site=\"*\",status=\"{status}\"}} 0");
         assert!(before.contains(&series), "no {series} at start");
     }
+    for series in [
+        "edge_config_reloads_total{result=\"ok\"} 0",
+        "edge_config_reloads_total{result=\"error\"} 0",
+        "edge_purge_requests_total{result=\"applied\"} 0",
+        "edge_purge_swept_objects_total{action=\"expired\"} 0",
+        "edge_origin_requests_total{result=\"5xx\",site=\"*\"} 0",
+        "edge_refusals_total{reason=\"denied\"} 0",
+    ] {
+        assert!(before.contains(series), "no {series} at start");
+    }
     edge.get("/m", &[]);
     edge.get("/m", &[]);
     edge.get("/m", &[]);
