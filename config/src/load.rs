@@ -17,8 +17,12 @@ pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 }
 
 /// Deserializes YAML text; the error names the line and, where serde says it, the field.
+/// Booleans are YAML 1.2's `true` and `false` only: `yes`, `no`, `on` and `off`, quoted or not,
+/// are refused where a boolean is expected, so `cache: "no"` cannot turn caching off by
+/// accident of spelling.
 pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str) -> Result<T, Problem> {
-    serde_saphyr::from_str(text).map_err(|e| {
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(0);
         // The crate's Display carries a source snippet; the first line is the message itself.
         let message = e.to_string();

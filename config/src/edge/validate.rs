@@ -386,14 +386,7 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
     if let Some(re) = &m.path_regex {
         match Regex::new(&re.value) {
             Ok(re) => path = Some(PathMatch::Regex(re)),
-            Err(e) => p.at(
-                re,
-                format!("{mfield}.path_regex"),
-                format!(
-                    "invalid regular expression: {}",
-                    e.to_string().replace('\n', " ")
-                ),
-            ),
+            Err(e) => p.at(re, format!("{mfield}.path_regex"), regex_problem(&e)),
         }
     }
     let methods = m.methods.as_ref().map(|ms| {
@@ -545,6 +538,28 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
         allow_set_cookie: r.allow_set_cookie,
         cache_errors: r.cache_errors,
         logic: logic::logic(p, r, field),
+    }
+}
+
+/// A regex error as one problem: the reason first, then the pattern and the caret under it on
+/// lines of their own, so they stay aligned when the problem is printed.
+fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let reason = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or(text.as_str());
+    let shown: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("    "))
+        .copied()
+        .collect();
+    if shown.is_empty() {
+        format!("invalid regular expression: {reason}")
+    } else {
+        format!("invalid regular expression: {reason}\n{}", shown.join("\n"))
     }
 }
 

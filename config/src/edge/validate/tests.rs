@@ -836,3 +836,38 @@ fn site_names_default_to_the_first_host_and_are_unique() {
     );
     rejects(&blank, 13, "sites[0].name");
 }
+
+#[test]
+fn booleans_are_true_or_false_only() {
+    for spelling in ["yes", "\"no\"", "off", "On"] {
+        let yaml = with(
+            "        ttl: 365d\n",
+            &format!("        ttl: 365d\n        allow_set_cookie: {spelling}\n"),
+        );
+        let problems = EdgeConfig::from_yaml(&yaml).unwrap_err();
+        assert_eq!(problems[0].line, 18, "{spelling}: {problems:?}");
+    }
+    let yaml = with(
+        "        ttl: 365d\n",
+        "        ttl: 365d\n        allow_set_cookie: true\n",
+    );
+    assert!(EdgeConfig::from_yaml(&yaml).unwrap().sites[0].rules[0].allow_set_cookie);
+}
+
+#[test]
+fn a_regex_error_keeps_its_caret_under_the_pattern() {
+    let msg = rejects(
+        &with("path_prefix: /assets/", "path_regex: '/a(b'"),
+        16,
+        "sites[0].rules[0].match.path_regex",
+    );
+    let lines: Vec<&str> = msg.lines().collect();
+    assert_eq!(
+        lines[0], "invalid regular expression: unclosed group",
+        "{msg}"
+    );
+    assert_eq!(lines.len(), 3, "{msg}");
+    let (pattern, caret) = (lines[1], lines[2]);
+    assert_eq!(pattern.trim(), "/a(b");
+    assert_eq!(&pattern[caret.find('^').unwrap()..][..1], "(", "{msg}");
+}
