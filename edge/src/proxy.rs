@@ -1090,7 +1090,7 @@ impl ProxyHttp for EdgeProxy {
         let elapsed = ctx.start.elapsed();
         self.state
             .metrics
-            .request(ctx.site_name(), outcome, bytes, elapsed);
+            .request(ctx.site_name(), outcome, status, bytes, elapsed);
         if let Some(log) = &self.state.access_log {
             let req = session.req_header();
             log.write(&access_log::Entry {

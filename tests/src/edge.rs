@@ -268,7 +268,7 @@ impl Edge {
     }
 
     /// The sum of the series of `name{labels}` that carry these labels (and maybe others),
-    /// 0 when there is none: `edge_cache_requests_total{status="hit"}` adds up every site.
+    /// 0 when there is none: `edge_cache_requests_total{outcome="hit"}` adds up every site.
     pub fn metric(&self, series: &str) -> f64 {
         let (name, want) = crate::metrics::parse_series(series);
         self.metrics()

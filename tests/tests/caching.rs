@@ -489,7 +489,7 @@ fn metrics_count_hits_misses_and_the_memory_tier() {
         "pass",
         "error",
     ] {
-        let series = format!("edge_cache_requests_total{{site=\"*\",status=\"{status}\"}} 0");
+        let series = format!("edge_cache_requests_total{{outcome=\"{status}\",site=\"*\"}} 0");
         assert!(before.contains(&series), "no {series} at start");
     }
     for series in [
@@ -506,11 +506,11 @@ fn metrics_count_hits_misses_and_the_memory_tier() {
     edge.get("/m", &[]);
     edge.get("/m", &[]);
     assert_eq!(
-        edge.metric("edge_cache_requests_total{status=\"miss\"}"),
+        edge.metric("edge_cache_requests_total{outcome=\"miss\"}"),
         1.0
     );
     assert_eq!(
-        edge.metric("edge_cache_requests_total{status=\"hit\"}"),
+        edge.metric("edge_cache_requests_total{outcome=\"hit\"}"),
         2.0
     );
     assert_eq!(edge.metric("edge_cache_tier_objects{tier=\"memory\"}"), 1.0);
@@ -524,7 +524,7 @@ fn metrics_count_hits_misses_and_the_memory_tier() {
         .contains("edge_origin_duration_seconds_bucket"));
     assert!(edge
         .metrics()
-        .contains("edge_response_bytes_total{site=\"*\",status=\"hit\"}"));
+        .contains("edge_response_bytes_total{outcome=\"hit\",site=\"*\"}"));
 }
 
 #[test]

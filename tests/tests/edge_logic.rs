@@ -380,7 +380,7 @@ fn each_site_has_its_own_series() {
     // Exported at 0 before any request, so rates over them are defined.
     assert!(edge
         .metrics()
-        .contains("edge_cache_requests_total{site=\"shop\",status=\"hit\"} 0"));
+        .contains("edge_cache_requests_total{outcome=\"hit\",site=\"shop\"} 0"));
     for _ in 0..2 {
         edge_tests::client::get(edge.addr, "shop.example", "/a", &[]);
     }
@@ -388,19 +388,19 @@ fn each_site_has_its_own_series() {
     edge_tests::client::get(edge.addr, "nowhere.example", "/a", &[]);
     let m = |series: &str| edge.metric(series);
     assert_eq!(
-        m("edge_cache_requests_total{site=\"shop\",status=\"miss\"}"),
+        m("edge_cache_requests_total{site=\"shop\",outcome=\"miss\"}"),
         1.0
     );
     assert_eq!(
-        m("edge_cache_requests_total{site=\"shop\",status=\"hit\"}"),
+        m("edge_cache_requests_total{site=\"shop\",outcome=\"hit\"}"),
         1.0
     );
     assert_eq!(
-        m("edge_cache_requests_total{site=\"blog.example\",status=\"miss\"}"),
+        m("edge_cache_requests_total{site=\"blog.example\",outcome=\"miss\"}"),
         1.0
     );
     assert_eq!(
-        m("edge_cache_requests_total{site=\"-\",status=\"bypass\"}"),
+        m("edge_cache_requests_total{site=\"-\",outcome=\"bypass\"}"),
         1.0
     );
     assert_eq!(
@@ -408,8 +408,10 @@ fn each_site_has_its_own_series() {
         1.0
     );
     assert!(m("edge_response_bytes_total{site=\"blog.example\"}") > 0.0);
+    assert_eq!(m("edge_responses_total{site=\"shop\",code=\"200\"}"), 2.0);
+    assert_eq!(m("edge_responses_total{site=\"-\",code=\"404\"}"), 1.0);
     assert_eq!(
-        m("edge_cache_requests_total{status=\"miss\"}"),
+        m("edge_cache_requests_total{outcome=\"miss\"}"),
         2.0,
         "summed over sites"
     );

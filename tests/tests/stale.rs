@@ -127,7 +127,7 @@ fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
     let stale = edge.get("/swr", &[]);
     assert_eq!(stale.text(), "v1", "served stale at once");
     assert_eq!(
-        edge.metric("edge_cache_requests_total{status=\"stale\"}"),
+        edge.metric("edge_cache_requests_total{outcome=\"stale\"}"),
         1.0
     );
     assert!(
@@ -174,7 +174,7 @@ fn stale_if_error_when_the_origin_is_down_or_failing() {
     // Nothing comes back from a stopped origin: unreachable, not an error it answered.
     assert_stale_copy(&edge, "origin-unreachable");
     assert_eq!(
-        edge.metric("edge_cache_requests_total{status=\"stale\"}"),
+        edge.metric("edge_cache_requests_total{outcome=\"stale\"}"),
         2.0,
         "both stale answers are counted as stale"
     );
@@ -182,7 +182,7 @@ fn stale_if_error_when_the_origin_is_down_or_failing() {
     let r = edge.get("/never-seen", &[]);
     assert_eq!(r.status, 502);
     assert_eq!(
-        edge.metric("edge_cache_requests_total{status=\"error\"}"),
+        edge.metric("edge_cache_requests_total{outcome=\"error\"}"),
         1.0
     );
     assert!(

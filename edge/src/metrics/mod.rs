@@ -28,14 +28,14 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// The edge's metric families.
 pub struct Metrics {
-    /// `edge_cache_requests_total{site,status}`, `edge_response_bytes_total{site,status}` and
-    /// `edge_request_duration_seconds{site,status}`.
+    /// `edge_cache_requests_total{site,outcome}`, `edge_response_bytes_total{site,outcome}` and
+    /// `edge_request_duration_seconds{site,outcome}`.
     requests: RequestFamilies,
     /// Each site's series of those families for each [`Outcome`], by its index in
     /// [`Outcome::ALL`], made on the site's first request: finding three series by their labels
     /// on every request (hashing them, a read lock each) showed in the profile of a small hit,
     /// one map lookup does not.
-    sites: RwLock<HashMap<String, Arc<[Series]>>>,
+    sites: RwLock<HashMap<String, Arc<SiteSeries>>>,
     /// `edge_connections_accepted_total{worker}`: client connections each worker accepted.
     pub accepted: IntCounterVec,
     /// `edge_origin_requests_total{site,result}`: origin fetches by HTTP status class or error.
@@ -84,24 +84,37 @@ pub struct Metrics {
     pub purge_sweep_duration: Histogram,
 }
 
-/// The request families, labelled by site and outcome.
+/// The request families, labelled by site and outcome, and the responses by status code.
 struct RequestFamilies {
     requests: IntCounterVec,
     bytes: IntCounterVec,
     duration: HistogramVec,
+    /// `edge_responses_total{site,code}`.
+    codes: IntCounterVec,
+}
+
+/// The status codes counted, one series each (an HTTP status has three digits).
+const CODES: std::ops::RangeInclusive<u16> = 100..=599;
+
+/// One site's series: per outcome, and per status code (made at the first response of each).
+struct SiteSeries {
+    outcomes: Vec<Series>,
+    codes: Vec<std::sync::OnceLock<IntCounter>>,
 }
 
 impl RequestFamilies {
-    /// `site`'s series, one per outcome.
-    fn series(&self, site: &str) -> Arc<[Series]> {
-        Outcome::ALL
+    /// `site`'s series.
+    fn series(&self, site: &str) -> Arc<SiteSeries> {
+        let outcomes = Outcome::ALL
             .iter()
             .map(|o| Series {
                 requests: self.requests.with_label_values(&[site, o.label()]),
                 bytes: self.bytes.with_label_values(&[site, o.label()]),
                 duration: self.duration.with_label_values(&[site, o.label()]),
             })
-            .collect()
+            .collect();
+        let codes = CODES.map(|_| std::sync::OnceLock::new()).collect();
+        Arc::new(SiteSeries { outcomes, codes })
     }
 }
 
@@ -122,18 +135,23 @@ impl Metrics {
             requests: register_int_counter_vec!(
                 "edge_cache_requests_total",
                 "Requests by site and cache outcome (hit, miss, stale, revalidated, expired, bypass, pass, error).",
-                &["site", "status"]
+                &["site", "outcome"]
             )?,
             bytes: register_int_counter_vec!(
                 "edge_response_bytes_total",
                 "Response body bytes sent to clients, by site and cache outcome.",
-                &["site", "status"]
+                &["site", "outcome"]
             )?,
             duration: register_histogram_vec!(
                 "edge_request_duration_seconds",
                 "Time from request to the last byte sent, by site and cache outcome.",
-                &["site", "status"],
+                &["site", "outcome"],
                 LATENCY_BUCKETS.to_vec()
+            )?,
+            codes: register_int_counter_vec!(
+                "edge_responses_total",
+                "Responses sent to clients, by site and HTTP status code.",
+                &["site", "code"]
             )?,
         };
         let none = requests.series(NO_SITE);
@@ -278,7 +296,7 @@ impl Metrics {
         }
     }
 
-    fn series_of(&self, site: &str) -> Arc<[Series]> {
+    fn series_of(&self, site: &str) -> Arc<SiteSeries> {
         if let Some(s) = self.sites.read().get(site) {
             return s.clone();
         }
@@ -290,14 +308,33 @@ impl Metrics {
     }
 
     /// Counts one request of `site` ([`NO_SITE`] for none) with cache outcome `outcome`, the
-    /// body bytes it sent and how long it took.
-    pub fn request(&self, site: &str, outcome: Outcome, bytes: u64, elapsed: Duration) {
+    /// HTTP `status` it was answered with (0: none was sent), the body bytes it sent and how
+    /// long it took.
+    pub fn request(
+        &self,
+        site: &str,
+        outcome: Outcome,
+        status: u16,
+        bytes: u64,
+        elapsed: Duration,
+    ) {
         let at = Outcome::ALL.iter().position(|o| *o == outcome);
         let series = self.series_of(site);
-        if let Some(s) = at.and_then(|i| series.get(i)) {
+        if let Some(s) = at.and_then(|i| series.outcomes.get(i)) {
             s.requests.inc();
             s.bytes.inc_by(bytes);
             s.duration.observe(elapsed.as_secs_f64());
+        }
+        if CODES.contains(&status) {
+            let at = usize::from(status - CODES.start());
+            if let Some(slot) = series.codes.get(at) {
+                slot.get_or_init(|| {
+                    self.requests
+                        .codes
+                        .with_label_values(&[site, &status.to_string()])
+                })
+                .inc();
+            }
         }
     }
 
