@@ -140,10 +140,20 @@ pub struct RequestCtx {
     upstream_status: Option<http::HeaderValue>,
     /// Origin servers this request failed to connect to (failover skips them).
     tried: Vec<std::net::SocketAddr>,
-    /// The site's page that replaces this response's body, until it is sent.
-    error_page: Option<ErrorPage>,
+    /// Whether the site's page replaces this response's body.
+    error_page: PageSwap,
+}
+
+/// The site's error page standing in for a response's body.
+#[derive(Default)]
+enum PageSwap {
+    /// The response keeps its body.
+    #[default]
+    None,
+    /// The page goes out with the first piece of the body.
+    Pending(ErrorPage),
     /// The page went out: the rest of the error's own body is dropped.
-    error_page_sent: bool,
+    Sent,
 }
 
 impl RequestCtx {
@@ -206,7 +216,8 @@ impl EdgeProxy {
         cache_key(ctx.scheme, &ctx.host, session.req_header(), spec)
     }
 
-    /// Answers locally (unknown or invalid host), with `Cache-Status` like every response.
+    /// Answers a request the edge will not serve (a malformed or unknown host, a refused
+    /// client), with `Cache-Status` like every response, and closes the connection after it.
     async fn respond_local(
         &self,
         session: &mut Session,
@@ -215,19 +226,22 @@ impl EdgeProxy {
         detail: &'static str,
         body: String,
     ) -> Result<bool> {
-        self.respond_local_as(session, ctx, Forward::Bypass, status, detail, body)
+        session.set_keepalive(None);
+        self.answer_here(session, ctx, Forward::Bypass, status, detail, None, body)
             .await
     }
 
-    /// As [`respond_local`](Self::respond_local), for a request the cache would have forwarded
-    /// for `fwd`.
-    async fn respond_local_as(
+    /// Answers at the edge: `Cache-Status: <node>; fwd=<fwd>; detail=<detail>`, one `extra`
+    /// field if any, and `body` (or the site's error page). `Ok(true)`: the request is done.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer_here(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         fwd: Forward,
         status: u16,
         detail: &'static str,
+        extra: Option<(http::HeaderName, String)>,
         body: String,
     ) -> Result<bool> {
         let cs = CacheStatus {
@@ -235,9 +249,8 @@ impl EdgeProxy {
             detail: Some(detail),
             ..Default::default()
         };
-        session.set_keepalive(None);
         let field = cs.render(&self.state.node_id);
-        self.write_plain(session, ctx, status, &field, None, body)
+        self.write_plain(session, ctx, status, &field, extra, body)
             .await?;
         ctx.status = Some(cs);
         ctx.status_field = Some(field);
@@ -448,8 +461,7 @@ impl ProxyHttp for EdgeProxy {
             status: None,
             status_field: None,
             upstream_status: None,
-            error_page: None,
-            error_page_sent: false,
+            error_page: PageSwap::None,
             tried: Vec::new(),
         }
     }
@@ -710,12 +722,14 @@ impl ProxyHttp for EdgeProxy {
             .is_some_and(|d| d.only_if_cached());
         if only_if_cached && ctx.fwd.is_none() {
             let forwarded = self.cache_status(session, ctx).fwd.unwrap_or(Forward::Miss);
-            self.respond_local_as(
+            session.set_keepalive(None);
+            self.answer_here(
                 session,
                 ctx,
                 forwarded,
                 504,
                 ONLY_IF_CACHED,
+                None,
                 "504 Gateway Timeout: not in the cache (only-if-cached)\n".into(),
             )
             .await?;
@@ -928,7 +942,7 @@ impl ProxyHttp for EdgeProxy {
         }
         if let Some(page) = ctx.error_page(resp.status.as_u16()).cloned() {
             logic::serve_page_in(resp, &page)?;
-            ctx.error_page = Some(page);
+            ctx.error_page = PageSwap::Pending(page);
         }
         if ctx.origin_unreachable && session.cache.phase() == CachePhase::Stale {
             self.state.metrics.stale_unreachable.inc();
@@ -972,12 +986,17 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<Option<Duration>> {
         // The page stands in for whatever body the error had, stored or fetched: sent with the
         // first piece (the end of a stored body may come without one), then nothing.
-        if let Some(page) = ctx.error_page.take() {
-            *body = (session.req_header().method != Method::HEAD)
-                .then(|| Bytes::copy_from_slice(&page.body));
-            ctx.error_page_sent = true;
-        } else if ctx.error_page_sent {
-            *body = None;
+        match std::mem::take(&mut ctx.error_page) {
+            PageSwap::None => {}
+            PageSwap::Pending(page) => {
+                *body = (session.req_header().method != Method::HEAD)
+                    .then(|| Bytes::copy_from_slice(&page.body));
+                ctx.error_page = PageSwap::Sent;
+            }
+            PageSwap::Sent => {
+                *body = None;
+                ctx.error_page = PageSwap::Sent;
+            }
         }
         Ok(None)
     }

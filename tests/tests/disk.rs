@@ -570,3 +570,18 @@ fn disk_writes_run_at_a_lower_priority_than_the_workers() {
         "writers are not at the lowest priority: {threads:?}"
     );
 }
+
+#[test]
+fn writing_to_disk_logs_nothing_an_operator_cannot_act_on() {
+    let origin = origin(1000);
+    let dir = Scratch::new("disk-quiet");
+    let edge = Edge::builder(origin.addr)
+        .cache(cache(&dir.0, "64B", "64MiB"))
+        .start();
+    edge.get("/a", &[]);
+    edge.wait_disk_objects(1, Duration::from_secs(20));
+    // Pingora's cache warns at its first stored header that it has no compression
+    // dictionary; the edge uses none, by design.
+    let log = edge.log();
+    assert!(!log.contains("compression dictionary"), "{log}");
+}

@@ -367,6 +367,9 @@ pub struct ErrorPages {
 impl ErrorPages {
     /// The page for `status`, if any.
     pub fn for_status(&self, status: u16) -> Option<&ErrorPage> {
+        if status < 400 {
+            return None;
+        }
         if let Some(p) = self.exact.get(&status) {
             return Some(p);
         }
@@ -418,6 +421,18 @@ pub struct Logic {
     pub rate_limit: Option<RateLimit>,
     /// The signature every request must carry.
     pub signed_url: Option<SignedUrl>,
+}
+
+impl Logic {
+    /// Whether it may answer a request at the edge (refuse, limit or redirect it), so the
+    /// request path must consult it before the cache.
+    pub fn acts_on_requests(&self) -> bool {
+        self.access.is_some()
+            || self.signed_url.is_some()
+            || self.rate_limit.is_some()
+            || self.redirect.is_some()
+            || self.redirect_https
+    }
 }
 
 #[cfg(test)]

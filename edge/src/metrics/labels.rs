@@ -157,6 +157,17 @@ impl Refusal {
         Refusal::Expired,
     ];
 
+    /// Its `Cache-Status` `detail`.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Refusal::Denied => "denied",
+            Refusal::Redirect => "redirect",
+            Refusal::RateLimited => "rate-limited",
+            Refusal::BadSignature => "bad-signature",
+            Refusal::Expired => "expired",
+        }
+    }
+
     /// The label.
     pub fn label(self) -> &'static str {
         match self {

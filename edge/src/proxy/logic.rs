@@ -10,17 +10,6 @@ use super::*;
 use crate::live::limiter::Limiter;
 use crate::metrics::Refusal;
 
-/// `Cache-Status` `detail` of a client an access rule refuses.
-pub(super) const DENIED: &str = "denied";
-/// `Cache-Status` `detail` of a redirect answered at the edge.
-pub(super) const REDIRECT: &str = "redirect";
-/// `Cache-Status` `detail` of a client over a rule's rate limit.
-pub(super) const RATE_LIMITED: &str = "rate-limited";
-/// `Cache-Status` `detail` of a URL whose signature is missing or wrong.
-pub(super) const BAD_SIGNATURE: &str = "bad-signature";
-/// `Cache-Status` `detail` of a signed URL past its expiry.
-pub(super) const EXPIRED: &str = "expired";
-
 /// Applies header rules to a response on its way to the client (never to what is stored).
 pub fn apply_response(rules: &HeaderRules, resp: &mut ResponseHeader) -> Result<()> {
     for name in &rules.remove {
@@ -80,12 +69,12 @@ fn https_of(host: &str, path: &str, query: Option<&str>) -> String {
     }
 }
 
-/// What the edge answers itself for a request under `logic`, if anything: a refusal
-/// (status, `detail`, body) or a redirect (status, location).
+/// What the edge answers itself for a request under `logic`: a refusal, the rate limit's
+/// 429, or a redirect.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Answer {
-    /// Refused with this status and `Cache-Status` detail.
-    Refuse(u16, &'static str, Refusal),
+    /// Refused (403) for this reason.
+    Refuse(Refusal),
     /// Over the rate limit: 429, to try again after this many seconds.
     Slow(u64),
     /// Sent elsewhere.
@@ -119,7 +108,7 @@ pub(super) fn answer(
 ) -> Result<Option<String>, Answer> {
     if let Some(access) = &logic.access {
         if !r.client.is_some_and(|ip| access.permits(ip)) {
-            return Err(Answer::Refuse(403, DENIED, Refusal::Denied));
+            return Err(Answer::Refuse(Refusal::Denied));
         }
     }
     let unsigned = match &logic.signed_url {
@@ -128,11 +117,9 @@ pub(super) fn answer(
             let target = r.uri.path_and_query().map_or("/", |pq| pq.as_str());
             match signed::check(s, target, r.now) {
                 Ok(t) => Some(t),
-                Err(signed::Refused::Expired) => {
-                    return Err(Answer::Refuse(403, EXPIRED, Refusal::Expired))
-                }
+                Err(signed::Refused::Expired) => return Err(Answer::Refuse(Refusal::Expired)),
                 Err(signed::Refused::BadSignature) => {
-                    return Err(Answer::Refuse(403, BAD_SIGNATURE, Refusal::BadSignature))
+                    return Err(Answer::Refuse(Refusal::BadSignature))
                 }
             }
         }
@@ -169,13 +156,31 @@ impl EdgeProxy {
         let Some(rule) = ctx.rule() else {
             return Ok(false);
         };
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let client = match (&ctx.live.config.client_ip, peer) {
-            (Some(trust), Some(peer)) => Some(trust.client(peer, &session.req_header().headers)),
-            _ => peer,
+        let logic = &rule.logic;
+        if !logic.acts_on_requests() {
+            return Ok(false);
+        }
+        // The client and the clock only where a rule asks for them.
+        let client = if logic.access.is_some() || logic.rate_limit.is_some() {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            match (&ctx.live.config.client_ip, peer) {
+                (Some(trust), Some(peer)) => {
+                    Some(trust.client(peer, &session.req_header().headers))
+                }
+                _ => peer,
+            }
+        } else {
+            None
+        };
+        let now = if logic.signed_url.is_some() {
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        } else {
+            0
         };
         let limiter = ctx
             .live
@@ -183,11 +188,8 @@ impl EdgeProxy {
             .get(ctx.site.unwrap_or(usize::MAX))
             .and_then(|s| s.get(ctx.rule?))
             .and_then(Option::as_deref);
-        let now = SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let answer = answer(
-            &rule.logic,
+            logic,
             rule.matcher.path.as_ref(),
             limiter,
             &Request {
@@ -207,45 +209,45 @@ impl EdgeProxy {
                 session.req_header_mut().set_uri(uri);
                 Ok(false)
             }
-            Err(Answer::Refuse(status, detail, why)) => {
+            Err(Answer::Refuse(why)) => {
                 self.state.metrics.refused(why);
-                self.respond_local(session, ctx, status, detail, "403 Forbidden\n".into())
+                self.respond_local(session, ctx, 403, why.detail(), "403 Forbidden\n".into())
                     .await
             }
             Err(Answer::Slow(retry_after)) => {
-                self.state.metrics.refused(Refusal::RateLimited);
+                let why = Refusal::RateLimited;
+                self.state.metrics.refused(why);
                 if let Some(rule) = ctx.rule {
                     self.state.metrics.rate_limited(ctx.site_name(), rule);
                 }
-                let cs = CacheStatus {
-                    fwd: Some(Forward::Bypass),
-                    detail: Some(RATE_LIMITED),
-                    ..Default::default()
-                };
-                let field = cs.render(&self.state.node_id);
                 let extra = (http::header::RETRY_AFTER, retry_after.to_string());
                 let body = "429 Too Many Requests\n".to_string();
-                self.write_plain(session, ctx, 429, &field, Some(extra), body)
-                    .await?;
-                ctx.status = Some(cs);
-                ctx.status_field = Some(field);
-                Ok(true)
+                self.answer_here(
+                    session,
+                    ctx,
+                    Forward::Bypass,
+                    429,
+                    why.detail(),
+                    Some(extra),
+                    body,
+                )
+                .await
             }
             Err(Answer::Redirect(status, location)) => {
-                self.state.metrics.refused(Refusal::Redirect);
-                let cs = CacheStatus {
-                    fwd: Some(Forward::Bypass),
-                    detail: Some(REDIRECT),
-                    ..Default::default()
-                };
-                let field = cs.render(&self.state.node_id);
+                let why = Refusal::Redirect;
+                self.state.metrics.refused(why);
                 let body = format!("{status} redirect to {location}\n");
                 let extra = (http::header::LOCATION, location);
-                self.write_plain(session, ctx, status, &field, Some(extra), body)
-                    .await?;
-                ctx.status = Some(cs);
-                ctx.status_field = Some(field);
-                Ok(true)
+                self.answer_here(
+                    session,
+                    ctx,
+                    Forward::Bypass,
+                    status,
+                    why.detail(),
+                    Some(extra),
+                    body,
+                )
+                .await
             }
         }
     }
@@ -288,7 +290,7 @@ mod tests {
         let prefix = PathMatch::Prefix("/old/".into());
         let u = uri("/old/a/b?x=1");
         let at = |client, scheme| answer(&logic, Some(&prefix), None, &request(client, scheme, &u));
-        let denied = Err(Answer::Refuse(403, DENIED, Refusal::Denied));
+        let denied = Err(Answer::Refuse(Refusal::Denied));
         assert_eq!(at(Some("192.0.2.1"), "https"), denied);
         assert_eq!(at(None, "https"), denied);
         assert_eq!(
@@ -325,7 +327,7 @@ mod tests {
             )
             .map(|_| ())
         };
-        let bad = Err(Answer::Refuse(403, BAD_SIGNATURE, Refusal::BadSignature));
+        let bad = Err(Answer::Refuse(Refusal::BadSignature));
         assert_eq!(
             inside(&u),
             bad,
@@ -334,10 +336,7 @@ mod tests {
         let good = uri(&signed::sign_url(b"k", "/old/a/b?x=1", 2_000, "exp", "sig"));
         assert!(matches!(inside(&good), Err(Answer::Redirect(301, _))));
         let old = uri(&signed::sign_url(b"k", "/old/a/b?x=1", 999, "exp", "sig"));
-        assert_eq!(
-            inside(&old),
-            Err(Answer::Refuse(403, EXPIRED, Refusal::Expired))
-        );
+        assert_eq!(inside(&old), Err(Answer::Refuse(Refusal::Expired)));
         let outside = answer(
             &signed,
             Some(&prefix),
