@@ -1013,8 +1013,8 @@ impl ProxyHttp for EdgeProxy {
             return false;
         };
         match self.stand_in(ctx, meta.response_header(), meta.fresh_until(), e) {
-            Some(detail) => {
-                ctx.origin_unreachable = detail == ORIGIN_UNREACHABLE;
+            Some(why) => {
+                ctx.origin_unreachable = why == stale::StandIn::Unreachable;
                 true
             }
             None => false,

@@ -7,9 +7,28 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 
+/// Why a stored copy stands in for a failed origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StandIn {
+    /// The origin answered with an error, or broke off after answering (`stale-if-error`).
+    IfError,
+    /// Nothing came back (`cache.stale_if_unreachable`).
+    Unreachable,
+}
+
+impl StandIn {
+    /// Its `Cache-Status` `detail`.
+    pub(super) fn detail(self) -> &'static str {
+        match self {
+            StandIn::IfError => STALE_IF_ERROR,
+            StandIn::Unreachable => ORIGIN_UNREACHABLE,
+        }
+    }
+}
+
 impl EdgeProxy {
-    /// The `Cache-Status` detail under which a stored response (`header`, fresh until
-    /// `fresh_until`) may stand in after the origin failed with `e`; `None` when it may not.
+    /// Why a stored response (`header`, fresh until `fresh_until`) may stand in after the
+    /// origin failed with `e`; `None` when it may not.
     /// Only origin-side failures: a broken client must not be fed stale data. An error status
     /// gets the window `stale-if-error` (the response's or the rule's) gives; a broken exchange
     /// the wider `stale_if_unreachable`, called unreachable if nothing came back.
@@ -19,13 +38,13 @@ impl EdgeProxy {
         header: &ResponseHeader,
         fresh_until: SystemTime,
         e: &Error,
-    ) -> Option<&'static str> {
+    ) -> Option<StandIn> {
         if e.esource() != &ErrorSource::Upstream {
             return None;
         }
         let rule = ctx.rule();
-        let (window, detail) = match e.etype() {
-            ErrorType::HTTPStatus(_) => (freshness::stale_if_error(header, rule), STALE_IF_ERROR),
+        let (window, why) = match e.etype() {
+            ErrorType::HTTPStatus(_) => (freshness::stale_if_error(header, rule), StandIn::IfError),
             _ => (
                 freshness::stale_if_unreachable(
                     header,
@@ -33,16 +52,16 @@ impl EdgeProxy {
                     ctx.live.config.cache.stale_if_unreachable,
                 ),
                 if ctx.origin_status.is_some() {
-                    STALE_IF_ERROR
+                    StandIn::IfError
                 } else {
-                    ORIGIN_UNREACHABLE
+                    StandIn::Unreachable
                 },
             ),
         };
         let stale_for = SystemTime::now()
             .duration_since(fresh_until)
             .unwrap_or_default();
-        (window > 0 && stale_for <= Duration::from_secs(u64::from(window))).then_some(detail)
+        (window > 0 && stale_for <= Duration::from_secs(u64::from(window))).then_some(why)
     }
 
     /// Serves the stored copy after the origin failed with `e`, if one may stand in for it:
@@ -69,17 +88,17 @@ impl EdgeProxy {
             return Ok(false);
         }
         let now = SystemTime::now();
-        let Some(detail) = self.stand_in(ctx, &stored.header, stored.fresh_until, e) else {
+        let Some(why) = self.stand_in(ctx, &stored.header, stored.fresh_until, e) else {
             return Ok(false);
         };
         let cs = CacheStatus {
             fwd: Some(Forward::Stale),
             fwd_status: ctx.origin_status,
-            detail: Some(detail),
+            detail: Some(why.detail()),
             ..Default::default()
         };
         self.write_stored(session, ctx, &object, cs, now).await?;
-        if detail == ORIGIN_UNREACHABLE {
+        if why == StandIn::Unreachable {
             s.metrics.stale_unreachable.inc();
         }
         Ok(true)
