@@ -16,18 +16,22 @@ enum File {
     PurgeApi,
 }
 
-/// The keys of the struct at a path, drawn out by a probe key `zz` placed there.
+/// The keys of the struct at a path, drawn out by a probe key `zz` placed there (serde's
+/// wording: `a`, `a` or `b`, one of `a`, `b`, `c`).
 fn fields(file: File, probe: &str) -> BTreeSet<String> {
     let problems = match file {
         File::Edge => EdgeConfig::from_yaml(probe).map(|_| ()).unwrap_err(),
         File::PurgeApi => PurgeApiConfig::from_yaml(probe).map(|_| ()).unwrap_err(),
     };
-    let message = &problems[0].message;
-    let list = message
-        .split_once("expected one of ")
-        .unwrap_or_else(|| panic!("{probe}: {message}"))
-        .1;
-    list.split(", ")
+    let message = &problems
+        .iter()
+        .find(|p| p.message.starts_with("unknown field `zz`"))
+        .unwrap_or_else(|| panic!("{probe}: {problems:?}"))
+        .message;
+    let list = message.split_once("expected ").unwrap().1;
+    let list = list.strip_prefix("one of ").unwrap_or(list);
+    list.split([',', ' '])
+        .filter(|f| f.starts_with('`'))
         .map(|f| f.trim_matches('`').to_string())
         .collect()
 }

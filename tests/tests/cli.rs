@@ -58,6 +58,31 @@ fn invalid_values_are_all_reported_with_line_and_field() {
 }
 
 #[test]
+fn every_key_and_type_error_is_reported_at_once() {
+    let bad = GOOD
+        .replace(
+            "listen: [{ addr: \"127.0.0.1:18080\" }]",
+            "listen: 127.0.0.1:18080",
+        )
+        .replace("node: { id: e1 }", "node: { id: e1, zone: west }")
+        .replace(
+            "    origin: o\n",
+            "    origin: o\n    rules: [{ cache: maybe }]\n",
+        )
+        .replace("127.0.0.1:19080", "nowhere");
+    let (code, _, err) = run(&bad, true);
+    assert_eq!(code, 64, "{err}");
+    for line in [
+        "edge.yaml:1: node.zone: unknown field `zone`, expected `id`",
+        "edge.yaml:2: listen: expected a list, got \"127.0.0.1:18080\"",
+        "edge.yaml:3: admin.addr:",
+        "edge.yaml:9: sites[0].rules[0].cache: expected true or false, got \"maybe\"",
+    ] {
+        assert!(err.contains(line), "missing `{line}` in:\n{err}");
+    }
+}
+
+#[test]
 fn a_bad_config_refuses_to_start() {
     let (code, _, err) = run(&GOOD.replace("id: e1", "id: \"\""), false);
     assert_eq!(code, 64);

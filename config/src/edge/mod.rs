@@ -385,17 +385,14 @@ impl EdgeConfig {
     /// Reads and validates an edge configuration file. Relative paths in it are read from the
     /// file's folder.
     pub fn load(path: &Path) -> Result<EdgeConfig, ConfigError> {
-        let mut file: file::EdgeFile = crate::load_yaml(path)?;
-        crate::paths::edge(&mut file, path.parent().unwrap_or(Path::new("")));
-        validate(file).map_err(|problems| ConfigError::Invalid {
-            path: path.to_owned(),
-            problems,
+        crate::load::load_checked(path, |mut file: file::EdgeFile| {
+            crate::paths::edge(&mut file, path.parent().unwrap_or(Path::new("")));
+            validate(file)
         })
     }
 
     /// Parses and validates YAML text (for tests and tools).
     pub fn from_yaml(text: &str) -> Result<EdgeConfig, Vec<crate::Problem>> {
-        let file: file::EdgeFile = crate::load::parse_yaml(text).map_err(|p| vec![p])?;
-        validate(file)
+        crate::load::read_checked(text, validate)
     }
 }

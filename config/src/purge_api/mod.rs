@@ -112,17 +112,14 @@ pub struct Delivery {
 impl PurgeApiConfig {
     /// Parses and validates YAML text (for tests and tools).
     pub fn from_yaml(text: &str) -> Result<PurgeApiConfig, Vec<crate::Problem>> {
-        let file: file::PurgeApiFile = crate::load::parse_yaml(text).map_err(|p| vec![p])?;
-        validate(file)
+        crate::load::read_checked(text, validate)
     }
 
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<PurgeApiConfig, ConfigError> {
-        let mut file: file::PurgeApiFile = crate::load_yaml(path)?;
-        crate::paths::purge_api(&mut file, path.parent().unwrap_or(Path::new("")));
-        validate(file).map_err(|problems| ConfigError::Invalid {
-            path: path.to_owned(),
-            problems,
+        crate::load::load_checked(path, |mut file: file::PurgeApiFile| {
+            crate::paths::purge_api(&mut file, path.parent().unwrap_or(Path::new("")));
+            validate(file)
         })
     }
 }

@@ -272,8 +272,7 @@ nodes:
 "#;
 
     fn parse(yaml: &str) -> Result<PurgeApiConfig, Vec<Problem>> {
-        let f: PurgeApiFile = crate::load::parse_yaml(yaml).map_err(|p| vec![p])?;
-        validate(f)
+        crate::load::read_checked(yaml, validate)
     }
 
     fn rejects(yaml: &str, line: u64, field: &str) {

@@ -519,7 +519,11 @@ fn request_limits_are_within_the_parsers() {
         19,
         "limits.max_headers",
     );
-    rejects(&format!("{BASE}limits: {{ max_body: 1 }}\n"), 19, "");
+    rejects(
+        &format!("{BASE}limits: {{ max_body: 1 }}\n"),
+        19,
+        "limits.max_body",
+    );
 }
 
 #[test]
@@ -571,9 +575,9 @@ fn work_stealing_is_off_unless_asked_and_must_be_a_bool() {
     let bad = format!("{BASE}runtime: {{ work_stealing: often }}\n");
     let problems = EdgeConfig::from_yaml(&bad).unwrap_err();
     assert!(
-        problems
-            .iter()
-            .any(|p| p.line == 19 && p.message.contains("boolean")),
+        problems.iter().any(|p| p.line == 19
+            && p.field == "runtime.work_stealing"
+            && p.message.contains("true or false")),
         "{problems:?}"
     );
 }
