@@ -3,16 +3,13 @@
 # into target/deploy-check): Kubernetes manifests against the API schemas (kubernetes-validate),
 # the compose file against the Compose specification (check-jsonschema), Prometheus's
 # configuration and alert rules (promtool, Debian's prometheus package), the systemd units
-# (systemd-analyze verify), every sample configuration with `--check`, and the Grafana
-# dashboard's JSON. Run by scripts/test.sh after the binaries are built; run by hand, it uses
+# (systemd-analyze verify), every sample configuration with `--check`, the Grafana dashboard's
+# JSON, and the Debian packages (deploy/debian/check.sh: built, installed on this machine,
+# started, purged). Run by scripts/test.sh after the binaries are built; run by hand, it uses
 # the newest build of `edge` and `purge-api` (debug or release), or BIN_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ -z ${BIN_DIR:-} ]]; then
-  BIN_DIR=$(ls -td target/debug target/release 2>/dev/null |
-    while read -r d; do [[ -x $d/edge && -x $d/purge-api ]] && { echo "$d"; break; }; done)
-  [[ -n $BIN_DIR ]] || { echo "deploy/check.sh: build edge and purge-api first (cargo build --bins), or set BIN_DIR" >&2; exit 1; }
-fi
+source scripts/bin-dir.sh
 bin=$BIN_DIR
 tools=target/deploy-check
 sudo=""
@@ -94,4 +91,7 @@ for path in pathlib.Path("deploy/grafana/dashboards").glob("*.json"):
             assert name in metrics, f"{path}: {name} is not a metric the binaries export"
     print(f"{path}: ok ({len(exprs)} queries)")
 PY
+
+echo "deploy: Debian packages"
+BIN_DIR=$bin deploy/debian/check.sh
 echo "deploy: ok"

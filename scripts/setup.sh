@@ -3,7 +3,8 @@
 # Pingora's zlib-ng, and curl (the quick start polls its nodes with it). With `--tests`, also
 # what the tests use as real clients and tools: openssl (test certificates and TLS clients),
 # gzip and nghttp (an HTTP/2 client whose windows can be shut), and the PostgreSQL server that
-# the replicated purge-api tests start (Debian's postgresql). Debian/Ubuntu (apt-get); run as
+# the replicated purge-api tests start (Debian's postgresql), and ip (the package check brings up
+# loopback in its own network namespace). Debian/Ubuntu (apt-get); run as
 # root or with sudo available.
 set -euo pipefail
 missing=()
@@ -17,6 +18,7 @@ if [[ ${1:-} == --tests ]]; then
   command -v gzip >/dev/null || missing+=(gzip)
   command -v nghttp >/dev/null || missing+=(nghttp2-client)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  command -v ip >/dev/null || missing+=(iproute2)
 fi
 if ((${#missing[@]})); then
   sudo=""
