@@ -87,8 +87,8 @@ fn sighup_with_a_broken_file_keeps_serving_the_old_configuration() {
     }
     assert!(
         edge.log()
-            .contains("edge.yaml:13: `soon` is not a duration"),
-        "the error names the file, the line and the value: {}",
+            .contains("edge.yaml:13: sites[0].rules[0].default_ttl: `soon` is not a duration"),
+        "the error names the file, the line, the field and the value: {}",
         edge.log()
     );
     assert_eq!(edge.metric("edge_config_generation"), 1.0);
