@@ -2,7 +2,8 @@
 //! - propagation: from `POST /v1/purge?wait=` to "applied on every node", for 20 edges on
 //!   loopback, memory-only and with disk tiers (each node then makes its position durable), with
 //!   the embedded log and with two replicas on PostgreSQL (purges sent to the replica delivering
-//!   to the nodes, and to the other one);
+//!   to the nodes, and to the other one), and for 20 edges behind 2 shields (each purge applied
+//!   by the shields before the edges are sent it);
 //! - a tag purge on 100k cached objects: how long the call takes, and how long the background
 //!   sweep takes to remove them from both tiers.
 //!
@@ -50,7 +51,18 @@ enum Log {
 /// Big enough that the bench measures delivery, not the per-token rate limit.
 const NO_LIMIT: &str = "limits: { rate_per_second: 100000, burst: 100000 }\n";
 
-fn propagation(label: &str, disk: bool, log: Log, nodes: usize, purges: usize) {
+/// The purge-api fleet measured: how many edges, and how many shields in front of them.
+#[derive(Clone, Copy)]
+struct Nodes {
+    edges: usize,
+    shields: usize,
+}
+
+fn propagation(label: &str, disk: bool, log: Log, fleet: Nodes, purges: usize) {
+    let Nodes {
+        edges: nodes,
+        shields,
+    } = fleet;
     let origin = origin();
     let dirs: Vec<Scratch> = (0..nodes).map(|_| Scratch::new("bench-purge")).collect();
     let edges: Vec<Edge> = dirs
@@ -66,16 +78,27 @@ fn propagation(label: &str, disk: bool, log: Log, nodes: usize, purges: usize) {
         })
         .collect();
     let admins: Vec<_> = edges.iter().map(|e| e.admin).collect();
+    // Shields are memory-only edges in front of the origin; the edges' own origin does not
+    // change what delivery measures.
+    let shield_edges: Vec<Edge> = (0..shields)
+        .map(|_| Edge::builder(origin.addr).start())
+        .collect();
+    let shield_admins: Vec<_> = shield_edges.iter().map(|e| e.admin).collect();
+    let spec = || {
+        PurgeApi::builder()
+            .edges(&admins)
+            .shields(&shield_admins)
+            .extra(NO_LIMIT)
+    };
     let pg = matches!(log, Log::Postgres { .. }).then(Postgres::start);
     let apis: Vec<PurgeApi> = match &pg {
-        None => vec![PurgeApi::start(&admins, "", NO_LIMIT)],
+        None => vec![spec().start()],
         Some(pg) => {
             let settings = format!("url: \"{}\"", pg.url());
-            (0..2)
-                .map(|_| PurgeApi::start_replica_with(&admins, &settings, NO_LIMIT))
-                .collect()
+            (0..2).map(|_| spec().postgres(&settings).start()).collect()
         }
     };
+    let nodes = nodes + shields;
     let view = |api: &PurgeApi| -> Option<serde_json::Value> {
         serde_json::from_slice(&api.get("/v1/nodes").body).ok()
     };
@@ -116,6 +139,10 @@ fn propagation(label: &str, disk: bool, log: Log, nodes: usize, purges: usize) {
         }
     }
     times.sort();
+    let nodes = match shields {
+        0 => nodes.to_string(),
+        n => format!("{} behind {n} shields", nodes - n),
+    };
     println!(
         "| {label} | {nodes} | {purges} | {} | {} | {} |",
         ms(percentile(&times, 0.5)),
@@ -167,6 +194,11 @@ fn tag_purge(objects: usize) {
     );
 }
 
+const TWENTY: Nodes = Nodes {
+    edges: 20,
+    shields: 0,
+};
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument picks one part.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -174,12 +206,12 @@ fn main() {
     if run("propagation") {
         println!("| nodes' storage | purge log | nodes | purges | p50 ms | p99 ms | max ms |");
         println!("|---|---|---|---|---|---|---|");
-        propagation("memory only | embedded", false, Log::Embedded, 20, 500);
+        propagation("memory only | embedded", false, Log::Embedded, TWENTY, 500);
         propagation(
             "memory + disk (durable position) | embedded",
             true,
             Log::Embedded,
-            20,
+            TWENTY,
             500,
         );
         let through = Log::Postgres {
@@ -189,7 +221,7 @@ fn main() {
             "memory only | PostgreSQL, via the delivering replica",
             false,
             through,
-            20,
+            TWENTY,
             500,
         );
         let other = Log::Postgres {
@@ -199,7 +231,27 @@ fn main() {
             "memory only | PostgreSQL, via the other replica",
             false,
             other,
-            20,
+            TWENTY,
+            500,
+        );
+        let behind_shields = Nodes {
+            edges: 20,
+            shields: 2,
+        };
+        propagation(
+            "memory only | embedded, 2 shields first",
+            false,
+            Log::Embedded,
+            behind_shields,
+            500,
+        );
+        propagation(
+            "memory only | PostgreSQL via the delivering replica, 2 shields first",
+            false,
+            Log::Postgres {
+                through_deliverer: true,
+            },
+            behind_shields,
             500,
         );
     }

@@ -8,6 +8,7 @@
 
 pub mod api;
 mod check;
+pub mod cidr;
 pub mod edge;
 mod error;
 pub mod host;

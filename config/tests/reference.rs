@@ -75,6 +75,12 @@ const STRUCTS: &[(File, &str, &str)] = &[
     (File::PurgeApi, "", "zz: 1"),
     (File::PurgeApi, "postgres.", "postgres: { zz: 1 }"),
     (File::PurgeApi, "nodes.", "nodes: { zz: 1 }"),
+    (
+        File::PurgeApi,
+        "nodes.shields.",
+        "nodes: { shields: { zz: 1 } }",
+    ),
+    (File::PurgeApi, "compat.", "compat: { zz: 1 }"),
     (File::PurgeApi, "limits.", "limits: { zz: 1 }"),
     (File::PurgeApi, "delivery.", "delivery: { zz: 1 }"),
 ];

@@ -1,6 +1,7 @@
 //! The HTTP API: `POST /v1/purge`, `GET /v1/purge/{id}`, `GET /v1/nodes`, `/metrics`,
 //! `/healthz`. Every error is JSON `{"error": "..."}`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::registry::Tier;
 use crate::service::SharedRef;
 
 /// Longest `?wait=` honoured.
@@ -225,9 +227,21 @@ async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -
 struct NodeApplied {
     node: String,
     id: String,
+    tier: Tier,
     applied: bool,
     applied_seq: Option<u64>,
     up: bool,
+}
+
+/// One tier's progress on one purge.
+#[derive(Serialize)]
+struct TierApplied {
+    nodes: usize,
+    applied: usize,
+    /// Every node of the tier applied it.
+    complete: bool,
+    /// Not yet sent to this tier: the shields have not all applied it (edges only).
+    held: bool,
 }
 
 #[derive(Serialize)]
@@ -236,6 +250,8 @@ struct PurgeStatus {
     seq: u64,
     /// Every current node applied it.
     complete: bool,
+    /// By tier, shields first; only the tiers that have nodes.
+    tiers: BTreeMap<Tier, TierApplied>,
     nodes: Vec<NodeApplied>,
 }
 
@@ -273,15 +289,35 @@ fn status_body(shared: &SharedRef, seq: u64) -> PurgeStatus {
                 applied: v.applied_seq.is_some_and(|a| a >= seq),
                 node: v.url,
                 id: v.node,
+                tier: v.tier,
                 applied_seq: v.applied_seq,
                 up: v.up,
             }
         })
         .collect();
+    let mut tiers = BTreeMap::new();
+    for tier in Tier::ALL {
+        let of_tier = || nodes.iter().filter(|n| n.tier == tier);
+        let count = of_tier().count();
+        if count == 0 {
+            continue;
+        }
+        let applied = of_tier().filter(|n| n.applied).count();
+        tiers.insert(
+            tier,
+            TierApplied {
+                nodes: count,
+                applied,
+                complete: applied == count,
+                held: shared.release(tier).through < seq,
+            },
+        );
+    }
     PurgeStatus {
         id: shared.purge_id(seq),
         seq,
         complete: !nodes.is_empty() && nodes.iter().all(|n| n.applied),
+        tiers,
         nodes,
     }
 }
@@ -303,6 +339,7 @@ fn nodes(shared: &SharedRef) -> Reply {
             let v = n.view();
             json!({
                 "url": v.url,
+                "tier": v.tier,
                 "node": v.node,
                 "applied_seq": v.applied_seq,
                 "lag": v.applied_seq.map(|a| head.saturating_sub(a)),

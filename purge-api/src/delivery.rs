@@ -33,6 +33,8 @@ enum Step {
     Progress,
     /// Nothing to send.
     Idle,
+    /// The next purge waits for the shields to apply it, at most until the instant given.
+    Held(Option<Instant>),
 }
 
 struct Backoff {
@@ -75,6 +77,7 @@ pub async fn run(shared: SharedRef, node: Arc<NodeHandle>) {
         }
     };
     let mut head = shared.head.subscribe();
+    let mut progress = shared.progress.subscribe();
     let mut backoff = Backoff {
         min: d.retry_min,
         max: d.retry_max,
@@ -110,6 +113,20 @@ pub async fn run(shared: SharedRef, node: Arc<NodeHandle>) {
                 tokio::select! {
                     _ = head.changed() => {}
                     _ = tokio::time::sleep(d.poll) => {}
+                }
+            }
+            Ok(Step::Held(timeout_at)) => {
+                // Woken when a shield moves (a position changed), when the hold runs out, or
+                // at the poll.
+                backoff.failures = 0;
+                head.mark_unchanged();
+                progress.mark_unchanged();
+                let poll_at = Instant::now() + d.poll;
+                let until = timeout_at.map_or(poll_at, |t| t.min(poll_at));
+                tokio::select! {
+                    _ = head.changed() => {}
+                    _ = progress.changed() => {}
+                    _ = tokio::time::sleep_until(until.into()) => {}
                 }
             }
             Err(e) => {
@@ -165,12 +182,20 @@ impl Delivery {
         }
         let applied = self.applied.unwrap_or(0);
         let store = &self.shared.store;
-        let head = store.head();
+        // An edge is told of, and sent, only what the shields have released: held back, it
+        // stays ready, at the head it was told.
+        let release = self.shared.release(self.node.tier);
+        let head = release.through;
+        let held = head < store.head();
         let log = store.log_id().to_string();
         let sync = applied >= head;
         let purge = if sync {
             if self.ready {
-                return Ok(Step::Idle);
+                return Ok(if held {
+                    Step::Held(release.timeout_at)
+                } else {
+                    Step::Idle
+                });
             }
             // Nothing to send but the news that it has caught up.
             Purge {
@@ -178,6 +203,9 @@ impl Delivery {
                 ..Default::default()
             }
         } else if applied < store.compacted_through() {
+            if store.compacted_through() > head {
+                return Ok(Step::Held(release.timeout_at));
+            }
             // What it missed is compacted away: everything goes.
             Purge {
                 seq: Some(store.compacted_through()),

@@ -1,10 +1,13 @@
 //! Node discovery: the static list, plus DNS names resolved again every `refresh` (a headless
 //! Kubernetes service resolves to one address per ready pod).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
+use edge_config::purge_api::{DnsNodes, NodeList};
+
 use crate::delivery;
+use crate::registry::Tier;
 use crate::service::SharedRef;
 
 fn url_of(addr: SocketAddr) -> String {
@@ -12,11 +15,15 @@ fn url_of(addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
 
-/// Resolves the DNS names; a name that fails keeps what it resolved to last time, so a
-/// passing DNS failure never drops nodes (and their delivery cursors).
-async fn resolve(shared: &SharedRef, last: &mut [BTreeSet<String>]) -> BTreeSet<String> {
-    let mut urls: BTreeSet<String> = shared.config.nodes.static_nodes.iter().cloned().collect();
-    for (i, d) in shared.config.nodes.dns.iter().enumerate() {
+/// Resolves the DNS names of one list; a name that fails keeps what it resolved to last time,
+/// so a passing DNS failure never drops nodes (and their delivery cursors).
+async fn resolve(
+    static_nodes: &[String],
+    names: &[DnsNodes],
+    last: &mut [BTreeSet<String>],
+) -> BTreeSet<String> {
+    let mut urls: BTreeSet<String> = static_nodes.iter().cloned().collect();
+    for (i, d) in names.iter().enumerate() {
         match tokio::net::lookup_host((d.name.as_str(), d.port)).await {
             Ok(addrs) => {
                 let found: BTreeSet<String> = addrs.map(url_of).collect();
@@ -35,11 +42,36 @@ async fn resolve(shared: &SharedRef, last: &mut [BTreeSet<String>]) -> BTreeSet<
     urls
 }
 
+/// What each tier's list names last resolved to.
+struct Resolved {
+    edges: Vec<BTreeSet<String>>,
+    shields: Vec<BTreeSet<String>>,
+}
+
+/// Every node with its tier; an address both lists reach is a shield.
+async fn resolve_all(shared: &SharedRef, last: &mut Resolved) -> BTreeMap<String, Tier> {
+    let n = &shared.config.nodes;
+    let mut urls: BTreeMap<String, Tier> = resolve(&n.static_nodes, &n.dns, &mut last.edges)
+        .await
+        .into_iter()
+        .map(|u| (u, Tier::Edge))
+        .collect();
+    let NodeList { static_nodes, dns } = &n.shields;
+    for url in resolve(static_nodes, dns, &mut last.shields).await {
+        urls.insert(url, Tier::Shield);
+    }
+    urls
+}
+
 /// Keeps the node set current; runs for the life of the process.
 pub async fn run(shared: SharedRef) {
-    let mut last = vec![BTreeSet::new(); shared.config.nodes.dns.len()];
+    let n = &shared.config.nodes;
+    let mut last = Resolved {
+        edges: vec![BTreeSet::new(); n.dns.len()],
+        shields: vec![BTreeSet::new(); n.shields.dns.len()],
+    };
     loop {
-        let urls = resolve(&shared, &mut last).await;
+        let urls = resolve_all(&shared, &mut last).await;
         let spawn_shared = shared.clone();
         let (added, removed) = shared.registry.set(&urls, |node| {
             tokio::spawn(delivery::run(spawn_shared.clone(), node))
@@ -59,7 +91,7 @@ pub async fn run(shared: SharedRef) {
                 r.news.notify_one();
             }
         }
-        if shared.config.nodes.dns.is_empty() {
+        if n.dns.is_empty() && n.shields.dns.is_empty() {
             return;
         }
         tokio::time::sleep(shared.config.nodes.refresh).await;

@@ -14,4 +14,5 @@ pub mod registry;
 pub mod replicas;
 pub mod server;
 pub mod service;
+pub mod shields;
 pub mod store;

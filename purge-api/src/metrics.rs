@@ -1,8 +1,9 @@
 //! purge-api's Prometheus families.
 
 use prometheus::{
-    register_histogram, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Encoder, Histogram, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Encoder, Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    TextEncoder,
 };
 
 /// The metric families.
@@ -26,6 +27,9 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     /// `purge_api_delivery_duration_seconds`: one purge to one node, request to answer.
     pub delivery_duration: Histogram,
+    /// `purge_api_shield_wait_seconds{released_by}`: how long purges were held back from the
+    /// edges, until the shields applied them (`shields`) or `shield_wait` ran out (`timeout`).
+    pub shield_wait: HistogramVec,
 }
 
 impl Metrics {
@@ -71,6 +75,18 @@ impl Metrics {
                 "Time for one node to apply one purge, request to answer.",
                 vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]
             )?,
+            shield_wait: {
+                let h = register_histogram_vec!(
+                    "purge_api_shield_wait_seconds",
+                    "How long purges were held back from the edges: until every shield applied them (released_by=shields) or nodes.shield_wait ran out (timeout).",
+                    &["released_by"],
+                    vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 60.0]
+                )?;
+                for by in crate::shields::ReleasedBy::ALL {
+                    h.with_label_values(&[by.label()]);
+                }
+                h
+            },
         })
     }
 

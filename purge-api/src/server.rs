@@ -74,6 +74,8 @@ pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), S
         tokens.len(),
     );
     let head = store.head();
+    let shields = (!config.nodes.shields.is_empty())
+        .then(|| crate::shields::ShieldGate::new(config.nodes.shield_wait));
     let shared = Arc::new(Shared {
         config,
         store,
@@ -85,6 +87,7 @@ pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), S
         metrics: Metrics::register()?,
         head: watch::Sender::new(head),
         progress: watch::Sender::new(0),
+        shields,
     });
     Ok((shared, listener))
 }

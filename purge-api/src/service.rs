@@ -9,7 +9,9 @@ use tokio::sync::watch;
 use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::registry::Tier;
 use crate::replicas::Replicas;
+use crate::shields::{Release, ShieldGate};
 use crate::store::Store;
 
 /// The purge service's shared state.
@@ -32,14 +34,40 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The log's head: delivery tasks wake when it moves.
     pub head: watch::Sender<u64>,
-    /// Bumped whenever a node's position moves: `?wait` callers re-check on it.
+    /// Bumped whenever a node's position moves: `?wait` callers and held deliveries re-check
+    /// on it.
     pub progress: watch::Sender<u64>,
+    /// Holds purges back from the edges until the shields applied them; `None` without
+    /// shields.
+    pub shields: Option<ShieldGate>,
 }
 
 impl Shared {
     /// Wakes everything that waits on node positions.
     pub fn progressed(&self) {
         self.progress.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The highest sequence a node of `tier` may be sent now: the log's head for a shield, or
+    /// without shields; for the others, what the shields have released.
+    pub fn release(&self, tier: Tier) -> Release {
+        let head = self.store.head();
+        let (Tier::Edge, Some(gate)) = (tier, &self.shields) else {
+            return Release {
+                through: head,
+                timeout_at: None,
+            };
+        };
+        let now = std::time::Instant::now();
+        let floor = gate.floor(now, self.registry.tier(Tier::Shield).map(|n| n.view()));
+        let (release, released) = gate.release(now, head, floor);
+        for (by, waited) in released {
+            self.metrics
+                .shield_wait
+                .with_label_values(&[by.label()])
+                .observe(waited.as_secs_f64());
+        }
+        release
     }
 
     /// The public id of a logged purge.

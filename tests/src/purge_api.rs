@@ -26,7 +26,90 @@ pub struct PurgeApi {
     scratch: Scratch,
 }
 
+/// A purge-api to start: the admin listeners it delivers to, by tier, and what else its file
+/// says. From [`PurgeApi::builder`].
+#[derive(Default)]
+pub struct PurgeApiSpec {
+    edges: Vec<SocketAddr>,
+    shields: Vec<SocketAddr>,
+    shield_wait: Option<String>,
+    postgres: Option<String>,
+    delivery: String,
+    extra: String,
+}
+
+fn admin_urls(addrs: &[SocketAddr]) -> String {
+    let urls: Vec<String> = addrs.iter().map(|a| format!("\"http://{a}\"")).collect();
+    format!("[{}]", urls.join(", "))
+}
+
+impl PurgeApiSpec {
+    /// The nodes outside the shield tier (`nodes.static`).
+    pub fn edges(mut self, admins: &[SocketAddr]) -> Self {
+        self.edges = admins.to_vec();
+        self
+    }
+
+    /// The shields (`nodes.shields.static`).
+    pub fn shields(mut self, admins: &[SocketAddr]) -> Self {
+        self.shields = admins.to_vec();
+        self
+    }
+
+    /// `nodes.shield_wait`.
+    pub fn shield_wait(mut self, wait: &str) -> Self {
+        self.shield_wait = Some(wait.to_string());
+        self
+    }
+
+    /// The log in PostgreSQL: `postgres:` keys as flow YAML (`url: "...", lease: 2s`).
+    pub fn postgres(mut self, keys: &str) -> Self {
+        self.postgres = Some(keys.to_string());
+        self
+    }
+
+    /// Extra `delivery:` keys as flow YAML.
+    pub fn delivery(mut self, keys: &str) -> Self {
+        self.delivery = keys.to_string();
+        self
+    }
+
+    /// Extra top-level YAML.
+    pub fn extra(mut self, yaml: &str) -> Self {
+        self.extra = yaml.to_string();
+        self
+    }
+
+    /// Starts it and waits until it is healthy.
+    pub fn start(self) -> PurgeApi {
+        let mut nodes = format!("static: {}", admin_urls(&self.edges));
+        if !self.shields.is_empty() {
+            nodes.push_str(&format!(
+                "\n  shields: {{ static: {} }}",
+                admin_urls(&self.shields)
+            ));
+        }
+        if let Some(wait) = &self.shield_wait {
+            nodes.push_str(&format!("\n  shield_wait: {wait}"));
+        }
+        PurgeApi::launch(
+            &nodes,
+            &self.delivery,
+            &self.extra,
+            self.postgres
+                .as_deref()
+                .map(|keys| format!("postgres: {{ {keys} }}"))
+                .as_deref(),
+        )
+    }
+}
+
 impl PurgeApi {
+    /// A purge-api to build.
+    pub fn builder() -> PurgeApiSpec {
+        PurgeApiSpec::default()
+    }
+
     /// A purge-api delivering to these admin listeners, with extra `delivery:` keys (flow YAML,
     /// `retain: 2`) and extra top-level YAML.
     pub fn start(nodes: &[SocketAddr], delivery: &str, extra: &str) -> PurgeApi {

@@ -156,6 +156,59 @@ fn an_active_health_check_takes_a_server_out_and_brings_it_back() {
     });
 }
 
+/// A check on another port of each server (a shield's admin `/readyz`) decides whether the
+/// server is in the pool, whatever its serving port answers. Two servers on two loopback
+/// addresses, each with a checked listener on the same port.
+#[test]
+fn a_health_check_on_another_port_takes_a_server_out_and_back() {
+    let port = (0..20)
+        .find_map(|_| {
+            let two = std::net::TcpListener::bind("127.0.0.2:0").ok()?;
+            let port = two.local_addr().ok()?.port();
+            std::net::TcpListener::bind(("127.0.0.1", port)).ok()?;
+            Some(port)
+        })
+        .expect("a port free on 127.0.0.1 and 127.0.0.2");
+    let a = named("a");
+    let b = Origin::start_on("127.0.0.2:0".parse().unwrap(), |_| {
+        Reply::ok("b", &[("cache-control", "no-store")])
+    });
+    let a_ready = Arc::new(AtomicBool::new(true));
+    let r2 = a_ready.clone();
+    let _a_admin = Origin::start_on(([127, 0, 0, 1], port).into(), move |r| {
+        match (r.path(), r2.load(Ordering::SeqCst)) {
+            ("/readyz", true) => Reply::ok("ready", &[]),
+            _ => Reply::status(503, "catching up", &[]),
+        }
+    });
+    let _b_admin = Origin::start_on(([127, 0, 0, 2], port).into(), |_| Reply::ok("ready", &[]));
+    let edge = pool_edge(
+        &format!("\"{}\", \"{}\"", a.addr, b.addr),
+        &format!(
+            ", health_check: {{ path: /readyz, port: {port}, tls: false, interval: 100ms, rise: 1, fall: 1 }}"
+        ),
+    );
+    a_ready.store(false, Ordering::SeqCst);
+    eventually(Duration::from_secs(10), "a taken out", || {
+        (0..6)
+            .all(|i| edge.get(&format!("/out{i}"), &[]).text() == "b")
+            .then_some(())
+    });
+    a_ready.store(true, Ordering::SeqCst);
+    eventually(Duration::from_secs(10), "a back in the pool", || {
+        (0..6)
+            .any(|i| edge.get(&format!("/back{i}"), &[]).text() == "a")
+            .then_some(())
+    });
+    for origin in [&a, &b] {
+        assert_eq!(
+            origin.count("/readyz"),
+            0,
+            "the serving ports are not checked"
+        );
+    }
+}
+
 #[test]
 fn an_origin_shield_shows_both_caches_in_cache_status() {
     let origin = Origin::start(|r| {

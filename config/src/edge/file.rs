@@ -156,6 +156,10 @@ pub struct HealthCheckFile {
     pub rise: Option<Spanned<u32>>,
     /// Consecutive failures that take a server out.
     pub fall: Option<Spanned<u32>>,
+    /// Check this port of each server instead of the one it serves on.
+    pub port: Option<Spanned<u16>>,
+    /// Whether the check speaks TLS (default: as the pool does).
+    pub tls: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -184,6 +184,11 @@ pub struct HealthCheck {
     pub rise: u32,
     /// Consecutive failures that take a server out.
     pub fall: u32,
+    /// The port checked on each server, when not the one it serves on (a shield's admin
+    /// listener, whose `/readyz` says whether it has caught up with the purges).
+    pub port: Option<u16>,
+    /// Whether the check speaks TLS; `None`: as the pool does.
+    pub tls: Option<bool>,
 }
 
 /// A site: the hosts it answers for, its origin and its rules.

@@ -23,6 +23,8 @@ pub struct PurgeApiFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub delivery: DeliveryFile,
+    #[serde(default)]
+    pub compat: CompatFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +54,27 @@ pub struct NodesFile {
     pub token_file: Spanned<String>,
     /// How often DNS names are resolved again.
     pub refresh: Option<Spanned<HumanDuration>>,
+    /// Nodes that apply every purge before the others are sent it.
+    pub shields: Option<Spanned<ShieldsFile>>,
+    /// Longest the other nodes wait for a shield that has not applied a purge.
+    pub shield_wait: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShieldsFile {
+    #[serde(default, rename = "static")]
+    pub static_nodes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub dns: Vec<Spanned<DnsFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompatFile {
+    /// Client networks whose `PURGE <url>` requests are taken without a token.
+    #[serde(default)]
+    pub varnish_purge_from: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,16 @@ pub struct PurgeApiConfig {
     pub limits: Limits,
     /// Delivery tuning.
     pub delivery: Delivery,
+    /// The purge entry points of other CDNs.
+    pub compat: Compat,
+}
+
+/// What the entry points borrowed from other CDNs and caches accept.
+#[derive(Debug, Clone, Default)]
+pub struct Compat {
+    /// Client networks whose Varnish-style `PURGE <url>` is taken without a token; empty: the
+    /// method is refused.
+    pub varnish_purge_from: Vec<crate::cidr::Cidr>,
 }
 
 /// Where the durable purge log lives.
@@ -70,6 +80,27 @@ pub struct Nodes {
     pub token_file: PathBuf,
     /// How often the names are resolved again.
     pub refresh: Duration,
+    /// Nodes that apply every purge before any other node is sent it.
+    pub shields: NodeList,
+    /// Longest the other nodes are held back by a shield that has not applied a purge (one
+    /// that has been unreachable this long holds nothing back until it answers again).
+    pub shield_wait: Duration,
+}
+
+/// Nodes named one by one and by DNS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeList {
+    /// Admin base URLs (`http://10.0.2.1:9080`).
+    pub static_nodes: Vec<String>,
+    /// Names resolved to every address they have.
+    pub dns: Vec<DnsNodes>,
+}
+
+impl NodeList {
+    /// Whether it names no node.
+    pub fn is_empty(&self) -> bool {
+        self.static_nodes.is_empty() && self.dns.is_empty()
+    }
 }
 
 /// A DNS name standing for many nodes.

@@ -19,6 +19,7 @@ pub fn validate(f: PurgeApiFile) -> Result<PurgeApiConfig, Vec<Problem>> {
     let nodes = nodes(&mut p, &f.nodes);
     let limits = limits(&mut p, &f.limits);
     let delivery = delivery(&mut p, &f.delivery);
+    let compat = compat(&mut p, &f.compat);
     p.finish(|| {
         Some(PurgeApiConfig {
             listen: listen?,
@@ -27,6 +28,7 @@ pub fn validate(f: PurgeApiFile) -> Result<PurgeApiConfig, Vec<Problem>> {
             nodes,
             limits,
             delivery,
+            compat,
         })
     })
 }
@@ -127,51 +129,33 @@ fn nodes(p: &mut Problems, f: &serde_saphyr::Spanned<file::NodesFile>) -> Nodes 
             "lists no node: give `static` admin URLs or `dns` names",
         );
     }
-    let mut static_nodes: Vec<String> = Vec::new();
-    for (i, s) in n.static_nodes.iter().enumerate() {
-        let url = s.value.trim_end_matches('/');
-        let ok = url
-            .strip_prefix("http://")
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
-        if !ok {
-            p.at(
-                s,
-                format!("nodes.static[{i}]"),
-                format!(
-                    "`{}` is not an admin URL like `http://10.0.1.1:9080`",
-                    s.value
-                ),
-            );
-        } else if static_nodes.iter().any(|x| x == url) {
-            p.at(s, format!("nodes.static[{i}]"), "is listed twice");
-        } else {
-            static_nodes.push(url.to_string());
+    let list = node_list(p, "nodes", &n.static_nodes, &n.dns);
+    let shields = match &n.shields {
+        Some(s) => {
+            let shields = node_list(p, "nodes.shields", &s.value.static_nodes, &s.value.dns);
+            for (i, url) in s.value.static_nodes.iter().enumerate() {
+                if list
+                    .static_nodes
+                    .contains(&url.value.trim_end_matches('/').to_string())
+                {
+                    p.at(
+                        url,
+                        format!("nodes.shields.static[{i}]"),
+                        "is listed under `nodes.static` too: a node is a shield or not",
+                    );
+                }
+            }
+            if shields.is_empty() {
+                p.at(
+                    s,
+                    "nodes.shields",
+                    "lists no shield: give `static` admin URLs or `dns` names, or leave it out",
+                );
+            }
+            shields
         }
-    }
-    let mut dns = Vec::new();
-    for (i, d) in n.dns.iter().enumerate() {
-        if d.value.name.is_empty() || d.value.name.contains('/') {
-            p.at(d, format!("nodes.dns[{i}].name"), "must be a DNS name");
-        }
-        if d.value.port == 0 {
-            p.at(
-                d,
-                format!("nodes.dns[{i}].port"),
-                "must be a port (1-65535)",
-            );
-        }
-        if d.value.scheme.as_deref().is_some_and(|s| s != "http") {
-            p.at(
-                d,
-                format!("nodes.dns[{i}].scheme"),
-                "must be `http`: the admin listener speaks plain HTTP",
-            );
-        }
-        dns.push(DnsNodes {
-            name: d.value.name.clone(),
-            port: d.value.port,
-        });
-    }
+        None => NodeList::default(),
+    };
     if n.token_file.value.is_empty() {
         p.at(&n.token_file, "nodes.token_file", "must be a file path");
     }
@@ -181,12 +165,94 @@ fn nodes(p: &mut Problems, f: &serde_saphyr::Spanned<file::NodesFile>) -> Nodes 
             p.at(r, "nodes.refresh", "must be at least 1s");
         }
     }
+    let shield_wait = dur(&n.shield_wait).unwrap_or(Duration::from_secs(30));
+    if let Some(w) = &n.shield_wait {
+        if w.value.0 > Duration::from_secs(3600) {
+            p.at(
+                w,
+                "nodes.shield_wait",
+                "must be at most 1h: the other nodes wait this long for a shield",
+            );
+        }
+    }
     Nodes {
-        static_nodes,
-        dns,
+        static_nodes: list.static_nodes,
+        dns: list.dns,
         token_file: PathBuf::from(&n.token_file.value),
         refresh,
+        shields,
+        shield_wait,
     }
+}
+
+/// The admin URLs and DNS names of one list of nodes, `at` naming where it is in the file.
+fn node_list(
+    p: &mut Problems,
+    at: &str,
+    static_nodes: &[serde_saphyr::Spanned<String>],
+    names: &[serde_saphyr::Spanned<file::DnsFile>],
+) -> NodeList {
+    let mut urls: Vec<String> = Vec::new();
+    for (i, s) in static_nodes.iter().enumerate() {
+        let url = s.value.trim_end_matches('/');
+        let ok = url
+            .strip_prefix("http://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+        if !ok {
+            p.at(
+                s,
+                format!("{at}.static[{i}]"),
+                format!(
+                    "`{}` is not an admin URL like `http://10.0.1.1:9080`",
+                    s.value
+                ),
+            );
+        } else if urls.iter().any(|x| x == url) {
+            p.at(s, format!("{at}.static[{i}]"), "is listed twice");
+        } else {
+            urls.push(url.to_string());
+        }
+    }
+    let mut dns = Vec::new();
+    for (i, d) in names.iter().enumerate() {
+        if d.value.name.is_empty() || d.value.name.contains('/') {
+            p.at(d, format!("{at}.dns[{i}].name"), "must be a DNS name");
+        }
+        if d.value.port == 0 {
+            p.at(d, format!("{at}.dns[{i}].port"), "must be a port (1-65535)");
+        }
+        if d.value.scheme.as_deref().is_some_and(|s| s != "http") {
+            p.at(
+                d,
+                format!("{at}.dns[{i}].scheme"),
+                "must be `http`: the admin listener speaks plain HTTP",
+            );
+        }
+        dns.push(DnsNodes {
+            name: d.value.name.clone(),
+            port: d.value.port,
+        });
+    }
+    NodeList {
+        static_nodes: urls,
+        dns,
+    }
+}
+
+fn compat(p: &mut Problems, f: &file::CompatFile) -> Compat {
+    let varnish_purge_from = f
+        .varnish_purge_from
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match crate::cidr::Cidr::parse(&c.value) {
+            Ok(net) => Some(net),
+            Err(e) => {
+                p.at(c, format!("compat.varnish_purge_from[{i}]"), e);
+                None
+            }
+        })
+        .collect();
+    Compat { varnish_purge_from }
 }
 
 fn limits(p: &mut Problems, f: &file::LimitsFile) -> Limits {
@@ -349,6 +415,54 @@ nodes:
             &BASE.replace("nodes:\n", "nodes:\n  refresh: 10ms\n"),
             5,
             "nodes.refresh",
+        );
+    }
+
+    #[test]
+    fn shields_are_a_node_list_of_their_own() {
+        let c = parse(BASE).unwrap();
+        assert!(c.nodes.shields.is_empty());
+        assert_eq!(c.nodes.shield_wait, Duration::from_secs(30));
+        let with = |shields: &str| BASE.replace("nodes:\n", &format!("nodes:\n{shields}"));
+        let c = parse(&with(
+            "  shields: { static: [\"http://10.0.2.1:9080/\"], dns: [{ name: shield.internal, port: 9080 }] }\n  shield_wait: 5s\n",
+        ))
+        .unwrap();
+        assert_eq!(c.nodes.shields.static_nodes, ["http://10.0.2.1:9080"]);
+        assert_eq!(c.nodes.shields.dns[0].name, "shield.internal");
+        assert_eq!(c.nodes.shield_wait, Duration::from_secs(5));
+        rejects(
+            &with("  shields: { static: [\"10.0.2.1:9080\"] }\n"),
+            5,
+            "nodes.shields.static[0]",
+        );
+        rejects(
+            &with("  shields: { static: [\"http://10.0.1.2:9080\"] }\n"),
+            5,
+            "nodes.shields.static[0]",
+        );
+        rejects(
+            &with("  shields: { dns: [{ name: shield.internal, port: 0 }] }\n"),
+            5,
+            "nodes.shields.dns[0].port",
+        );
+        rejects(&with("  shields: {}\n"), 5, "nodes.shields");
+        rejects(&with("  shield_wait: 2h\n"), 5, "nodes.shield_wait");
+    }
+
+    #[test]
+    fn varnish_purges_come_from_listed_networks() {
+        let c = parse(BASE).unwrap();
+        assert!(c.compat.varnish_purge_from.is_empty());
+        let c = parse(&format!(
+            "{BASE}compat: {{ varnish_purge_from: [\"10.0.0.0/8\", \"::1\"] }}\n"
+        ))
+        .unwrap();
+        assert!(c.compat.varnish_purge_from[0].contains("10.1.2.3".parse().unwrap()));
+        rejects(
+            &format!("{BASE}compat: {{ varnish_purge_from: [\"10.0.0.0/33\"] }}\n"),
+            8,
+            "compat.varnish_purge_from[0]",
         );
     }
 

@@ -132,11 +132,20 @@ fn origin(p: &mut Problems, v: &file::OriginFile, field: &str) -> Origin {
                 }
             }
         }
+        if let Some(port) = h.port.as_ref().filter(|x| x.value == 0) {
+            p.at(
+                port,
+                format!("{field}.health_check.port"),
+                "must be a port (1-65535)",
+            );
+        }
         HealthCheck {
             path: h.path.value.clone(),
             interval: dur(&h.interval).unwrap_or(Duration::from_secs(5)),
             rise: h.rise.as_ref().map_or(2, |x| x.value),
             fall: h.fall.as_ref().map_or(3, |x| x.value),
+            port: h.port.as_ref().map(|x| x.value),
+            tls: h.tls.as_ref().map(|x| x.value),
         }
     });
     let passive = match &v.passive_health {

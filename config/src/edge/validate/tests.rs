@@ -206,8 +206,9 @@ fn origin_sni_needs_tls() {
 fn origin_health_check_and_timeouts() {
     let yaml = with(
         "    servers: [\"127.0.0.1:8000\"]\n",
-        "    servers: [\"127.0.0.1:8000\"]\n    health_check: { path: healthz, interval: 10ms }\n    connect_timeout: 0s\n",
+        "    servers: [\"127.0.0.1:8000\"]\n    health_check: { path: healthz, interval: 10ms, port: 0 }\n    connect_timeout: 0s\n",
     );
+    rejects(&yaml, 12, "origins.web.health_check.port");
     rejects(&yaml, 12, "origins.web.health_check.path");
     rejects(&yaml, 12, "origins.web.health_check.interval");
     rejects(&yaml, 13, "origins.web.connect_timeout");

@@ -19,7 +19,8 @@ pub(super) fn http_check(
     ca: Option<Arc<CaType>>,
 ) -> Result<Box<HttpHealthCheck>, PoolError> {
     let host = origin.host_header.as_deref().unwrap_or(sni);
-    let mut check = HttpHealthCheck::new(sni, origin.tls);
+    let mut check = HttpHealthCheck::new(sni, hc.tls.unwrap_or(origin.tls));
+    check.port_override = hc.port;
     let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None)
         .map_err(|e| PoolError::HealthCheck(e.to_string()))?;
     req.insert_header("host", host)
