@@ -270,24 +270,36 @@ fn a_fill_that_outlasts_the_sweep_of_its_purge_is_not_stored() {
 
 #[test]
 fn a_soft_purge_without_stale_windows_revalidates_before_serving() {
-    let origin = Origin::start(cacheable);
-    let edge = Edge::builder(origin.addr).start();
-    eventually(Duration::from_secs(5), "stored", || {
-        hit(&edge, "/soft.css", &[]).then_some(())
-    });
-    let r = edge.purge(r#"{"tags": ["soft.css"], "soft": true}"#);
-    assert_eq!(r.status, 200);
-    let r = edge.get("/soft.css", &[]);
-    assert_eq!(r.text(), "body of /soft.css");
-    assert!(
-        status_of(&r).contains("fwd-status=304"),
-        "{}",
-        status_of(&r)
-    );
-    assert!(hit(&edge, "/soft.css", &[]));
-    let reqs = origin.requests();
-    assert_eq!(reqs.len(), 2);
-    assert_eq!(reqs[1].header("if-none-match"), Some("\"/soft.css\""));
+    // By tag and by URL: a soft URL purge keeps the object too, to revalidate.
+    for (path, purge) in [
+        ("/soft.css", r#"{"tags": ["soft.css"], "soft": true}"#),
+        (
+            "/soft-url.css",
+            r#"{"urls": ["http://example.com/soft-url.css"], "soft": true}"#,
+        ),
+    ] {
+        let origin = Origin::start(cacheable);
+        let edge = Edge::builder(origin.addr).start();
+        eventually(Duration::from_secs(5), "stored", || {
+            hit(&edge, path, &[]).then_some(())
+        });
+        let r = edge.purge(purge);
+        assert_eq!(r.status, 200);
+        let r = edge.get(path, &[]);
+        assert_eq!(r.text(), format!("body of {path}"));
+        assert!(
+            status_of(&r).contains("fwd-status=304"),
+            "{path}: {}",
+            status_of(&r)
+        );
+        assert!(hit(&edge, path, &[]));
+        let reqs = origin.requests();
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(
+            reqs[1].header("if-none-match"),
+            Some(format!("\"{path}\"").as_str())
+        );
+    }
 }
 
 #[test]

@@ -137,7 +137,10 @@ impl Purger {
         if fresh {
             if let Some(t) = &targets {
                 let scopes = targets::scopes(t, &self.parts.live.load(), &self.parts.default_key);
-                self.remove_keys(&scopes);
+                // A soft purge keeps what it names: its ban makes them stale, to revalidate.
+                if !t.soft {
+                    self.remove_keys(&scopes);
+                }
                 bans = self.rules(scopes, t.soft);
                 // In force before anything is acknowledged or persisted.
                 self.parts.bans.add(&bans);
