@@ -184,7 +184,12 @@ impl Tokens {
 
     /// Index of the token presented (for per-token limits), if it is one of them.
     pub fn which(&self, authorization: Option<&[u8]>) -> Option<usize> {
-        let presented = authorization.and_then(bearer)?;
+        self.which_key(authorization.and_then(bearer))
+    }
+
+    /// Index of a token presented bare (`Fastly-Key: <token>`), if it is one of them.
+    pub fn which_key(&self, key: Option<&[u8]>) -> Option<usize> {
+        let presented = key.map(<[u8]>::trim_ascii).filter(|k| !k.is_empty())?;
         let mut found = None;
         for (i, (t, _)) in self.0.iter().enumerate() {
             if constant_time_eq(t, presented) {
@@ -223,6 +228,12 @@ mod tests {
         assert!(t.accepts(Some(b"Bearer secret-one")));
         assert!(t.accepts(Some(b"bearer secret-two")));
         assert_eq!(t.which(Some(b"Bearer secret-two")), Some(1));
+        assert_eq!(t.which_key(Some(b"secret-two")), Some(1));
+        assert_eq!(t.which_key(Some(b" secret-one ")), Some(0));
+        for bad in [&b"Bearer secret-one"[..], b"secret", b"", b"  "] {
+            assert_eq!(t.which_key(Some(bad)), None);
+        }
+        assert_eq!(t.which_key(None), None);
         for bad in [
             &b"Bearer secret"[..],
             b"Bearer secret-one-more",

@@ -1,26 +1,27 @@
 //! The HTTP API: `POST /v1/purge`, `GET /v1/purge/{id}`, `GET /v1/nodes`, `/metrics`,
 //! `/healthz`. Every error is JSON `{"error": "..."}`.
 
-use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use edge_config::api::{self, CappedBody, TooLarge};
-use edge_config::purge::{InvalidPurge, Purge, Targets};
-use edge_config::token::Scope;
+use edge_config::purge::Purge;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::registry::Tier;
+use crate::compat;
 use crate::service::SharedRef;
+use crate::submit::{self, Caller};
 
 /// Longest `?wait=` honoured.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-type Reply = Response<Full<Bytes>>;
+/// A reply of the API and of the compatible entry points.
+pub(crate) type Reply = Response<Full<Bytes>>;
 
 /// The shared reply as hyper's response.
 fn hyper_reply(r: api::Reply) -> Reply {
@@ -31,16 +32,16 @@ fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Reply
     hyper_reply(api::reply(status, content_type, body))
 }
 
-fn json_reply(status: StatusCode, body: &impl Serialize) -> Reply {
+pub(crate) fn json_reply(status: StatusCode, body: &impl Serialize) -> Reply {
     hyper_reply(api::json(status, body))
 }
 
-fn error(status: StatusCode, msg: impl std::fmt::Display) -> Reply {
+pub(crate) fn error(status: StatusCode, msg: impl std::fmt::Display) -> Reply {
     hyper_reply(api::error(status, msg))
 }
 
 /// A refusal decided before a reply is built.
-struct Refusal(StatusCode, String);
+pub(crate) struct Refusal(pub(crate) StatusCode, pub(crate) String);
 
 impl Refusal {
     fn reply(self) -> Reply {
@@ -49,8 +50,8 @@ impl Refusal {
 }
 
 /// Answers one request.
-pub async fn handle(shared: SharedRef, req: Request<Incoming>) -> Reply {
-    let resp = route(&shared, req).await;
+pub async fn handle(shared: SharedRef, req: Request<Incoming>, peer: SocketAddr) -> Reply {
+    let resp = route(&shared, req, peer).await;
     shared
         .metrics
         .requests
@@ -59,9 +60,18 @@ pub async fn handle(shared: SharedRef, req: Request<Incoming>) -> Reply {
     resp
 }
 
-async fn route(shared: &SharedRef, req: Request<Incoming>) -> Reply {
+async fn route(shared: &SharedRef, req: Request<Incoming>, peer: SocketAddr) -> Reply {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    if method.as_str() == compat::varnish::METHOD {
+        return compat::varnish::handle(shared, req, peer).await;
+    }
+    if compat::cloudflare::owns(&path) {
+        return compat::cloudflare::handle(shared, req).await;
+    }
+    if compat::fastly::owns(&path) {
+        return compat::fastly::handle(shared, req).await;
+    }
     let get = method == Method::GET || method == Method::HEAD;
     match path.as_str() {
         "/healthz" if get => json_reply(
@@ -86,7 +96,7 @@ async fn route(shared: &SharedRef, req: Request<Incoming>) -> Reply {
                 .headers()
                 .get(header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
-            let Some(caller) = shared.tokens.which(auth) else {
+            let Some(caller) = shared.tokens.which(auth).map(Caller::Token) else {
                 return hyper_reply(api::unauthorized("token"));
             };
             match (method, p) {
@@ -108,7 +118,7 @@ async fn route(shared: &SharedRef, req: Request<Incoming>) -> Reply {
 }
 
 /// Reads a body up to `max` bytes.
-async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Refusal> {
+pub(crate) async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Refusal> {
     let too_large = |e: TooLarge| Refusal(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
     let mut out = CappedBody::new(max);
     out.check_declared(req.headers()).map_err(too_large)?;
@@ -134,7 +144,7 @@ async fn read_body(req: Request<Incoming>, max: u64) -> Result<Bytes, Refusal> {
         })
 }
 
-fn wait_of(query: Option<&str>) -> Result<Option<Duration>, Refusal> {
+pub(crate) fn wait_of(query: Option<&str>) -> Result<Option<Duration>, Refusal> {
     let Some(q) = query else { return Ok(None) };
     for pair in q.split('&') {
         if let Some(v) = pair.strip_prefix("wait=") {
@@ -146,26 +156,20 @@ fn wait_of(query: Option<&str>) -> Result<Option<Duration>, Refusal> {
     Ok(None)
 }
 
-async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -> Reply {
-    if let Err(retry_after) = shared.limiter.take(caller) {
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("rate limit for this token reached; retry in {retry_after}s"),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, http::HeaderValue::from(retry_after));
-        return r;
+async fn post_purge(shared: &SharedRef, caller: Caller, req: Request<Incoming>) -> Reply {
+    if let Err(r) = submit::admit(shared, caller) {
+        return refused(r);
     }
     let wait = match wait_of(req.uri().query()) {
         Ok(w) => w,
         Err(r) => return r.reply(),
     };
-    let limits = &shared.config.limits;
-    let body = match read_body(req, limits.max_body).await {
+    let soft = soft_asked(req.headers());
+    let body = match read_body(req, shared.config.limits.max_body).await {
         Ok(b) => b,
         Err(r) => return r.reply(),
     };
-    let purge: Purge = match Purge::from_json(&body) {
+    let mut purge: Purge = match Purge::from_json(&body) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -175,156 +179,42 @@ async fn post_purge(shared: &SharedRef, caller: usize, req: Request<Incoming>) -
             "seq, log and head are set by the purge service, not by callers",
         );
     }
-    let targets = match purge.targets(limits.max_items) {
-        Ok(t) => t,
-        Err(e @ InvalidPurge::TooMany { .. }) => return error(StatusCode::PAYLOAD_TOO_LARGE, e),
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    if let Err(why) = in_scope(shared.tokens.scope(caller), &targets) {
-        return error(StatusCode::FORBIDDEN, why);
-    }
-    let seq = match shared.store.append(&purge).await {
+    purge.soft |= soft;
+    let seq = match submit::log(shared, caller, &purge).await {
         Ok(seq) => seq,
-        Err(e) => {
-            tracing::error!(error = %e, "purge not logged");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("purge not logged: {e}"),
-            );
-        }
+        Err(r) => return refused(r),
     };
-    // Compacting here keeps the log at `retain` entries without a timer; a failure only leaves
-    // it longer for now.
-    if let Err(e) = shared.store.retain(shared.config.delivery.retain).await {
-        tracing::error!(error = %e, "purge log compaction failed");
-    }
-    // Durable: from here on the purge is delivered whatever happens to this process.
-    shared.head.send_replace(seq);
-    shared.metrics.head.set(seq as i64);
-    tracing::info!(seq, caller, "purge logged");
-    let id = shared.purge_id(seq);
     let Some(wait) = wait else {
-        return json_reply(StatusCode::ACCEPTED, &json!({ "id": id, "seq": seq }));
-    };
-    let mut progress = shared.progress.subscribe();
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        progress.mark_unchanged();
-        let status = status_body(shared, seq);
-        if status.complete {
-            return json_reply(StatusCode::ACCEPTED, &status);
-        }
-        tokio::select! {
-            _ = progress.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                return json_reply(StatusCode::ACCEPTED, &status_body(shared, seq));
-            }
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct NodeApplied {
-    node: String,
-    id: String,
-    tier: Tier,
-    applied: bool,
-    applied_seq: Option<u64>,
-    up: bool,
-}
-
-/// One tier's progress on one purge.
-#[derive(Serialize)]
-struct TierApplied {
-    nodes: usize,
-    applied: usize,
-    /// Every node of the tier applied it.
-    complete: bool,
-    /// Not yet sent to this tier: the shields have not all applied it (edges only).
-    held: bool,
-}
-
-#[derive(Serialize)]
-struct PurgeStatus {
-    id: String,
-    seq: u64,
-    /// Every current node applied it.
-    complete: bool,
-    /// By tier, shields first; only the tiers that have nodes.
-    tiers: BTreeMap<Tier, TierApplied>,
-    nodes: Vec<NodeApplied>,
-}
-
-/// A token scoped to hosts purges only within them: no tags or purge-all, which reach every
-/// host's objects, and every URL, prefix and host inside the scope.
-fn in_scope(scope: &Scope, t: &Targets) -> Result<(), String> {
-    if *scope == Scope::All {
-        return Ok(());
-    }
-    if t.all || !t.tags.is_empty() {
-        return Err("this token is scoped to hosts: tags and all reach every host; use urls, prefixes or hosts".into());
-    }
-    let hosts = t
-        .urls
-        .iter()
-        .map(|u| &u.host)
-        .chain(t.prefixes.iter().map(|p| &p.host))
-        .chain(t.hosts.iter());
-    for h in hosts {
-        if !scope.allows_host(h) {
-            return Err(format!("this token may not purge host `{h}`"));
-        }
-    }
-    Ok(())
-}
-
-fn status_body(shared: &SharedRef, seq: u64) -> PurgeStatus {
-    let nodes: Vec<NodeApplied> = shared
-        .registry
-        .all()
-        .iter()
-        .map(|n| {
-            let v = n.view();
-            NodeApplied {
-                applied: v.applied_seq.is_some_and(|a| a >= seq),
-                node: v.url,
-                id: v.node,
-                tier: v.tier,
-                applied_seq: v.applied_seq,
-                up: v.up,
-            }
-        })
-        .collect();
-    let mut tiers = BTreeMap::new();
-    for tier in Tier::ALL {
-        let of_tier = || nodes.iter().filter(|n| n.tier == tier);
-        let count = of_tier().count();
-        if count == 0 {
-            continue;
-        }
-        let applied = of_tier().filter(|n| n.applied).count();
-        tiers.insert(
-            tier,
-            TierApplied {
-                nodes: count,
-                applied,
-                complete: applied == count,
-                held: shared.release(tier).through < seq,
-            },
+        return json_reply(
+            StatusCode::ACCEPTED,
+            &json!({ "id": shared.purge_id(seq), "seq": seq }),
         );
+    };
+    json_reply(StatusCode::ACCEPTED, &submit::wait(shared, seq, wait).await)
+}
+
+/// A refusal in this API's shape: `{"error": "..."}`, with `Retry-After` on a 429.
+pub(crate) fn refused(r: submit::Refusal) -> Reply {
+    let mut reply = error(r.status, r.message);
+    if let Some(after) = r.retry_after {
+        reply
+            .headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(after));
     }
-    PurgeStatus {
-        id: shared.purge_id(seq),
-        seq,
-        complete: !nodes.is_empty() && nodes.iter().all(|n| n.applied),
-        tiers,
-        nodes,
-    }
+    reply
+}
+
+/// Whether the request asks for a soft purge with `Fastly-Soft-Purge: 1`, as Fastly's API
+/// (and so the tools written for it) does.
+pub(crate) fn soft_asked(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("fastly-soft-purge")
+        .is_some_and(|v| v.as_bytes().trim_ascii() == b"1")
 }
 
 fn purge_status(shared: &SharedRef, id: &str) -> Reply {
     match shared.seq_of(id) {
-        Some(seq) => json_reply(StatusCode::OK, &status_body(shared, seq)),
+        Some(seq) => json_reply(StatusCode::OK, &submit::status(shared, seq)),
         None => error(StatusCode::NOT_FOUND, format!("no purge with id {id:?}")),
     }
 }

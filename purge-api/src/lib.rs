@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod compat;
 pub mod delivery;
 pub mod discovery;
 pub mod limit;
@@ -16,3 +17,4 @@ pub mod server;
 pub mod service;
 pub mod shields;
 pub mod store;
+pub mod submit;

@@ -68,10 +68,11 @@ pub async fn build(config: PurgeApiConfig) -> Result<(SharedRef, TcpListener), S
             addr: config.listen,
             source,
         })?;
+    // One bucket per token, and one for the networks allowed to send PURGE.
     let limiter = RateLimiter::new(
         config.limits.rate_per_second,
         config.limits.burst,
-        tokens.len(),
+        tokens.len() + 1,
     );
     let head = store.head();
     let shields = (!config.nodes.shields.is_empty())
@@ -116,7 +117,7 @@ pub async fn run(shared: SharedRef, listener: TcpListener) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -129,7 +130,7 @@ pub async fn run(shared: SharedRef, listener: TcpListener) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(api::handle(shared, req).await) }
+                async move { Ok::<_, std::convert::Infallible>(api::handle(shared, req, peer).await) }
             });
             // A caller that never finishes its header is dropped rather than held forever.
             let conn = hyper::server::conn::http1::Builder::new()
