@@ -87,7 +87,7 @@ for path in pathlib.Path("deploy/grafana/dashboards").glob("*.json"):
     exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
     assert exprs, f"{path}: no queries"
     for e in exprs:
-        for name in re.findall(r"\b((?:edge|purge_api)_[a-z_]+?)(?:_bucket)?\b", e):
+        for name in re.findall(r"\b((?:edge|purge_api)_[a-z_]+?)(?:_bucket|_count|_sum)?\b", e):
             assert name in metrics, f"{path}: {name} is not a metric the binaries export"
     print(f"{path}: ok ({len(exprs)} queries)")
 PY
