@@ -270,17 +270,7 @@ impl Edge {
     /// The sum of the series of `name{labels}` that carry these labels (and maybe others),
     /// 0 when there is none: `edge_cache_requests_total{outcome="hit"}` adds up every site.
     pub fn metric(&self, series: &str) -> f64 {
-        let (name, want) = crate::metrics::parse_series(series);
-        self.metrics()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| {
-                let (s, v) = l.rsplit_once(' ')?;
-                let (n, labels) = crate::metrics::parse_series(s);
-                let matches = n == name && want.iter().all(|w| labels.contains(w));
-                matches.then(|| v.trim().parse::<f64>().ok()).flatten()
-            })
-            .sum()
+        crate::metrics::sum(&self.metrics(), series)
     }
 
     /// Waits until the disk tier holds at least `n` objects: their commits are durable.

@@ -26,6 +26,20 @@ pub fn parse_series(s: &str) -> (&str, Vec<(String, String)>) {
     (name.trim(), labels)
 }
 
+/// The sum of the series of Prometheus `text` named as `series` is, with at least its labels.
+pub fn sum(text: &str, series: &str) -> f64 {
+    let (name, want) = parse_series(series);
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (s, v) = l.rsplit_once(' ')?;
+            let (n, labels) = parse_series(s);
+            let matches = n == name && want.iter().all(|w| labels.contains(w));
+            matches.then(|| v.trim().parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

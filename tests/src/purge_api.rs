@@ -265,6 +265,12 @@ impl PurgeApi {
         client::get(self.addr, "purge-api", path, &[("Authorization", &auth)])
     }
 
+    /// The sum of the series of its `/metrics` named as `series` is, with at least its labels.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = client::get(self.addr, "purge-api", "/metrics", &[]).text();
+        crate::metrics::sum(&text, series)
+    }
+
     /// Path of the config file (for `--check`).
     pub fn config_path(&self) -> std::path::PathBuf {
         self.scratch.0.join("purge-api.yaml")

@@ -155,12 +155,9 @@ fn a_shield_applies_each_purge_before_the_edges_are_sent_it() {
     let api = t.purge_api().start();
     a_cut_shield_holds_the_purge_back(std::slice::from_ref(&api), &t);
     // The purge went through the gate once, released by the shield.
-    let m = client::get(api.addr, "x", "/metrics", &[]).text();
-    assert!(
-        m.lines().any(|l| l
-            .starts_with("purge_api_shield_wait_seconds_count{released_by=\"shields\"}")
-            && !l.ends_with(" 0")),
-        "{m}"
+    assert_eq!(
+        api.metric("purge_api_shield_wait_seconds_count{released_by=\"shields\"}"),
+        1.0
     );
 }
 
@@ -192,12 +189,9 @@ fn a_shield_away_longer_than_the_wait_holds_the_edges_back_no_more() {
     assert_eq!(s["complete"], false, "{s}");
     assert_eq!(s["tiers"]["shield"]["applied"], 0, "{s}");
     assert_eq!(s["tiers"]["edge"]["complete"], true, "{s}");
-    let m = client::get(api.addr, "x", "/metrics", &[]).text();
-    assert!(
-        m.lines().any(|l| l
-            .starts_with("purge_api_shield_wait_seconds_count{released_by=\"timeout\"}")
-            && !l.ends_with(" 0")),
-        "{m}"
+    assert_eq!(
+        api.metric("purge_api_shield_wait_seconds_count{released_by=\"timeout\"}"),
+        1.0
     );
     // Away for longer than the wait, the shield holds nothing back: the next purge goes to the
     // edge without waiting out the second.
