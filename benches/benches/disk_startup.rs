@@ -98,6 +98,8 @@ fn measure(dir: &std::path::Path, objects: u64) {
             max_size: 1 << 50,
             max_object_size: 1 << 30,
             meta_cache: edge_config::edge::DEFAULT_META_CACHE,
+            min_uses: 1,
+            scrub_interval: std::time::Duration::ZERO,
         };
         let tier =
             DiskTier::open_waiting(&settings, std::time::Duration::from_secs(10), |_| {}).unwrap();

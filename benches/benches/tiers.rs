@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use edge::cache::catalog::Record;
-use edge::cache::disk::{DiskBody, DiskTier, Found};
+use edge::cache::disk::{DiskBody, DiskTier, Found, HowToRead};
 use edge::cache::memory::MemoryTier;
 use edge::cache::{Hash, StoredObject};
 use edge_config::edge::{DiskSettings, MemorySettings, DEFAULT_META_CACHE};
@@ -108,6 +108,8 @@ fn disk(c: &mut Criterion) {
         max_size: 8 << 30,
         max_object_size: 1 << 30,
         meta_cache: DEFAULT_META_CACHE,
+        min_uses: 1,
+        scrub_interval: std::time::Duration::ZERO,
     };
     let mut tier = DiskTier::open(&settings).unwrap();
     let small = vec![3u8; 4096];
@@ -127,7 +129,14 @@ fn disk(c: &mut Criterion) {
     g.sample_size(100);
     let hit = |tier: &DiskTier, i: u64| {
         let entry = tier.lookup(&hash(i)).unwrap();
-        match tier.read(&hash(i), &entry, 1 << 20, false).unwrap() {
+        // Read whole and not promoted: checked once per kept file, as a disk hit of an object
+        // larger than the memory tier takes is.
+        let how = HowToRead {
+            whole_limit: 1 << 20,
+            cached_only: false,
+            check_all: false,
+        };
+        match tier.read(&hash(i), &entry, how).unwrap() {
             Found::Object(head, DiskBody::Whole(body)) => {
                 assert!(head.decoded().is_some());
                 body.len()
@@ -157,8 +166,17 @@ fn disk(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(edge::cache::body_file::BLOCK));
     g.bench_function("block_read", |b| {
         let entry = tier.lookup(&hash(99_999_999)).unwrap();
-        let Found::Object(_, DiskBody::File(file, _)) =
-            tier.read(&hash(99_999_999), &entry, 0, false).unwrap()
+        let Found::Object(_, DiskBody::File(file, _)) = tier
+            .read(
+                &hash(99_999_999),
+                &entry,
+                HowToRead {
+                    whole_limit: 0,
+                    cached_only: false,
+                    check_all: false,
+                },
+            )
+            .unwrap()
         else {
             panic!("not streamed");
         };

@@ -54,6 +54,11 @@ const STRUCTS: &[(File, &str, &str)] = &[
     (File::Edge, "cache.", "cache: { zz: 1 }"),
     (File::Edge, "cache.memory.", "cache: { memory: { zz: 1 } }"),
     (File::Edge, "cache.disk.", "cache: { disk: { zz: 1 } }"),
+    (
+        File::Edge,
+        "cache.disk.admission.",
+        "cache: { disk: { admission: { zz: 1 } } }",
+    ),
     (File::Edge, "origins.NAME.", "origins: { a: { zz: 1 } }"),
     (File::Edge, "sites[].", "sites: [{ zz: 1 }]"),
     (File::Edge, "sites[].tls.", "sites: [{ tls: { zz: 1 } }]"),

@@ -38,6 +38,8 @@ pub struct DiskCache {
     disk: String,
     disk_object: String,
     lock_timeout: String,
+    /// Extra `cache.disk` keys (flow YAML, each with its leading `, `).
+    disk_extra: String,
 }
 
 impl DiskCache {
@@ -51,6 +53,7 @@ impl DiskCache {
             disk: "64MiB".into(),
             disk_object: "16MiB".into(),
             lock_timeout: "5s".into(),
+            disk_extra: String::new(),
         }
     }
 
@@ -85,16 +88,30 @@ impl DiskCache {
         self
     }
 
+    /// How long one pass of the background scrub takes (`cache.disk.scrub_interval`).
+    pub fn scrub_interval(mut self, d: &str) -> Self {
+        self.disk_extra.push_str(&format!(", scrub_interval: {d}"));
+        self
+    }
+
+    /// From which request on an object is written to disk (`cache.disk.admission.min_uses`).
+    pub fn min_uses(mut self, n: u32) -> Self {
+        self.disk_extra
+            .push_str(&format!(", admission: {{ min_uses: {n} }}"));
+        self
+    }
+
     /// The `cache:` mapping (flow YAML).
     pub fn yaml(&self) -> String {
         format!(
             "{{ memory: {{ max_size: {}, max_object_size: {} }}, \
-             disk: {{ path: \"{}\", max_size: {}, max_object_size: {} }}, lock_timeout: {} }}",
+             disk: {{ path: \"{}\", max_size: {}, max_object_size: {}{} }}, lock_timeout: {} }}",
             self.memory,
             self.memory_object,
             self.dir.display(),
             self.disk,
             self.disk_object,
+            self.disk_extra,
             self.lock_timeout
         )
     }

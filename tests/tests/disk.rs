@@ -144,10 +144,11 @@ fn a_damaged_or_truncated_body_file_is_a_miss_and_is_replaced() {
     let edge = Edge::builder(origin.addr).cache(&cfg).start();
     let objects = dir.0.join("objects");
 
-    for (path, damage) in [("/flipped", 0), ("/truncated", 1)] {
+    // Damaged before the node first reads the file: that read checks every block it serves.
+    for (n, (path, damage)) in [("/flipped", 0), ("/truncated", 1)].into_iter().enumerate() {
         let before: Vec<PathBuf> = files_under(&objects);
         edge.get(path, &[]);
-        wait_on_disk(&edge, path);
+        edge.wait_disk_objects(n + 1, Duration::from_secs(20));
         let file = files_under(&objects)
             .into_iter()
             .find(|p| !before.contains(p))
@@ -191,7 +192,7 @@ fn damage_past_the_first_block_fails_the_response_rather_than_serve_it() {
     let cfg = cache(&dir.0, "1KiB", "64MiB");
     let edge = Edge::builder(origin.addr).cache(&cfg).start();
     edge.get("/late", &[]);
-    wait_on_disk(&edge, "/late");
+    edge.wait_disk_objects(1, Duration::from_secs(20));
     let file = files_under(&dir.0.join("objects")).pop().unwrap();
     {
         use std::os::unix::fs::FileExt;
@@ -209,6 +210,75 @@ fn damage_past_the_first_block_fails_the_response_rather_than_serve_it() {
     again.assert_cache_status("fwd=miss");
     assert_eq!(again.body, pattern(0..600_000));
     assert_eq!(origin.count("/late"), 2);
+}
+
+/// A body is checked the first time the node reads its file, not on every hit: damage made to a
+/// file read already is found by the background scrub, which removes the object; the next
+/// request refetches it.
+#[test]
+fn the_scrub_finds_a_body_damaged_after_its_first_read() {
+    let origin = origin(5_000);
+    let dir = Scratch::new("disk-scrub");
+    let cfg = DiskCache::at(&dir.0)
+        .memory_object("1KiB")
+        .scrub_interval("1s")
+        .yaml();
+    let edge = Edge::builder(origin.addr).cache(&cfg).start();
+    wait_on_disk(&edge, "/scrubbed");
+    let file = files_under(&dir.0.join("objects")).pop().unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.write_all_at(b"rot", 100).unwrap();
+    }
+    eventually(Duration::from_secs(20), "the scrub to remove it", || {
+        (edge.metric("edge_disk_scrubbed_total{result=\"damaged\"}") == 1.0).then_some(())
+    });
+    assert!(!file.exists(), "the damaged file was kept");
+    assert!(edge.metric("edge_disk_scrubbed_total{result=\"ok\"}") >= 0.0);
+    let again = edge.get("/scrubbed", &[]);
+    again.assert_cache_status("fwd=miss");
+    assert_eq!(again.body, pattern(0..5_000));
+    assert_eq!(origin.count("/scrubbed"), 2);
+}
+
+/// With `min_uses: 2` an object is written to disk from its second request on: a one-hit object
+/// leaves no file behind.
+#[test]
+fn a_one_hit_object_is_not_written_to_disk_and_the_second_request_stores() {
+    let origin = origin(5_000);
+    let dir = Scratch::new("disk-admission");
+    let cfg = DiskCache::at(&dir.0)
+        .memory_object("1KiB")
+        .min_uses(2)
+        .yaml();
+    let edge = Edge::builder(origin.addr).cache(&cfg).start();
+    let objects = dir.0.join("objects");
+    for path in ["/once", "/twice"] {
+        let r = edge.get(path, &[]);
+        r.assert_cache_status("fwd=miss");
+        assert_eq!(r.body, pattern(0..5_000));
+    }
+    assert_eq!(
+        edge.metric("edge_disk_admission_total{result=\"refused\"}"),
+        2.0
+    );
+    assert!(
+        files_under(&objects).is_empty(),
+        "{:?}",
+        files_under(&objects)
+    );
+    // The second request of /twice is written, and then served from disk.
+    edge.get("/twice", &[]).assert_cache_status("fwd=miss");
+    assert_eq!(
+        edge.metric("edge_disk_admission_total{result=\"admitted\"}"),
+        1.0
+    );
+    let hit = wait_on_disk(&edge, "/twice");
+    assert_eq!(hit.body, pattern(0..5_000));
+    assert_eq!(origin.count("/twice"), 2);
+    assert_eq!(files_under(&objects).len(), 1);
+    assert_eq!(edge.metric("edge_cache_tier_objects{tier=\"disk\"}"), 1.0);
 }
 
 #[test]

@@ -94,6 +94,17 @@ pub struct DiskFile {
     pub max_object_size: Option<Spanned<ByteSize>>,
     /// Memory for the decoded heads (key and meta) of disk objects read lately.
     pub meta_cache: Option<Spanned<ByteSize>>,
+    /// Which objects are written to disk.
+    pub admission: Option<Spanned<AdmissionFile>>,
+    /// How long one pass of the background scrub over every body takes (`0s`: none).
+    pub scrub_interval: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionFile {
+    /// An object is written to disk from its N-th request on.
+    pub min_uses: Spanned<u32>,
 }
 
 #[derive(Debug, Deserialize)]

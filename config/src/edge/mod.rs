@@ -108,7 +108,15 @@ pub struct DiskSettings {
     /// Bytes of memory for the decoded heads (key and meta) of objects read lately, so that a
     /// hit on one reads only its body file; 0 keeps none.
     pub meta_cache: u64,
+    /// An object is written to disk from its `min_uses`-th request within the frequency window
+    /// on (1: every cacheable object).
+    pub min_uses: u32,
+    /// How long one pass of the background scrub over every body takes; zero: no scrub.
+    pub scrub_interval: Duration,
 }
+
+/// One scrub pass over the disk tier when `cache.disk.scrub_interval` is not set.
+pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(7 * 86_400);
 
 /// Bytes of decoded disk heads kept when `cache.disk.meta_cache` is not set.
 pub const DEFAULT_META_CACHE: u64 = 64 << 20;

@@ -174,6 +174,26 @@ fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
                 );
             }
         }
+        let min_uses = d.admission.as_ref().map_or(1, |a| a.value.min_uses.value);
+        if let Some(a) = &d.admission {
+            if !(1..=100).contains(&a.value.min_uses.value) {
+                p.at(
+                    &a.value.min_uses,
+                    "cache.disk.admission.min_uses",
+                    "must be between 1 (every object) and 100",
+                );
+            }
+        }
+        let scrub_interval = dur(&d.scrub_interval).unwrap_or(DEFAULT_SCRUB_INTERVAL);
+        if let Some(i) = &d.scrub_interval {
+            if !i.value.0.is_zero() && i.value.0 < Duration::from_secs(1) {
+                p.at(
+                    i,
+                    "cache.disk.scrub_interval",
+                    "must be 0s (no scrub) or at least 1s",
+                );
+            }
+        }
         DiskSettings {
             path: PathBuf::from(&d.path.value),
             max_size: d.max_size.value.0,
@@ -182,6 +202,8 @@ fn cache(p: &mut Problems, f: &file::CacheFile) -> Cache {
                 .meta_cache
                 .as_ref()
                 .map_or(DEFAULT_META_CACHE, |s| s.value.0),
+            min_uses,
+            scrub_interval,
         }
     });
     let lock_timeout = dur(&f.lock_timeout).unwrap_or(Duration::from_secs(10));

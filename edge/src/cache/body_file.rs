@@ -5,15 +5,17 @@
 //! ```
 //!
 //! The length is implied three ways (the file's size, the footer, the catalog's record) and every
-//! block is checked before its bytes leave the process, so neither a crash nor a damaged disk can
-//! make the edge serve a truncated or corrupt body: a file that fails a check is an error, which
-//! the tier turns into a miss. The checksum of a block, not of the whole file, is what lets a
+//! block is checked the first time an opened file reads it, before its bytes leave the process,
+//! so neither a crash nor a damaged disk can make the edge serve a truncated or corrupt body: a
+//! file that fails a check is an error, which the tier turns into a miss. A file kept open is not
+//! checked again on every hit; the background scrub reads every body again over its interval. The checksum of a block, not of the whole file, is what lets a
 //! Range request seek, and a large body stream, without reading everything first.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -120,14 +122,29 @@ impl BodyWriter {
     }
 }
 
-/// A complete body file, opened and its footer checked; blocks are checked as they are read.
+/// A complete body file, opened and its footer checked. Each block is checked the first time
+/// this opened file reads it, not again: a file kept open stays verified, and damage made to it
+/// afterwards is the scrub's to find (`scrub`, and a promotion to memory, check every block).
 pub struct BodyFile {
     file: File,
     body_len: u64,
     crcs: Vec<u32>,
+    /// One bit per block: checked already through this descriptor.
+    verified: Box<[AtomicU64]>,
 }
 
 impl BodyFile {
+    fn new(file: File, body_len: u64, crcs: Vec<u32>, verified: bool) -> Self {
+        let words = crcs.len().div_ceil(64);
+        let fill = if verified { u64::MAX } else { 0 };
+        BodyFile {
+            file,
+            body_len,
+            crcs,
+            verified: (0..words).map(|_| AtomicU64::new(fill)).collect(),
+        }
+    }
+
     /// Opens the body stored for `hash`, which the catalog says is `body_len` bytes.
     pub fn open(path: &Path, hash: &Hash, body_len: u64) -> Result<Self, BodyError> {
         let file = File::open(path)?;
@@ -138,49 +155,79 @@ impl BodyFile {
         let mut tail = vec![0; blocks * 4 + FOOTER as usize];
         file.read_exact_at(&mut tail, body_len)?;
         let crcs = check_tail(&tail, hash, body_len)?;
-        Ok(BodyFile {
-            file,
-            body_len,
-            crcs,
-        })
+        Ok(BodyFile::new(file, body_len, crcs, false))
     }
 
-    /// Reads and checks the whole body in one read: for bodies small enough to hold. With
-    /// `cached_only`, `None` if the page cache does not hold all of the file (the read would
-    /// wait for the disk); without, never `None`.
-    pub fn read_whole(
-        file: &File,
+    /// Opens the body stored for `hash` and reads it whole in one read, the footer and every
+    /// block checked: for bodies small enough to hold. With `cached_only`, `None` if the page
+    /// cache does not hold all of the file (the read would wait for the disk).
+    pub fn open_whole(
+        path: &Path,
         hash: &Hash,
         body_len: u64,
         cached_only: bool,
-    ) -> Result<Option<Bytes>, BodyError> {
-        // No `fstat` for the size (a syscall per small hit): a shorter file fails the read, and
-        // bytes past the footer (nothing writes any) change nothing that is checked or served.
+    ) -> Result<Option<(Self, Bytes)>, BodyError> {
+        let file = File::open(path)?;
+        // No `fstat` for the size: a shorter file fails the read, and bytes past the footer
+        // (nothing writes any) change nothing that is checked or served.
         let len = file_len(body_len) as usize;
         let read = if cached_only {
-            pread::read_cached_at(file, len, 0)
+            pread::read_cached_at(&file, len, 0)
         } else {
-            pread::read_exact_at(file, len, 0).map(Some)
+            pread::read_exact_at(&file, len, 0).map(Some)
         };
-        let all = match read {
-            Ok(Some(all)) => all,
-            Ok(None) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(BodyError::Corrupt("shorter than the catalog says"))
-            }
-            Err(e) => return Err(e.into()),
+        let Some(all) = read.map_err(short)? else {
+            return Ok(None);
         };
         let crcs = check_tail(&all[body_len as usize..], hash, body_len)?;
         let mut body = Bytes::from(all);
         body.truncate(body_len as usize);
-        for (i, crc) in crcs.iter().enumerate() {
-            let from = i * BLOCK as usize;
-            let to = (from + BLOCK as usize).min(body_len as usize);
-            if crc32fast::hash(&body[from..to]) != *crc {
-                return Err(BodyError::Corrupt("block checksum mismatch"));
+        let opened = BodyFile::new(file, body_len, crcs, false);
+        opened.check_all(&body)?;
+        Ok(Some((opened, body)))
+    }
+
+    /// Reads the whole body of this opened file, checking the blocks not checked before
+    /// (every block with `check_all`). With `cached_only`, `None` if the page cache does not
+    /// hold all of it.
+    pub fn read_all(&self, cached_only: bool, check_all: bool) -> Result<Option<Bytes>, BodyError> {
+        let len = self.body_len as usize;
+        let read = if cached_only {
+            pread::read_cached_at(&self.file, len, 0)
+        } else {
+            pread::read_exact_at(&self.file, len, 0).map(Some)
+        };
+        let Some(body) = read.map_err(short)? else {
+            return Ok(None);
+        };
+        let body = Bytes::from(body);
+        if check_all {
+            self.check_all(&body)?;
+        } else {
+            for index in 0..self.crcs.len() as u64 {
+                if !self.is_verified(index) {
+                    let (from, len) = self.block_span(index)?;
+                    self.check(index, &body[from as usize..from as usize + len])?;
+                }
             }
         }
         Ok(Some(body))
+    }
+
+    /// Reads and checks every block, whatever was checked before: the scrub's pass. Blocking.
+    pub fn scrub(&self) -> Result<(), BodyError> {
+        for index in 0..self.crcs.len() as u64 {
+            let (from, len) = self.block_span(index)?;
+            let buf = pread::read_exact_at(&self.file, len, from).map_err(short)?;
+            self.check(index, &buf)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the file still has a name: a file deleted behind the tier's back, or replaced by
+    /// a rename over its name, has none, and is to be opened again by name.
+    pub fn is_linked(&self) -> io::Result<bool> {
+        Ok(self.file.metadata()?.nlink() > 0)
     }
 
     /// Body length.
@@ -188,18 +235,23 @@ impl BodyFile {
         self.body_len
     }
 
-    /// Reads and checks block `index`. Blocking.
+    /// Reads block `index`, checked unless checked before. Blocking.
     pub fn read_block(&self, index: u64) -> Result<Bytes, BodyError> {
         let (from, len) = self.block_span(index)?;
-        self.check(index, pread::read_exact_at(&self.file, len, from)?)
+        let buf = pread::read_exact_at(&self.file, len, from)?;
+        self.check_once(index, &buf)?;
+        Ok(Bytes::from(buf))
     }
 
-    /// Reads and checks block `index` if the page cache holds all of it; `None` if that read
-    /// would wait for the disk. Never blocks, so an async worker may call it.
+    /// Reads block `index` if the page cache holds all of it (checked unless checked before);
+    /// `None` if that read would wait for the disk. Never blocks, so an async worker may call it.
     pub fn read_block_cached(&self, index: u64) -> Result<Option<Bytes>, BodyError> {
         let (from, len) = self.block_span(index)?;
         match pread::read_cached_at(&self.file, len, from)? {
-            Some(buf) => self.check(index, buf).map(Some),
+            Some(buf) => {
+                self.check_once(index, &buf)?;
+                Ok(Some(Bytes::from(buf)))
+            }
             None => Ok(None),
         }
     }
@@ -213,11 +265,40 @@ impl BodyFile {
         Ok((from, BLOCK.min(self.body_len - from) as usize))
     }
 
-    fn check(&self, index: u64, buf: Vec<u8>) -> Result<Bytes, BodyError> {
-        if crc32fast::hash(&buf) != self.crcs[index as usize] {
+    fn check_all(&self, body: &[u8]) -> Result<(), BodyError> {
+        for (index, block) in body.chunks(BLOCK as usize).enumerate() {
+            self.check(index as u64, block)?;
+        }
+        Ok(())
+    }
+
+    fn check_once(&self, index: u64, block: &[u8]) -> Result<(), BodyError> {
+        if self.is_verified(index) {
+            return Ok(());
+        }
+        self.check(index, block)
+    }
+
+    /// Checks block `index` and, when it passes, marks it checked.
+    fn check(&self, index: u64, block: &[u8]) -> Result<(), BodyError> {
+        if crc32fast::hash(block) != self.crcs[index as usize] {
             return Err(BodyError::Corrupt("block checksum mismatch"));
         }
-        Ok(Bytes::from(buf))
+        self.verified[(index / 64) as usize].fetch_or(1 << (index % 64), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn is_verified(&self, index: u64) -> bool {
+        self.verified[(index / 64) as usize].load(Ordering::Relaxed) & (1 << (index % 64)) != 0
+    }
+}
+
+/// A read cut short is a file shorter than the catalog says.
+fn short(e: io::Error) -> BodyError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        BodyError::Corrupt("shorter than the catalog says")
+    } else {
+        e.into()
     }
 }
 
@@ -265,6 +346,16 @@ mod tests {
         path
     }
 
+    /// The body of a file opened and read whole.
+    fn whole(
+        path: &Path,
+        hash: &Hash,
+        len: u64,
+        cached_only: bool,
+    ) -> Result<Option<Bytes>, BodyError> {
+        BodyFile::open_whole(path, hash, len, cached_only).map(|o| o.map(|(_, body)| body))
+    }
+
     fn scratch(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("edge-body-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -279,23 +370,10 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         let path = write(&dir, "a", &body, &[7; 16]);
-        let whole = BodyFile::read_whole(
-            &File::open(&path).unwrap(),
-            &[7; 16],
-            body.len() as u64,
-            false,
-        )
-        .unwrap();
-        assert_eq!(whole.as_deref(), Some(&body[..]));
+        let read = whole(&path, &[7; 16], body.len() as u64, false).unwrap();
+        assert_eq!(read.as_deref(), Some(&body[..]));
         // Just written: a read from the page cache alone gives the same bytes, or declines.
-        if let Some(cached) = BodyFile::read_whole(
-            &File::open(&path).unwrap(),
-            &[7; 16],
-            body.len() as u64,
-            true,
-        )
-        .unwrap()
-        {
+        if let Some(cached) = whole(&path, &[7; 16], body.len() as u64, true).unwrap() {
             assert_eq!(&cached[..], &body[..]);
         }
         let f = BodyFile::open(&path, &[7; 16], body.len() as u64).unwrap();
@@ -305,11 +383,9 @@ mod tests {
         }
         assert_eq!(all, body);
         let empty = write(&dir, "empty", b"", &[1; 16]);
-        assert!(
-            BodyFile::read_whole(&File::open(&empty).unwrap(), &[1; 16], 0, false)
-                .unwrap()
-                .is_some_and(|b| b.is_empty())
-        );
+        assert!(whole(&empty, &[1; 16], 0, false)
+            .unwrap()
+            .is_some_and(|b| b.is_empty()));
     }
 
     #[test]
@@ -324,22 +400,12 @@ mod tests {
         assert!(opened.read_block(0).is_ok());
         assert!(matches!(opened.read_block(1), Err(BodyError::Corrupt(_))));
         assert!(matches!(
-            BodyFile::read_whole(
-                &File::open(&path).unwrap(),
-                &[3; 16],
-                body.len() as u64,
-                false
-            ),
+            whole(&path, &[3; 16], body.len() as u64, false),
             Err(BodyError::Corrupt(_))
         ));
         // From the page cache alone, it is checked all the same (or declined, never served).
         assert!(!matches!(
-            BodyFile::read_whole(
-                &File::open(&path).unwrap(),
-                &[3; 16],
-                body.len() as u64,
-                true
-            ),
+            whole(&path, &[3; 16], body.len() as u64, true),
             Ok(Some(_))
         ));
         assert!(matches!(
@@ -353,12 +419,7 @@ mod tests {
         ));
         for cached_only in [false, true] {
             assert!(!matches!(
-                BodyFile::read_whole(
-                    &File::open(&path).unwrap(),
-                    &[3; 16],
-                    body.len() as u64,
-                    cached_only
-                ),
+                whole(&path, &[3; 16], body.len() as u64, cached_only),
                 Ok(Some(_))
             ));
         }
@@ -368,11 +429,46 @@ mod tests {
         let len = std::fs::metadata(&small).unwrap().len();
         let g = OpenOptions::new().write(true).open(&small).unwrap();
         g.write_all_at(b"trailing", len).unwrap();
-        let read = BodyFile::read_whole(&File::open(&small).unwrap(), &[5; 16], 5, false).unwrap();
+        let read = whole(&small, &[5; 16], 5, false).unwrap();
         assert_eq!(read.as_deref(), Some(&b"hello"[..]));
         g.set_len(len - 1).unwrap();
         assert!(matches!(
-            BodyFile::read_whole(&File::open(&small).unwrap(), &[5; 16], 5, false),
+            whole(&small, &[5; 16], 5, false),
+            Err(BodyError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn an_opened_file_checks_each_block_once_and_the_scrub_every_time() {
+        let dir = scratch("once");
+        let body = vec![9u8; BLOCK as usize * 2];
+        let path = write(&dir, "a", &body, &[6; 16]);
+        let (kept, read) = BodyFile::open_whole(&path, &[6; 16], body.len() as u64, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&read[..], &body[..]);
+        let streamed = BodyFile::open(&path, &[6; 16], body.len() as u64).unwrap();
+        assert!(streamed.read_block(1).is_ok());
+        // Damaged after both were checked: what was checked through a descriptor is not
+        // checked again through it (the scrub's to find), but nothing new trusts it.
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(&[0], 5)
+            .unwrap();
+        assert!(kept.read_all(false, false).unwrap().is_some());
+        assert!(matches!(
+            kept.read_all(false, true),
+            Err(BodyError::Corrupt(_))
+        ));
+        assert!(matches!(kept.scrub(), Err(BodyError::Corrupt(_))));
+        assert!(streamed.read_block(1).is_ok(), "block 1 is intact");
+        assert!(matches!(streamed.read_block(0), Err(BodyError::Corrupt(_))));
+        let fresh = BodyFile::open(&path, &[6; 16], body.len() as u64).unwrap();
+        assert!(matches!(fresh.read_block(0), Err(BodyError::Corrupt(_))));
+        assert!(matches!(
+            whole(&path, &[6; 16], body.len() as u64, false),
             Err(BodyError::Corrupt(_))
         ));
     }

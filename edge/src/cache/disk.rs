@@ -15,7 +15,6 @@ use edge_config::edge::DiskSettings;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use parking_lot::Mutex;
 use pingora::cache::key::str2hex;
 use tokio::sync::oneshot;
 
+use super::admission::DiskAdmission;
 use super::body_file::{BodyError, BodyFile, BodyWriter};
 use super::catalog::{Catalog, CommitError, Entry, Op, Record, SideRecords};
 use super::heads::Heads;
@@ -75,13 +75,38 @@ pub struct PendingWrite {
     tmp: PathBuf,
 }
 
+/// How a hit reads a body.
+#[derive(Debug, Clone, Copy)]
+pub struct HowToRead {
+    /// Bodies up to this size are read whole (in one read); larger ones are streamed.
+    pub whole_limit: u64,
+    /// Read only whole and only from the page cache, so that the read cannot wait for the disk
+    /// (the open of a file not kept open, and the catalog read of a head not kept, still can).
+    pub cached_only: bool,
+    /// Check every block of a whole read, even those checked before through a kept file: the
+    /// body is to be promoted to memory, where it is never checked again.
+    pub check_all: bool,
+}
+
 /// A body read for a hit.
 pub enum DiskBody {
-    /// Small enough to read whole: read and checked.
+    /// Small enough to read whole: read and checked (once per opened file).
     Whole(Bytes),
-    /// Streamed a block at a time, each checked as it is read; the first block is read and
-    /// checked already, so damage there is a miss rather than a response that fails midway.
-    File(BodyFile, Bytes),
+    /// Streamed a block at a time, each checked the first time its opened file reads it; the
+    /// first block is read already, so damage there is a miss rather than a response that fails
+    /// midway.
+    File(Arc<BodyFile>, Bytes),
+}
+
+/// What the scrub found of one body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scrubbed {
+    /// Every block as written.
+    Whole,
+    /// Damaged: removed, to be refetched on its next request.
+    Damaged,
+    /// Removed or replaced since it was listed.
+    Gone,
 }
 
 /// What a read for a hit found.
@@ -102,8 +127,10 @@ pub struct DiskTier {
     index: Index,
     /// Decoded heads of objects read lately.
     heads: Heads,
-    /// Small body files read lately, kept open.
+    /// Body files read lately, kept open.
     files: OpenFiles,
+    /// Counts requests when objects are written from their N-th on; `None`: every one is.
+    admission: Option<DiskAdmission>,
     max_object_size: u64,
     next_gen: AtomicU64,
     /// Generations below this were written by an earlier run: the sweep may judge their files.
@@ -206,6 +233,7 @@ impl DiskTier {
             index,
             heads: Heads::new(settings.meta_cache),
             files: OpenFiles::new(),
+            admission: DiskAdmission::new(settings.min_uses),
             max_object_size: settings.max_object_size,
             next_gen: AtomicU64::new(next_gen),
             first_gen: next_gen,
@@ -274,34 +302,14 @@ impl DiskTier {
         self.index.get(hash)
     }
 
-    /// Reads an object for a hit: its head, and its body whole (if at most `whole_limit`
-    /// bytes) or opened for streaming. Blocking. With `cached_only` the body is read only whole
-    /// and only from the page cache, so that the read cannot wait for the disk (the open of a
-    /// file not kept open, and the catalog read of a head not kept, still can); a body the disk
-    /// would have to supply is [`Found::Cold`], to be read again without `cached_only` on a
-    /// blocking thread.
-    pub fn read(
-        &self,
-        hash: &Hash,
-        entry: &Entry,
-        whole_limit: u64,
-        cached_only: bool,
-    ) -> Result<Found, DiskError> {
+    /// Reads an object for a hit: its head, and its body whole or opened for streaming, as
+    /// `read` says. Blocking. A body the disk would have to supply to a `cached_only` read is
+    /// [`Found::Cold`], to be read again without it on a blocking thread.
+    pub fn read(&self, hash: &Hash, entry: &Entry, read: HowToRead) -> Result<Found, DiskError> {
         let Some(head) = self.head(hash, entry.gen)? else {
             return Ok(Found::Gone);
         };
-        let body = if entry.body_len <= whole_limit {
-            self.open_kept(hash, entry.gen)
-                .map_err(BodyError::Io)
-                .and_then(|file| BodyFile::read_whole(&file, hash, entry.body_len, cached_only))
-                .map(|b| b.map(DiskBody::Whole))
-        } else if cached_only {
-            Ok(None)
-        } else {
-            BodyFile::open(&self.path_of(hash, entry.gen), hash, entry.body_len)
-                .and_then(|f| f.read_block(0).map(|first| Some(DiskBody::File(f, first))))
-        };
-        match body {
+        match self.read_body(hash, entry, read) {
             Ok(Some(b)) => Ok(Found::Object(head, b)),
             Ok(None) => Ok(Found::Cold),
             // Replaced or removed between the index lookup and the open: not damage.
@@ -314,26 +322,51 @@ impl DiskTier {
         }
     }
 
-    /// The body file of `hash` at `gen`: kept open, or opened and kept. Its path is only made
-    /// to open it: a kept hit does not pay for the formatting.
-    fn open_kept(&self, hash: &Hash, gen: u64) -> io::Result<Arc<fs::File>> {
-        if let Some(file) = self.files.get(hash, gen) {
+    /// The body of `hash` at `entry`, through its kept file, or a file opened (and kept).
+    fn read_body(
+        &self,
+        hash: &Hash,
+        entry: &Entry,
+        read: HowToRead,
+    ) -> Result<Option<DiskBody>, BodyError> {
+        let whole = entry.body_len <= read.whole_limit;
+        if !whole && read.cached_only {
+            return Ok(None);
+        }
+        if let Some(file) = self.files.get(hash, entry.gen) {
             // A file deleted behind the tier's back, or replaced by a rename over its name, has
             // no link left: it is opened again by name, as an unkept one would be. One `statx`
             // instead of the path walk, open and close.
-            if file.metadata()?.nlink() > 0 {
-                return Ok(file);
+            if file.is_linked()? {
+                return if whole {
+                    Ok(file
+                        .read_all(read.cached_only, read.check_all)?
+                        .map(DiskBody::Whole))
+                } else {
+                    let first = file.read_block(0)?;
+                    Ok(Some(DiskBody::File(file, first)))
+                };
             }
             self.files.forget(hash);
         }
-        let file = Arc::new(fs::File::open(self.path_of(hash, gen))?);
-        self.files.put(*hash, gen, file.clone());
+        let path = self.path_of(hash, entry.gen);
+        let (file, body) = if whole {
+            match BodyFile::open_whole(&path, hash, entry.body_len, read.cached_only)? {
+                Some((file, body)) => (Arc::new(file), DiskBody::Whole(body)),
+                None => return Ok(None),
+            }
+        } else {
+            let file = Arc::new(BodyFile::open(&path, hash, entry.body_len)?);
+            let first = file.read_block(0)?;
+            (file.clone(), DiskBody::File(file, first))
+        };
+        self.files.put(*hash, entry.gen, file);
         // Removed since the lookup: its unlink may have run before the put, so that nothing
         // pins the removed file, take it back out.
-        if !self.index.holds(hash, gen) {
+        if !self.index.holds(hash, entry.gen) {
             self.files.forget(hash);
         }
-        Ok(file)
+        Ok(Some(body))
     }
 
     /// The head of `hash` as committed at `gen`: kept, or read from the catalog and kept. `None`
@@ -352,6 +385,18 @@ impl DiskTier {
             self.heads.put(stamp, *hash, gen, head.clone());
         }
         Ok(Some(head))
+    }
+
+    /// Counts a request for `combined` that reaches the origin; whether its response may be
+    /// written to the tier (`cache.disk.admission.min_uses`).
+    pub fn admits_use(&self, combined: &Hash) -> bool {
+        let admitted = self.admission.as_ref().is_none_or(|a| a.admits(combined));
+        TierStats::bump(if admitted {
+            &self.stats.admitted
+        } else {
+            &self.stats.not_admitted
+        });
+        admitted
     }
 
     /// Records a failed read of `hash` at `entry`: counts it, logs it and removes the object,
@@ -563,6 +608,40 @@ impl DiskTier {
         Ok(self.catalog.scan(after, limit)?)
     }
 
+    /// The committed entry for `hash`, leaving its place in the eviction order alone.
+    pub fn peek(&self, hash: &Hash) -> Option<Entry> {
+        self.index.peek(hash)
+    }
+
+    /// Objects committed.
+    pub fn count(&self) -> usize {
+        self.index.count()
+    }
+
+    /// Reads and checks every block of the body of `hash` at `entry` through a file opened for
+    /// it alone, whatever a kept file checked before; a body that fails is removed. Blocking.
+    pub fn scrub(&self, hash: &Hash, entry: &Entry) -> Scrubbed {
+        let checked = BodyFile::open(&self.path_of(hash, entry.gen), hash, entry.body_len)
+            .and_then(|file| file.scrub());
+        match checked {
+            Ok(()) => {
+                TierStats::bump(&self.stats.scrubbed);
+                Scrubbed::Whole
+            }
+            // Replaced or removed since it was listed: not damage.
+            Err(BodyError::Io(e))
+                if e.kind() == io::ErrorKind::NotFound && !self.index.holds(hash, entry.gen) =>
+            {
+                Scrubbed::Gone
+            }
+            Err(e) => {
+                TierStats::bump(&self.stats.scrub_damaged);
+                self.fail(hash, entry, &e.into());
+                Scrubbed::Damaged
+            }
+        }
+    }
+
     /// The primary hash of a stored object.
     pub fn primary_of(&self, hash: &Hash) -> Option<Hash> {
         self.index.peek(hash).map(|e| e.primary)
@@ -661,6 +740,8 @@ pub(crate) fn test_tier(dir: &Path) -> DiskTier {
         max_size: 1 << 30,
         max_object_size: 1 << 20,
         meta_cache: edge_config::edge::DEFAULT_META_CACHE,
+        min_uses: 1,
+        scrub_interval: Duration::ZERO,
     };
     DiskTier::open_waiting(&settings, Duration::from_secs(10), |_| {}).unwrap()
 }
@@ -670,6 +751,13 @@ mod tests {
     use super::*;
 
     /// Hashes that all fall in the LRU's first shard, so the whole order is one list.
+    /// A read of the whole body, as a hit small enough for memory makes it.
+    const WHOLE: HowToRead = HowToRead {
+        whole_limit: 1 << 20,
+        cached_only: false,
+        check_all: false,
+    };
+
     fn h(n: u64) -> Hash {
         let mut out = [0u8; 16];
         out[..8].copy_from_slice(&(n * 16).to_le_bytes());
@@ -702,7 +790,7 @@ mod tests {
     /// Reads `hash` whole and returns its head and its `x-rev`.
     fn read_rev(tier: &DiskTier, hash: &Hash) -> (Arc<Head>, String) {
         let entry = tier.lookup(hash).unwrap();
-        let Found::Object(head, _) = tier.read(hash, &entry, 1 << 20, false).unwrap() else {
+        let Found::Object(head, _) = tier.read(hash, &entry, WHOLE).unwrap() else {
             panic!("not found");
         };
         let rev = head.decoded().unwrap().header.headers["x-rev"]
@@ -748,7 +836,7 @@ mod tests {
             ..tier.lookup(&h(1)).unwrap()
         };
         assert!(matches!(
-            tier.read(&h(1), &entry, 1 << 20, false).unwrap(),
+            tier.read(&h(1), &entry, WHOLE).unwrap(),
             Found::Gone
         ));
         let _ = fs::remove_dir_all(&dir);
@@ -761,7 +849,7 @@ mod tests {
         let kept = |n: u64| {
             let entry = tier.lookup(&h(n)).unwrap();
             assert!(matches!(
-                tier.read(&h(n), &entry, 1 << 20, false).unwrap(),
+                tier.read(&h(n), &entry, WHOLE).unwrap(),
                 Found::Object(_, DiskBody::Whole(_))
             ));
             let file = tier.files.get(&h(n), entry.gen).expect("kept open");

@@ -68,7 +68,7 @@ impl FillHit {
 }
 
 /// A hit streamed from a body file, a block at a time; each block is checked before any of it
-/// is sent.
+/// is sent, the first time its opened file reads it.
 pub(crate) struct DiskHit {
     file: Arc<BodyFile>,
     /// A block read and checked already (the first, read at lookup).
@@ -86,7 +86,7 @@ pub(crate) struct DiskHit {
 
 impl DiskHit {
     pub fn new(
-        file: BodyFile,
+        file: Arc<BodyFile>,
         first: Bytes,
         tier: &'static DiskTier,
         hash: Hash,
@@ -96,7 +96,7 @@ impl DiskHit {
         let end = file.body_len();
         let held = Some(buffers.hold(first.len()));
         DiskHit {
-            file: Arc::new(file),
+            file,
             ready: Some((0, first)),
             tier,
             hash,

@@ -2,6 +2,7 @@
 //! the fills in flight that readers follow, and the [`tiered::TieredStorage`] that Pingora's
 //! cache drives.
 
+pub mod admission;
 pub mod body_file;
 pub mod catalog;
 pub mod disk;
@@ -15,6 +16,7 @@ pub mod memory;
 mod object;
 pub(crate) mod open_files;
 mod pread;
+pub mod scrub;
 mod slots;
 pub mod stats;
 pub mod tiered;

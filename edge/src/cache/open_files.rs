@@ -1,16 +1,17 @@
-//! The disk tier's open descriptors: small body files read lately are kept open, so that a hit
-//! on a hot object reads its file without opening and closing it, which dominated the profile
-//! of a small disk hit.
+//! The disk tier's open body files: those read lately are kept open, with their checksum table
+//! and which blocks were checked, so that a hit on a hot object reads its file without opening
+//! and closing it (which dominated the profile of a small disk hit) and without checking again
+//! what was checked once.
 //!
 //! A slot names the generation it was opened for, and every unlink of a body file drops the
 //! slot of its object first (see `DiskTier::unlink`), so a descriptor never outlives the object
 //! it reads by more than a read in flight, and never pins the space of a removed file. Damage
-//! written into a file in place is seen through the kept descriptor as through a new one: the
-//! checksums are checked on every read.
+//! written into a kept file after its blocks were checked is found by the scrub (or by a
+//! promotion to memory, which checks every block), not by the next hit.
 
-use std::fs::File;
 use std::sync::Arc;
 
+use super::body_file::BodyFile;
 use super::slots::Slots;
 use super::Hash;
 
@@ -19,7 +20,7 @@ const MAX_KEPT: u64 = 4096;
 
 /// A bounded set of open body files by object.
 pub struct OpenFiles {
-    slots: Slots<Arc<File>>,
+    slots: Slots<Arc<BodyFile>>,
 }
 
 /// Body files the tier keeps open under a descriptor limit of `limit`: a quarter of it, and at
@@ -42,13 +43,13 @@ impl OpenFiles {
     }
 
     /// The file of `combined` at generation `gen`, if kept open.
-    pub fn get(&self, combined: &Hash, gen: u64) -> Option<Arc<File>> {
+    pub fn get(&self, combined: &Hash, gen: u64) -> Option<Arc<BodyFile>> {
         self.slots.get(combined, gen)
     }
 
     /// Keeps `file`, opened for `combined` at `gen`. What it evicts is closed once reads in
     /// flight let go of it.
-    pub fn put(&self, combined: Hash, gen: u64, file: Arc<File>) {
+    pub fn put(&self, combined: Hash, gen: u64, file: Arc<BodyFile>) {
         self.slots.put(combined, gen, file, 1);
     }
 

@@ -18,6 +18,14 @@ pub struct TierStats {
     pub rejections: AtomicU64,
     /// Failed reads and writes (I/O errors, corrupt files); each one was served from elsewhere.
     pub errors: AtomicU64,
+    /// Bodies the scrub read and found whole.
+    pub scrubbed: AtomicU64,
+    /// Bodies the scrub found damaged, and removed.
+    pub scrub_damaged: AtomicU64,
+    /// Objects written to the tier (its admission let them in).
+    pub admitted: AtomicU64,
+    /// Objects the admission kept out: not yet asked for often enough.
+    pub not_admitted: AtomicU64,
 }
 
 impl TierStats {

@@ -36,7 +36,7 @@ use pingora::{Error, ErrorType, Result};
 
 use super::body_file::{BodyError, BLOCK};
 use super::catalog::Record;
-use super::disk::{DiskBody, DiskError, DiskTier, Found, PendingWrite};
+use super::disk::{DiskBody, DiskError, DiskTier, Found, HowToRead, PendingWrite};
 use super::fill::{Fill, Progress};
 use super::hit::{warm_here_or_blocking, BodyHit, DiskHit, FillHit};
 use super::memory::MemoryTier;
@@ -212,15 +212,25 @@ impl TieredStorage {
         if whole_only && entry.body_len > whole {
             return None;
         }
+        // What memory may take is checked whole: it is never checked again there.
+        let how = HowToRead {
+            whole_limit: whole,
+            cached_only: true,
+            check_all: entry.body_len <= self.memory.max_object_size(),
+        };
         let here = if entry.body_len <= INLINE_READ {
-            match disk.read(&combined, &entry, whole, true) {
+            match disk.read(&combined, &entry, how) {
                 Ok(Found::Cold) => Ok(None),
                 read => read.map(Some),
             }
         } else {
             Ok(None)
         };
-        let read = warm_here_or_blocking(here, move || disk.read(&combined, &entry, whole, false))
+        let blocking = HowToRead {
+            cached_only: false,
+            ..how
+        };
+        let read = warm_here_or_blocking(here, move || disk.read(&combined, &entry, blocking))
             .await
             .ok()?;
         let (head, body) = match read {
@@ -402,6 +412,8 @@ impl Storage for TieredStorage {
                 d.rejected();
                 None
             }
+            // Not asked for often enough yet: the memory tier may still take it.
+            Some(d) if !d.admits_use(&combined) => None,
             // A body known to fit the memory tier is held whole by the fill anyway, so its file
             // is written in one go once it ends: the response waits on no disk work at all.
             Some(_) if keep && length.is_some() => {

@@ -25,6 +25,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed set of low-priority threads, started on first use, taking jobs in order.
 pub struct Writers {
+    name: &'static str,
     threads: usize,
     queue: OnceLock<Option<mpsc::Sender<Job>>>,
 }
@@ -37,7 +38,13 @@ pub struct Panicked;
 impl Writers {
     /// `threads` writers (at least one).
     pub fn new(threads: usize) -> Self {
+        Self::named("edge-disk-write", threads)
+    }
+
+    /// `threads` low-priority threads (at least one) named `name-0`, `name-1`...
+    pub fn named(name: &'static str, threads: usize) -> Self {
         Writers {
+            name,
             threads: threads.max(1),
             queue: OnceLock::new(),
         }
@@ -77,7 +84,7 @@ impl Writers {
         for i in 0..self.threads {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("edge-disk-write-{i}"))
+                .name(format!("{}-{i}", self.name))
                 .spawn(move || {
                     lower_priority();
                     loop {

@@ -196,3 +196,47 @@ mod tests {
         );
     }
 }
+
+/// `edge_disk_scrubbed_total{result}`: what the scrub found of a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrubResult {
+    /// Every block as written.
+    Ok,
+    /// Damaged, and removed.
+    Damaged,
+}
+
+impl ScrubResult {
+    /// Every result.
+    pub const ALL: [ScrubResult; 2] = [ScrubResult::Ok, ScrubResult::Damaged];
+
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ScrubResult::Ok => "ok",
+            ScrubResult::Damaged => "damaged",
+        }
+    }
+}
+
+/// `edge_disk_admission_total{result}`: whether an object was written to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmissionResult {
+    /// Written.
+    Admitted,
+    /// Not asked for often enough yet (`cache.disk.admission.min_uses`).
+    Refused,
+}
+
+impl AdmissionResult {
+    /// Every result.
+    pub const ALL: [AdmissionResult; 2] = [AdmissionResult::Admitted, AdmissionResult::Refused];
+
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AdmissionResult::Admitted => "admitted",
+            AdmissionResult::Refused => "refused",
+        }
+    }
+}

@@ -3,7 +3,9 @@
 
 mod labels;
 
-pub use labels::{OriginResult, PurgeResult, Refusal, ReloadResult, SweepAction};
+pub use labels::{
+    AdmissionResult, OriginResult, PurgeResult, Refusal, ReloadResult, ScrubResult, SweepAction,
+};
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -58,6 +60,11 @@ pub struct Metrics {
     tier_evictions: IntCounterVec,
     /// `edge_cache_tier_rejections_total{tier}`: objects the admission policy declined.
     tier_rejections: IntCounterVec,
+    /// `edge_disk_scrubbed_total{result}`: bodies the background scrub read (ok, damaged).
+    disk_scrubbed: IntCounterVec,
+    /// `edge_disk_admission_total{result}`: cacheable objects written to disk or kept out by
+    /// `cache.disk.admission.min_uses` (admitted, refused).
+    disk_admission: IntCounterVec,
     /// `edge_cache_tier_hits_total{tier}`: lookups a tier answered.
     tier_hits: IntCounterVec,
     /// `edge_cache_tier_errors_total{tier}`: failed reads and writes, each served from elsewhere.
@@ -210,6 +217,16 @@ impl Metrics {
                 "Objects a cache tier declined: its admission policy, or too large.",
                 &["tier"]
             )?,
+            disk_scrubbed: register_int_counter_vec!(
+                "edge_disk_scrubbed_total",
+                "Bodies the background scrub read again: whole (ok), or damaged and removed.",
+                &["result"]
+            )?,
+            disk_admission: register_int_counter_vec!(
+                "edge_disk_admission_total",
+                "Cacheable objects written to the disk tier (admitted) or kept out until asked for cache.disk.admission.min_uses times (refused).",
+                &["result"]
+            )?,
             tier_hits: register_int_counter_vec!(
                 "edge_cache_tier_hits_total",
                 "Lookups a cache tier answered.",
@@ -283,6 +300,12 @@ impl Metrics {
         }
         for a in SweepAction::ALL {
             self.purge_swept.with_label_values(&[a.label()]);
+        }
+        for r in ScrubResult::ALL {
+            self.disk_scrubbed.with_label_values(&[r.label()]);
+        }
+        for r in AdmissionResult::ALL {
+            self.disk_admission.with_label_values(&[r.label()]);
         }
     }
 
@@ -375,9 +398,31 @@ impl Metrics {
             (&self.tier_hits, &stats.hits),
             (&self.tier_errors, &stats.errors),
         ] {
-            let c = family.with_label_values(&[tier]);
-            let now = value.load(Ordering::Relaxed);
-            c.inc_by(now.saturating_sub(c.get()));
+            catch_up(&family.with_label_values(&[tier]), value);
+        }
+        if tier == Tier::Disk.label() {
+            let scrub = &self.disk_scrubbed;
+            let admission = &self.disk_admission;
+            for (c, value) in [
+                (
+                    scrub.with_label_values(&[ScrubResult::Ok.label()]),
+                    &stats.scrubbed,
+                ),
+                (
+                    scrub.with_label_values(&[ScrubResult::Damaged.label()]),
+                    &stats.scrub_damaged,
+                ),
+                (
+                    admission.with_label_values(&[AdmissionResult::Admitted.label()]),
+                    &stats.admitted,
+                ),
+                (
+                    admission.with_label_values(&[AdmissionResult::Refused.label()]),
+                    &stats.not_admitted,
+                ),
+            ] {
+                catch_up(&c, value);
+            }
         }
     }
 
@@ -388,4 +433,10 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
         out
     }
+}
+
+/// Moves a counter up to the value a tier's atomic holds.
+fn catch_up(counter: &prometheus::IntCounter, value: &std::sync::atomic::AtomicU64) {
+    let now = value.load(Ordering::Relaxed);
+    counter.inc_by(now.saturating_sub(counter.get()));
 }

@@ -28,6 +28,7 @@ use crate::access_log::AccessLog;
 use crate::admin::AdminApp;
 use crate::cache::disk::{DiskError, DiskTier};
 use crate::cache::memory::MemoryTier;
+use crate::cache::scrub::Scrubber;
 use crate::cache::tiered::TieredStorage;
 use crate::drain::{Drain, Linger};
 use crate::live::{self, Live, LiveError};
@@ -164,6 +165,12 @@ pub fn build(config: &EdgeConfig, options: &Options) -> Result<Node, BuildError>
             let tier = open_disk(d, config, options.upgrade)?;
             let tier: &'static DiskTier = Box::leak(Box::new(tier));
             server.add_service(background_service("disk sweep", DiskSweep(tier)));
+            if !d.scrub_interval.is_zero() {
+                server.add_service(background_service(
+                    "disk scrub",
+                    DiskScrub(Scrubber::new(tier, d.scrub_interval)),
+                ));
+            }
             Some(tier)
         }
         None => None,
@@ -362,6 +369,16 @@ fn open_disk(d: &DiskSettings, config: &EdgeConfig, upgrade: bool) -> Result<Dis
         );
     }
     Ok(tier)
+}
+
+/// Reads every body on disk again over `cache.disk.scrub_interval` (see `cache::scrub`).
+struct DiskScrub(Scrubber);
+
+#[async_trait]
+impl BackgroundService for DiskScrub {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.run(shutdown).await;
+    }
 }
 
 /// Clears what an earlier run left on disk, in the background so the node serves at once.

@@ -174,6 +174,34 @@ fn disk_meta_cache_defaults_and_can_be_turned_off() {
 }
 
 #[test]
+fn disk_admission_and_scrub_default_and_are_bounded() {
+    let disk = |extra: &str| {
+        with(
+            "  memory: { max_size: 64MiB, max_object_size: 1MiB }\n",
+            &format!("  memory: {{ max_size: 64MiB, max_object_size: 1MiB }}\n  disk: {{ path: /tmp/x, max_size: 1GiB{extra} }}\n"),
+        )
+    };
+    let settings = |yaml: &str| EdgeConfig::from_yaml(yaml).unwrap().cache.disk.unwrap();
+    let d = settings(&disk(""));
+    assert_eq!(
+        (d.min_uses, d.scrub_interval),
+        (1, crate::edge::DEFAULT_SCRUB_INTERVAL)
+    );
+    let d = settings(&disk(", admission: { min_uses: 2 }, scrub_interval: 0s"));
+    assert_eq!((d.min_uses, d.scrub_interval), (2, Duration::ZERO));
+    rejects(
+        &disk(", admission: { min_uses: 0 }"),
+        9,
+        "cache.disk.admission.min_uses",
+    );
+    rejects(
+        &disk(", scrub_interval: 10ms"),
+        9,
+        "cache.disk.scrub_interval",
+    );
+}
+
+#[test]
 fn origin_servers() {
     rejects(
         &with(
