@@ -793,10 +793,15 @@ mod tests {
         let Found::Object(head, _) = tier.read(hash, &entry, WHOLE).unwrap() else {
             panic!("not found");
         };
-        let rev = head.decoded().unwrap().header.headers["x-rev"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let rev = String::from_utf8(
+            head.decoded()
+                .unwrap()
+                .header
+                .get("x-rev")
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
         (head, rev)
     }
 

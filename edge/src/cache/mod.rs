@@ -19,10 +19,11 @@ mod pread;
 pub mod scrub;
 mod slots;
 pub mod stats;
+pub mod stored_header;
 pub mod tiered;
 mod writers;
 
-pub use object::{owned_header, Head, StoredObject};
+pub use object::{owned_header, Decoded, Head, StoredObject};
 
 /// A storage tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

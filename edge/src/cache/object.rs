@@ -1,12 +1,12 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
-use http::HeaderValue;
+use bytes::Bytes;
 use pingora::cache::CacheMeta;
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType};
 
+use super::stored_header::StoredHeader;
 use super::Hash;
 
 /// A complete cached response: its head (key and meta) and the whole body.
@@ -48,7 +48,7 @@ impl Head {
     /// A head of a serialized meta (`CacheMeta::serialize()` output), decoded here.
     pub fn new(key: Bytes, meta: (Vec<u8>, Vec<u8>)) -> Self {
         let (internal, decoded) = match CacheMeta::deserialize(&meta.0, &meta.1) {
-            Ok(m) => (Internal::of(&m, meta.0), Some(Decoded::of(&m))),
+            Ok(m) => (Internal::of(&m, meta.0), Decoded::of(&m)),
             Err(_) => (Internal::Serialized(meta.0), None),
         };
         Head {
@@ -64,10 +64,16 @@ impl Head {
             Some(fields) => fields,
             None => Internal::Serialized(meta.serialize()?.0),
         };
+        let Some(decoded) = Decoded::of(meta) else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "response header too large to keep",
+            );
+        };
         Ok(Head {
             key,
             internal,
-            decoded: Some(Decoded::of(meta)),
+            decoded: Some(decoded),
         })
     }
 
@@ -82,8 +88,8 @@ impl Head {
         self.decoded.as_ref()
     }
 
-    /// The meta as Pingora wants it on a lookup: made again from its fields, the header cloned
-    /// from the decoded copy.
+    /// The meta as Pingora wants it on a lookup: made again from its fields, the header from
+    /// the compact copy.
     pub fn cache_meta(&self) -> pingora::Result<CacheMeta> {
         let Some(decoded) = &self.decoded else {
             return Error::e_explain(ErrorType::InternalError, "stored meta does not decode");
@@ -132,9 +138,9 @@ impl Internal {
         })
     }
 
-    /// The meta with these fields and `decoded`'s (the header cloned).
+    /// The meta with these fields and `decoded`'s (the header made again).
     fn meta(&self, decoded: &Decoded) -> pingora::Result<CacheMeta> {
-        let header = decoded.header.clone();
+        let header = decoded.header.header()?;
         match self {
             Internal::Fields {
                 created,
@@ -219,8 +225,8 @@ impl StoredObject {
 /// The parts of an object's meta that a hit reads, decoded once.
 #[derive(Debug, Clone)]
 pub struct Decoded {
-    /// The stored response header (with this node's internal fields).
-    pub header: ResponseHeader,
+    /// The stored response header (with this node's internal fields), kept compact.
+    pub header: StoredHeader,
     /// Fresh until then (Pingora's `fresh_until`).
     pub fresh_until: SystemTime,
     /// What its age counts from (Pingora's `epoch`: the last update unless overridden).
@@ -229,91 +235,48 @@ pub struct Decoded {
     pub variance: Option<pingora::cache::key::HashBinary>,
     /// The fields its `Vary` names, normalised ([`crate::http::vary::names`]).
     pub vary: Vec<String>,
-    /// Roughly what the decoded header costs in memory (header maps, field storage).
+    /// Its tags, space-separated, as a purge judges them ([`crate::http::tags::stored`]).
+    pub tags: Box<str>,
+    /// When this node began to fetch it (µs, [`crate::http::stamp::of`]).
+    pub stored_at: u64,
+    /// Roughly what the decoded parts cost in memory.
     bytes: u64,
 }
 
 impl Decoded {
-    /// The parts of `meta` a hit reads.
-    pub fn of(meta: &CacheMeta) -> Decoded {
-        let header = owned_header(meta.response_header());
-        // Each field lives in Pingora's header map and again in its case map: an entry of each
-        // (hash, links, two `Bytes` handles) besides the name and value bytes.
-        let fields: usize = header
-            .headers
-            .iter()
-            .map(|(n, v)| 2 * (n.as_str().len() + v.len()) + 160)
-            .sum();
-        Decoded {
-            vary: crate::http::vary::names(&header.headers),
+    /// The parts of `meta` a hit reads; `None` for a header too large to keep compact.
+    pub fn of(meta: &CacheMeta) -> Option<Decoded> {
+        let response = meta.response_header();
+        let header = StoredHeader::of(response)?;
+        let tags: Box<str> = crate::http::tags::stored(&response.headers).into();
+        let vary = crate::http::vary::names(&response.headers);
+        let bytes = header.heap_bytes()
+            + tags.len()
+            + vary.iter().map(|v| v.len() + 24).sum::<usize>()
+            + std::mem::size_of::<Decoded>();
+        Some(Decoded {
+            vary,
             fresh_until: meta.fresh_until(),
             epoch: meta.epoch(),
             variance: meta.variance(),
-            bytes: (fields + 256) as u64,
+            stored_at: crate::http::stamp::of(&response.headers),
+            tags,
+            bytes: bytes as u64,
             header,
-        }
+        })
     }
 }
 
 /// A copy of `header` whose case-kept names and values sit in one allocation of their own size.
 ///
 /// Pingora parses a response's fields as slices of the buffer it read them into (4 KiB or more,
-/// the first body bytes included), and a clone shares those slices. The decoded header of an
-/// object stored on a miss was such a clone, so it kept that whole buffer alive for as long as
-/// the object stayed cached: about 4 KiB per object that the tier's byte count did not see (a
-/// 1 KiB object cost 8.7 KB of RSS). Falls back to a clone for a header it cannot copy, which a
-/// header Pingora accepted never is.
+/// the first body bytes included), and a clone shares those slices: a copy kept with an object
+/// would keep that whole buffer alive for as long as the object stayed cached. Falls back to a
+/// clone for a header it cannot copy, which a header Pingora accepted never is.
 pub fn owned_header(header: &ResponseHeader) -> ResponseHeader {
-    copy_header(header).unwrap_or_else(|| header.clone())
-}
-
-fn copy_header(header: &ResponseHeader) -> Option<ResponseHeader> {
-    let case = header.has_case();
-    let n = header.headers.len();
-    let mut buf = BytesMut::with_capacity(
-        header
-            .headers
-            .iter()
-            .map(|(name, v)| name.as_str().len() + v.len())
-            .sum(),
-    );
-    // Where each field's case-kept name (if any) and value lie in `buf`.
-    let mut spans = Vec::with_capacity(n);
-    let mut put = |bytes: &[u8]| {
-        let start = buf.len();
-        buf.extend_from_slice(bytes);
-        start..buf.len()
-    };
-    if case {
-        for (name, value) in header.case_header_iter() {
-            spans.push((None, put(name.as_slice()), put(value.as_bytes())));
-        }
-    } else {
-        for (name, value) in header.headers.iter() {
-            spans.push((Some(name.clone()), 0..0, put(value.as_bytes())));
-        }
-    }
-    if spans.len() != n {
-        return None;
-    }
-    let buf = buf.freeze();
-    let mut out = if case {
-        ResponseHeader::build(header.status, Some(n))
-    } else {
-        ResponseHeader::build_no_case(header.status, Some(n))
-    }
-    .ok()?;
-    out.set_version(header.version);
-    out.set_reason_phrase(header.get_reason_phrase()).ok()?;
-    for (name, case_name, value) in spans {
-        let value = HeaderValue::from_maybe_shared(buf.slice(value)).ok()?;
-        match name {
-            Some(name) => out.append_header(name, value),
-            None => out.append_header(buf.slice(case_name), value),
-        }
-        .ok()?;
-    }
-    Some(out)
+    StoredHeader::of(header)
+        .and_then(|s| s.header().ok())
+        .unwrap_or_else(|| header.clone())
 }
 
 /// A serialized minimal header, to decode the internal part of a meta without its own header.
@@ -330,6 +293,8 @@ fn empty_header() -> &'static [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
+    use http::HeaderValue;
     use std::time::Duration;
 
     const CREATED: Duration = Duration::from_secs(1_700_000_000);
@@ -431,7 +396,8 @@ mod tests {
         let header = header_in(&read);
         let created = UNIX_EPOCH + CREATED;
         let meta = CacheMeta::new(created, created, 0, 0, header);
-        let decoded = Decoded::of(&meta);
+        let decoded = Decoded::of(&meta).unwrap();
+        let kept = decoded.header.header().unwrap();
         let wire = |h: &ResponseHeader| {
             let mut out = Vec::new();
             h.header_to_h1_wire(&mut out);
@@ -442,15 +408,15 @@ mod tests {
                 out,
             )
         };
-        assert_eq!(wire(&decoded.header), wire(meta.response_header()));
+        assert_eq!(wire(&kept), wire(meta.response_header()));
         assert_eq!(
-            String::from_utf8(wire(&decoded.header).3).unwrap(),
+            String::from_utf8(wire(&kept).3).unwrap(),
             "X-Ab: v1.0.0\r\nX-Ab: more\r\nETAG: \"e1\"\r\n"
         );
         drop(meta);
         // Only this test's handle is left: the decoded copy holds none.
         assert!(read.is_unique());
-        assert_eq!(decoded.header.headers.get_all("x-ab").iter().count(), 2);
+        assert_eq!(kept.headers.get_all("x-ab").iter().count(), 2);
     }
 
     #[test]

@@ -44,7 +44,6 @@ use super::object::Head;
 use super::stats::TierStats;
 use super::writers::Writers;
 use super::{Admission, ClientBuffers, Hash, Source, StoredObject, Tier};
-use crate::http::stamp;
 
 /// Disk hits up to this size are read on the worker thread when the page cache holds their body
 /// (`preadv2` with `RWF_NOWAIT`), as nginx reads without `aio`: that takes microseconds, and a
@@ -160,10 +159,8 @@ impl TieredStorage {
     /// Whether the body a fill fetches began before a purge whose ban is retired already: it
     /// may be what that purge covered, so it goes to its own client and into no tier.
     fn outlived_by_a_purge(&self, fill: &Head) -> bool {
-        fill.decoded().is_some_and(|d| {
-            self.admission
-                .began_before_a_retired_rule(stamp::of(&d.header.headers))
-        })
+        fill.decoded()
+            .is_some_and(|d| self.admission.began_before_a_retired_rule(d.stored_at))
     }
 
     /// Drops every stored variant of a URL (its primary key) from both tiers. Fills of it in

@@ -19,7 +19,7 @@ use http::header::{
 use super::cork::Cork;
 use super::hit_header;
 use super::*;
-use crate::cache::{StoredObject, Tier};
+use crate::cache::{Decoded, StoredObject, Tier};
 use crate::purge::Verdict;
 
 /// Request fields that ask for more than a whole stored response.
@@ -74,13 +74,8 @@ impl EdgeProxy {
         object
     }
 
-    /// Whether no purge covers the stored response `header` of the request's URL.
-    pub(super) fn unpurged(
-        &self,
-        session: &Session,
-        ctx: &RequestCtx,
-        header: &ResponseHeader,
-    ) -> bool {
+    /// Whether no purge covers the `stored` response of the request's URL.
+    pub(super) fn unpurged(&self, session: &Session, ctx: &RequestCtx, stored: &Decoded) -> bool {
         let s = &self.state;
         if s.bans.is_empty() {
             return true;
@@ -88,8 +83,13 @@ impl EdgeProxy {
         let Some(primary) = ctx.primary else {
             return false;
         };
-        let path = session.req_header().uri.path();
-        let subject = Subject::of(&primary, &ctx.host, path, &header.headers);
+        let subject = Subject {
+            primary: &primary,
+            host: &ctx.host,
+            path: session.req_header().uri.path(),
+            tags: &stored.tags,
+            stored_at: stored.stored_at,
+        };
         matches!(s.bans.judge(&subject), Verdict::Keep)
     }
 
@@ -172,11 +172,8 @@ impl EdgeProxy {
         // As Pingora: fresh while `fresh_until` has not passed. An object without a length is
         // sent chunked by the full path.
         if stored.fresh_until < now
-            || !stored
-                .header
-                .headers
-                .contains_key(http::header::CONTENT_LENGTH)
-            || !self.unpurged(session, ctx, &stored.header)
+            || stored.header.get("content-length").is_none()
+            || !self.unpurged(session, ctx, stored)
         {
             return Ok(false);
         }

@@ -84,11 +84,12 @@ impl EdgeProxy {
         let Some(stored) = object.decoded() else {
             return Ok(false);
         };
-        if !self.unpurged(session, ctx, &stored.header) {
+        if !self.unpurged(session, ctx, stored) {
             return Ok(false);
         }
         let now = SystemTime::now();
-        let Some(why) = self.stand_in(ctx, &stored.header, stored.fresh_until, e) else {
+        let header = stored.header.header()?;
+        let Some(why) = self.stand_in(ctx, &header, stored.fresh_until, e) else {
             return Ok(false);
         };
         let cs = CacheStatus {

@@ -33,9 +33,6 @@ impl<'a> Subject<'a> {
     /// and path) and its stored header.
     pub fn of_key(primary: &'a Hash, key_bytes: &'a [u8], headers: &'a http::HeaderMap) -> Self {
         let parts = key::parts(key_bytes);
-        fn text(b: Option<&[u8]>) -> &str {
-            b.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
-        }
         Subject::of(
             primary,
             text(parts.map(|p| p.host)),
@@ -43,6 +40,11 @@ impl<'a> Subject<'a> {
             headers,
         )
     }
+}
+
+/// A part of a key as text ("" when absent or not UTF-8).
+fn text(b: Option<&[u8]>) -> &str {
+    b.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
 }
 
 impl Verdict {
@@ -81,7 +83,15 @@ impl Admission for Bans {
             return true;
         }
         head.decoded().is_some_and(|d| {
-            self.judge(&Subject::of_key(primary, &head.key, &d.header.headers)) == Verdict::Keep
+            let parts = key::parts(&head.key);
+            let subject = Subject {
+                primary,
+                host: text(parts.map(|p| p.host)),
+                path: text(parts.map(|p| p.path)),
+                tags: &d.tags,
+                stored_at: d.stored_at,
+            };
+            self.judge(&subject) == Verdict::Keep
         })
     }
 
