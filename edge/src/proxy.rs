@@ -45,6 +45,7 @@ mod fast_hit;
 mod hit_header;
 pub mod logic;
 pub mod signed;
+mod slices;
 mod stale;
 pub mod watch;
 
@@ -142,6 +143,8 @@ pub struct RequestCtx {
     tried: Vec<std::net::SocketAddr>,
     /// Whether the site's page replaces this response's body.
     error_page: PageSwap,
+    /// The slice this request fetches, when it is the subrequest of a sliced response.
+    slice: Option<slices::SliceOf>,
 }
 
 /// The site's error page standing in for a response's body.
@@ -463,6 +466,7 @@ impl ProxyHttp for EdgeProxy {
             upstream_status: None,
             error_page: PageSwap::None,
             tried: Vec::new(),
+            slice: None,
         }
     }
 
@@ -562,8 +566,13 @@ impl ProxyHttp for EdgeProxy {
         if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
             ctx.scheme = "https";
         }
-        // Access control, then redirects, before the cache (DESIGN.md, "Edge logic").
-        if self.edge_answer(session, ctx).await? {
+        ctx.slice = slices::of_subrequest(session);
+        if ctx.slice.is_some() {
+            slices::plain_get(session.req_header_mut());
+        }
+        // Access control, then redirects, before the cache (DESIGN.md, "Edge logic"); a slice's
+        // subrequest was let through already as its client's request.
+        if ctx.slice.is_none() && self.edge_answer(session, ctx).await? {
             return Ok(true);
         }
         if body_on_cacheable {
@@ -579,10 +588,24 @@ impl ProxyHttp for EdgeProxy {
                 )
                 .await;
         }
+        if ctx.slice.is_some() {
+            return Ok(false);
+        }
+        if let (None, Some(size)) = (ctx.fwd, ctx.rule().and_then(|r| r.slice)) {
+            // The key (its primary part) is the URL's: a purge of it reaches every slice.
+            ctx.primary = Some(self.key(session, ctx).primary_bin());
+            return self.serve_sliced(session, ctx, size).await;
+        }
         if ctx.fwd.is_none() && fast_hit::eligible(session.req_header()) {
             return self.fresh_hit(session, ctx).await;
         }
         Ok(false)
+    }
+
+    fn allow_spawning_subrequest(&self, session: &Session, ctx: &RequestCtx) -> bool {
+        // Sliced responses are made of subrequests; a subrequest makes none of its own. Without
+        // a sliced rule no request needs the spawner (a reference taken on the shared proxy).
+        ctx.live.slices && session.subrequest_ctx.is_none()
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
@@ -613,8 +636,11 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        let key = ctx.key.take().unwrap_or_else(|| self.key(session, ctx));
+        let mut key = ctx.key.take().unwrap_or_else(|| self.key(session, ctx));
         ctx.primary = Some(key.primary_bin());
+        if let Some(slice) = ctx.slice {
+            key.set_variance_key(slice.variance());
+        }
         Ok(key)
     }
 
@@ -642,9 +668,12 @@ impl ProxyHttp for EdgeProxy {
     fn cache_vary_filter(
         &self,
         meta: &CacheMeta,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
         req: &RequestHeader,
     ) -> Option<pingora::cache::key::HashBinary> {
+        if let Some(slice) = ctx.slice {
+            return Some(slice.variance());
+        }
         vary::variance(&vary::names(meta.headers()), req)
     }
 
@@ -682,6 +711,12 @@ impl ProxyHttp for EdgeProxy {
             None => resp,
         };
         let rule = ctx.rule();
+        if ctx.slice.is_some() && !resp.headers.contains_key(slices::TOTAL) {
+            // The origin did not answer with the slice asked for.
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                "not-a-slice",
+            )));
+        }
         Ok(
             match freshness::decide(resp, authorization, rule, SystemTime::now()) {
                 Ok(mut f) => {
@@ -862,6 +897,10 @@ impl ProxyHttp for EdgeProxy {
             };
             upstream.insert_header("x-forwarded-for", xff)?;
         }
+        if let Some(slice) = ctx.slice {
+            upstream.insert_header(http::header::RANGE, slice.range())?;
+            upstream.remove_header(&http::header::IF_RANGE);
+        }
         if let Some(rule) = ctx.rule() {
             logic::apply_request(&rule.logic.request_headers, upstream)?;
             if let Some(op) = &rule.logic.origin_path {
@@ -894,6 +933,18 @@ impl ProxyHttp for EdgeProxy {
         ctx.origin_status = Some(status);
         // Before anything is stored: neither forwarded nor kept (RFC 9111 §3.1).
         hop::strip(resp);
+        if let Some(slice) = ctx.slice {
+            // The slice asked for is stored as a `200` of its bytes, the object's length beside.
+            let total = (status == 206)
+                .then(|| resp.headers.get(http::header::CONTENT_RANGE))
+                .flatten()
+                .and_then(|v| slice.total_in(v.as_bytes()));
+            if let Some(total) = total {
+                resp.set_status(200)?;
+                resp.remove_header(&http::header::CONTENT_RANGE);
+                resp.insert_header(slices::TOTAL, total)?;
+            }
+        }
         ctx.origin_age = freshness::age_value(&resp.headers);
         encoding::ensure_vary(resp)?;
         // The stored copy drops it (a hit is this node's alone), so keep it for this response.
@@ -937,6 +988,11 @@ impl ProxyHttp for EdgeProxy {
         resp.insert_header(CACHE_STATUS, &field)?;
         ctx.status_field = Some(field);
         strip_internal(resp);
+        if ctx.slice.is_some() {
+            // What goes to the client is made from it (`slices.rs`), with the rule's headers.
+            ctx.status = Some(cs);
+            return Ok(());
+        }
         if let Some(rule) = ctx.rule() {
             logic::apply_response(&rule.logic.response_headers, resp)?;
         }
@@ -1099,6 +1155,10 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.slice.is_some() {
+            // Part of its client's request, which is logged and counted once.
+            return;
+        }
         watch::request_ended(e);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let outcome = ctx

@@ -99,6 +99,38 @@ impl Reply {
         r
     }
 
+    /// A generated object of `len` bytes ([`pattern`], offset by `shift` to make another
+    /// version of it) as an origin that honours `Range` answers `req`: a `206` of the bytes one
+    /// `bytes=a-b` range names, else a `200` of all of them, with `headers`.
+    pub fn ranged(req: &Req, len: u64, shift: u64, headers: &[(&str, &str)]) -> Reply {
+        let bytes = |from: u64, to: u64| -> Vec<u8> {
+            (from..to).map(|i| pattern_byte(i + shift)).collect()
+        };
+        let range = req
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        match range {
+            Some((from, _)) if from >= len => {
+                let mut r = Reply::status(416, Vec::new(), headers);
+                r.headers
+                    .push(("Content-Range".into(), format!("bytes */{len}")));
+                r
+            }
+            Some((from, to)) => {
+                let end = (to + 1).min(len);
+                let mut r = Reply::status(206, bytes(from, end), headers);
+                r.headers.push((
+                    "Content-Range".into(),
+                    format!("bytes {from}-{}/{len}", end - 1),
+                ));
+                r
+            }
+            None => Reply::ok(bytes(0, len), headers),
+        }
+    }
+
     /// With a delay before answering.
     pub fn delayed(mut self, d: Duration) -> Reply {
         self.delay = d;

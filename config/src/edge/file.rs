@@ -217,6 +217,8 @@ pub struct RuleFile {
     pub access: Option<Spanned<AccessRuleFile>>,
     pub rate_limit: Option<Spanned<RateLimitFile>>,
     pub signed_url: Option<Spanned<SignedUrlFile>>,
+    /// Objects cached in slices of this size, fetched with upstream `Range`.
+    pub slice: Option<Spanned<ByteSize>>,
 }
 
 #[derive(Debug, Deserialize)]

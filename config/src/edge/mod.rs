@@ -256,7 +256,14 @@ pub struct Rule {
     pub cache_errors: bool,
     /// What the rule does besides caching: headers, redirects, the origin path, access.
     pub logic: logic::Logic,
+    /// Bytes per slice when the rule caches objects in slices fetched with upstream `Range`.
+    pub slice: Option<u64>,
 }
+
+/// The smallest slice: one checksum block of the disk tier.
+pub const MIN_SLICE: u64 = 64 << 10;
+/// The largest slice, so that one slice is a bounded read.
+pub const MAX_SLICE: u64 = 64 << 20;
 
 /// The request side of a rule.
 #[derive(Debug, Clone, Default)]

@@ -560,7 +560,31 @@ fn rule(p: &mut Problems, r: &file::RuleFile, field: &str) -> Rule {
         allow_set_cookie: r.allow_set_cookie,
         cache_errors: r.cache_errors,
         logic: logic::logic(p, r, field),
+        slice: slice(p, r, cache, field),
     }
+}
+
+/// A rule's slice size: a multiple of 64 KiB between 64 KiB and 64 MiB, on a rule that caches.
+fn slice(p: &mut Problems, r: &file::RuleFile, cache: bool, field: &str) -> Option<u64> {
+    let s = r.slice.as_ref()?;
+    let size = s.value.0;
+    if !(MIN_SLICE..=MAX_SLICE).contains(&size) || size % MIN_SLICE != 0 {
+        p.at(
+            s,
+            format!("{field}.slice"),
+            "must be a multiple of 64KiB from 64KiB to 64MiB, like `1MiB`",
+        );
+        return None;
+    }
+    if !cache {
+        p.at(
+            s,
+            format!("{field}.slice"),
+            "slices are cached: remove `cache: false` or `slice`",
+        );
+        return None;
+    }
+    Some(size)
 }
 
 /// A regex error as one problem: the reason first, then the pattern and the caret under it on

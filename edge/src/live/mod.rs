@@ -77,6 +77,8 @@ pub struct Live {
     pub limiters: Vec<Vec<Option<Arc<limiter::Limiter>>>>,
     /// Bearer tokens of the admin purge endpoints.
     pub admin_tokens: Option<Tokens>,
+    /// Whether any rule caches in slices (only then may requests spawn subrequests).
+    pub slices: bool,
     /// The validated file this generation was built from.
     pub config: EdgeConfig,
 }
@@ -178,6 +180,10 @@ impl Live {
             pools,
             certs,
             admin_tokens,
+            slices: config
+                .sites
+                .iter()
+                .any(|s| s.rules.iter().any(|r| r.slice.is_some())),
             config: config.clone(),
         })
     }

@@ -202,6 +202,34 @@ fn disk_admission_and_scrub_default_and_are_bounded() {
 }
 
 #[test]
+fn a_rule_slices_by_a_bounded_aligned_size() {
+    let rule = |extra: &str| {
+        with(
+            "        ttl: 365d\n",
+            &format!("        ttl: 365d\n{extra}"),
+        )
+    };
+    let c = EdgeConfig::from_yaml(&rule("        slice: 1MiB\n")).unwrap();
+    assert_eq!(c.sites[0].rules[0].slice, Some(1 << 20));
+    assert_eq!(
+        EdgeConfig::from_yaml(BASE).unwrap().sites[0].rules[0].slice,
+        None
+    );
+    for bad in ["4KiB", "100KiB", "1GiB"] {
+        rejects(
+            &rule(&format!("        slice: {bad}\n")),
+            18,
+            "sites[0].rules[0].slice",
+        );
+    }
+    rejects(
+        &rule("        slice: 1MiB\n        cache: false\n"),
+        18,
+        "sites[0].rules[0].slice",
+    );
+}
+
+#[test]
 fn origin_servers() {
     rejects(
         &with(
