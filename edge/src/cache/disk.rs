@@ -635,8 +635,9 @@ impl DiskTier {
                 Scrubbed::Gone
             }
             Err(e) => {
-                TierStats::bump(&self.stats.scrub_damaged);
                 self.fail(hash, entry, &e.into());
+                // Counted once removed, so that whoever sees the count finds it gone.
+                TierStats::bump(&self.stats.scrub_damaged);
                 Scrubbed::Damaged
             }
         }
