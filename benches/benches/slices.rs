@@ -35,11 +35,11 @@ fn ranged_get(addr: SocketAddr, path: &str, from: u64) -> (Duration, bool) {
     let ttfb = start.elapsed();
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap();
-    let text = String::from_utf8_lossy(&rest);
-    let ok = rest.starts_with(b"TTP/1.1 206")
-        && text
-            .split_once("\r\n\r\n")
-            .is_some_and(|(_, body)| body.len() == 1024);
+    let body = rest
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| rest.len() - at - 4);
+    let ok = rest.starts_with(b"TTP/1.1 206") && body == Some(1024);
     (ttfb, ok)
 }
 

@@ -128,14 +128,25 @@ fn range_start(req: &RequestHeader) -> Option<u64> {
     spec.split_once('-')?.0.trim().parse().ok()
 }
 
-/// A slice's response as its subrequest gives it.
+/// A slice's response: read whole from a tier, or as its subrequest gives it.
 struct Fetched {
     header: ResponseHeader,
     /// The header was the whole response.
     ended: bool,
-    tasks: mpsc::Receiver<HttpTask>,
-    /// Kept so the subrequest does not see its input closed.
-    _input: mpsc::Sender<HttpTask>,
+    /// Served from a tier without a request to the origin.
+    hit: bool,
+    source: Source,
+}
+
+enum Source {
+    /// A fresh stored slice, read whole; taken by the first read.
+    Stored(Option<Bytes>),
+    /// A subrequest's output.
+    Subrequest {
+        tasks: mpsc::Receiver<HttpTask>,
+        /// Kept so the subrequest does not see its input closed.
+        _input: mpsc::Sender<HttpTask>,
+    },
 }
 
 impl Fetched {
@@ -144,8 +155,15 @@ impl Fetched {
         if self.ended {
             return Ok(None);
         }
+        let tasks = match &mut self.source {
+            Source::Stored(body) => {
+                self.ended = true;
+                return Ok(body.take().filter(|b| !b.is_empty()));
+            }
+            Source::Subrequest { tasks, .. } => tasks,
+        };
         loop {
-            match self.tasks.recv().await {
+            match tasks.recv().await {
                 Some(HttpTask::Body(data, end)) => {
                     self.ended = end;
                     match data {
@@ -173,12 +191,14 @@ impl Fetched {
 
     /// Whether the slice was a hit here.
     fn hit(&self) -> bool {
-        self.header
-            .headers
-            .get(CACHE_STATUS)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|mine| mine.contains("; hit"))
+        self.hit
+            || self
+                .header
+                .headers
+                .get(CACHE_STATUS)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|mine| mine.contains("; hit"))
     }
 }
 
@@ -210,7 +230,9 @@ impl EdgeProxy {
         let head = req.method == Method::HEAD;
         let asked_from = range_start(&req).unwrap_or(0);
         let mut index = asked_from / size;
-        let mut slice = fetch(session, spawner, SliceOf { index, size }).await?;
+        let mut slice = self
+            .slice_of(session, ctx, spawner, SliceOf { index, size })
+            .await?;
         let Some(total) = total_of(&slice.header) else {
             return self.forward(session, ctx, slice, head).await;
         };
@@ -238,7 +260,9 @@ impl EdgeProxy {
             // A suffix range (`bytes=-N`) starts where only the length says.
             let probe = slice.header.clone();
             index = from / size;
-            slice = fetch(session, spawner, SliceOf { index, size }).await?;
+            slice = self
+                .slice_of(session, ctx, spawner, SliceOf { index, size })
+                .await?;
             if total_of(&slice.header).is_none() || !slice.same_version_as(&probe) {
                 return Error::e_explain(ErrorType::InternalError, "slice changed under a range");
             }
@@ -278,7 +302,9 @@ impl EdgeProxy {
                 return Ok(());
             }
             index += 1;
-            slice = fetch(session, spawner, SliceOf { index, size }).await?;
+            slice = self
+                .slice_of(session, ctx, spawner, SliceOf { index, size })
+                .await?;
             if total_of(&slice.header).is_none() || !slice.same_version_as(&first) {
                 // Two versions of the object: none of the URL's slices can be trusted together.
                 if let Some(primary) = ctx.primary {
@@ -290,6 +316,48 @@ impl EdgeProxy {
                 );
             }
         }
+    }
+
+    /// Slice `slice` of the request's object: read whole from a tier when a fresh copy no purge
+    /// covers is there (as a fast hit is, with no subrequest), else by a subrequest.
+    async fn slice_of(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        spawner: &SubrequestSpawner,
+        slice: SliceOf,
+    ) -> Result<Fetched> {
+        match self.stored_slice(session, ctx, slice).await {
+            Some(stored) => Ok(stored),
+            None => fetch(session, spawner, slice).await,
+        }
+    }
+
+    async fn stored_slice(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        slice: SliceOf,
+    ) -> Option<Fetched> {
+        let s = &self.state;
+        if !s.readiness.is_ready() {
+            return None;
+        }
+        let mut key = self.key(session, ctx);
+        key.set_variance_key(slice.variance());
+        let (object, tier) = s.storage.whole_object(&key.combined_bin()).await?;
+        let stored = object.decoded()?;
+        if stored.fresh_until < SystemTime::now() || !self.unpurged(session, ctx, stored) {
+            return None;
+        }
+        let header = stored.header.header().ok()?;
+        s.storage.count_hit(tier);
+        Some(Fetched {
+            header,
+            ended: false,
+            hit: true,
+            source: Source::Stored(Some(object.body.clone())),
+        })
     }
 
     /// Cache-Status, the rule's response headers and this node's fields on the way out.
@@ -374,8 +442,11 @@ async fn fetch(session: &Session, spawner: &SubrequestSpawner, slice: SliceOf) -
                 return Ok(Fetched {
                     header: *header,
                     ended,
-                    tasks,
-                    _input: handle.tx,
+                    hit: false,
+                    source: Source::Subrequest {
+                        tasks,
+                        _input: handle.tx,
+                    },
                 })
             }
             Some(HttpTask::Failed(e)) => return Err(e),
