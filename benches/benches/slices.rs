@@ -43,7 +43,20 @@ fn ranged_get(addr: SocketAddr, path: &str, from: u64) -> (Duration, bool) {
     (ttfb, ok)
 }
 
-fn nginx(dir: &std::path::Path, port: u16, origin: SocketAddr) -> Child {
+/// An nginx, stopped (master and workers) when dropped.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT: the master stops its workers and exits (SIGKILL would orphan them).
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx(dir: &std::path::Path, port: u16, origin: SocketAddr) -> Nginx {
     let conf = dir.join("nginx.conf");
     std::fs::create_dir_all(dir.join("cache")).unwrap();
     std::fs::write(
@@ -62,13 +75,15 @@ fn nginx(dir: &std::path::Path, port: u16, origin: SocketAddr) -> Child {
         ),
     )
     .unwrap();
-    Command::new("nginx")
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir)
-        .spawn()
-        .expect("nginx")
+    Nginx(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir)
+            .spawn()
+            .expect("nginx"),
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -102,7 +117,7 @@ fn main() {
         .start();
     let dir = Scratch::new("bench-nginx-slice");
     let port = free_port();
-    let mut nginx = nginx(&dir.0, port, origin.addr);
+    let _nginx = nginx(&dir.0, port, origin.addr);
     let nginx_addr: SocketAddr = ([127, 0, 0, 1], port).into();
     eventually(Duration::from_secs(10), "nginx to listen", || {
         TcpStream::connect(nginx_addr).ok().map(|_| ())
@@ -144,6 +159,4 @@ fn main() {
             ms(percentile(&warm, 0.5)),
         );
     }
-    let _ = nginx.kill();
-    let _ = nginx.wait();
 }
