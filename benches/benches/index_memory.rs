@@ -109,6 +109,11 @@ fn main() {
         .objects
         .load(std::sync::atomic::Ordering::Relaxed);
     let payload = key_len;
+    let counted = tier
+        .stats()
+        .bytes
+        .load(std::sync::atomic::Ordering::Relaxed)
+        / held.max(1);
     let decoded = StoredObject::new([0; 16], [0; 16], Bytes::new(), meta.clone(), Bytes::new());
     let before_headers = rss_bytes();
     let headers: Vec<_> = (0..objects)
@@ -133,5 +138,9 @@ fn main() {
     );
     println!(
         "one kept header alone: {header_bytes} bytes (as Pingora's header map: {map_bytes} bytes)"
+    );
+    println!(
+        "counted against the tier's bound: {counted} bytes per object (resident: {})",
+        grown / held.max(1)
     );
 }

@@ -25,6 +25,12 @@ pub struct StoredObject {
     pub body: Bytes,
 }
 
+/// What the memory tier holds for an object besides its body and head: TinyUFO's entry and its
+/// share of the frequency sketch, the variant map's entry, the object's record and the
+/// allocations' headers. Measured with `benches/benches/index_memory.rs` (the tier's growth per
+/// object less what the head counts), rounded up.
+pub const HELD_PER_OBJECT: u64 = 640;
+
 /// What an object is besides its body: its key and its meta.
 ///
 /// The meta is kept as its internal fields and its header decoded, not as
@@ -206,9 +212,11 @@ impl StoredObject {
         &self.head.key
     }
 
-    /// Bytes this object costs the tier: body, key, internal meta and the decoded header.
+    /// Bytes this object costs the memory tier: body, key, internal meta, the decoded header,
+    /// and what the tier keeps for every object besides ([`HELD_PER_OBJECT`]), so that the
+    /// tier's byte bound is a bound on the memory it takes.
     pub fn weight_bytes(&self) -> u64 {
-        self.body.len() as u64 + self.head.weight_bytes()
+        self.body.len() as u64 + self.head.weight_bytes() + HELD_PER_OBJECT
     }
 
     /// The decoded meta; `None` if the stored meta does not decode.
