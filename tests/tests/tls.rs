@@ -178,3 +178,49 @@ fn tls_to_the_origin_is_verified_against_a_custom_ca() {
     ));
     assert_eq!(wrong_name.get("/x", &[]).status, 502);
 }
+
+/// A sliced object over HTTP/2: the client's range is answered from the slices its subrequests
+/// fetched, as over HTTP/1.
+#[test]
+fn a_sliced_object_answers_ranges_over_http2() {
+    use edge_tests::origin::pattern;
+
+    let dir = Scratch::new("tls-slices");
+    let ca = Ca::new(&dir.0, "ca");
+    let leaf = ca.leaf("a.test", "a");
+    let origin =
+        Origin::start(|r| Reply::ranged(r, 300_000, 0, &[("cache-control", "max-age=60")]));
+    let tls_port = free_port();
+    let sites = format!(
+        "{}    rules:\n      - match: {{ path_prefix: /v/ }}\n        slice: 64KiB\n",
+        site_with_cert("a.test", &leaf)
+    );
+    let _edge = start_tls_edge("edge-tls", tls_port, &leaf, &sites, origin.addr);
+    let out = dir.0.join("body");
+    let run = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--http2", "--cacert"])
+        .arg(&ca.files.cert)
+        .arg("--resolve")
+        .arg(format!("a.test:{tls_port}:127.0.0.1"))
+        .args(["-H", "Range: bytes=100000-100099", "-o"])
+        .arg(&out)
+        .args(["-w", "%{http_code} %{http_version}"])
+        .arg(format!("https://a.test:{tls_port}/v/movie.mp4"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "206 2",
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), pattern(100_000..100_100));
+    assert_eq!(
+        origin
+            .requests()
+            .iter()
+            .filter_map(|r| r.header("range").map(str::to_string))
+            .collect::<Vec<_>>(),
+        ["bytes=65536-131071"]
+    );
+}

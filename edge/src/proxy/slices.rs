@@ -322,7 +322,7 @@ impl EdgeProxy {
     /// covers is there (as a fast hit is, with no subrequest), else by a subrequest.
     async fn slice_of(
         &self,
-        session: &Session,
+        session: &mut Session,
         ctx: &RequestCtx,
         spawner: &SubrequestSpawner,
         slice: SliceOf,
@@ -428,12 +428,34 @@ impl EdgeProxy {
 }
 
 /// Starts the subrequest for `slice` and waits for its response header.
-async fn fetch(session: &Session, spawner: &SubrequestSpawner, slice: SliceOf) -> Result<Fetched> {
+async fn fetch(
+    session: &mut Session,
+    spawner: &SubrequestSpawner,
+    slice: SliceOf,
+) -> Result<Fetched> {
     let ctx = SubrequestCtx::builder()
         .user_ctx(Box::new(slice))
         .body_mode(BodyMode::NoBody)
         .build();
+    // A subrequest reads its request as HTTP/1 text: an HTTP/2 request is written as HTTP/1.1,
+    // with its `:authority` as the Host, for the copy, and left as it was.
+    let req = session.req_header_mut();
+    let h2 = req.version == http::Version::HTTP_2;
+    let had_host = req.headers.contains_key(HOST);
+    if h2 {
+        req.set_version(http::Version::HTTP_11);
+        if let (false, Some(authority)) = (had_host, req.uri.authority().cloned()) {
+            req.insert_header(HOST, authority.as_str())?;
+        }
+    }
     let (sub, handle) = spawner.create_subrequest(session.as_downstream(), ctx);
+    if h2 {
+        let req = session.req_header_mut();
+        req.set_version(http::Version::HTTP_2);
+        if !had_host {
+            req.remove_header(&HOST);
+        }
+    }
     tokio::spawn(sub.run());
     let mut tasks = handle.rx;
     loop {
