@@ -20,4 +20,3 @@ pub mod token;
 pub mod units;
 
 pub use error::{ConfigError, Problem};
-pub use load::load_yaml;

@@ -593,8 +593,9 @@ impl ProxyHttp for EdgeProxy {
         }
         if let (None, Some(size)) = (ctx.fwd, ctx.rule().and_then(|r| r.slice)) {
             // The key (its primary part) is the URL's: a purge of it reaches every slice.
-            ctx.primary = Some(self.key(session, ctx).primary_bin());
-            return self.serve_sliced(session, ctx, size).await;
+            let key = self.key(session, ctx);
+            ctx.primary = Some(key.primary_bin());
+            return self.serve_sliced(session, ctx, size, key).await;
         }
         if ctx.fwd.is_none() && fast_hit::eligible(session.req_header()) {
             return self.fresh_hit(session, ctx).await;

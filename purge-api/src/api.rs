@@ -195,12 +195,8 @@ async fn post_purge(shared: &SharedRef, caller: Caller, req: Request<Incoming>) 
 
 /// A refusal in this API's shape: `{"error": "..."}`, with `Retry-After` on a 429.
 pub(crate) fn refused(r: submit::Refusal) -> Reply {
-    let mut reply = error(r.status, r.message);
-    if let Some(after) = r.retry_after {
-        reply
-            .headers_mut()
-            .insert(header::RETRY_AFTER, http::HeaderValue::from(after));
-    }
+    let mut reply = error(r.status, &r.message);
+    r.retry_after(reply.headers_mut());
     reply
 }
 

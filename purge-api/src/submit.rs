@@ -62,6 +62,15 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// Adds `Retry-After` to a reply of this refusal when it is a rate limit's.
+    pub fn retry_after(&self, headers: &mut http::HeaderMap) {
+        if let Some(after) = self.retry_after {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(after));
+        }
+    }
+}
+
 /// Takes one purge from the caller's rate limit.
 pub fn admit(shared: &SharedRef, caller: Caller) -> Result<(), Refusal> {
     shared

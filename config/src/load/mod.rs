@@ -15,15 +15,6 @@ use serde::de::DeserializeOwned;
 
 use crate::{ConfigError, Problem};
 
-/// Reads `path` and deserializes it as YAML, turning parse errors into located [`Problem`]s.
-pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = read(path)?;
-    parse_yaml(&text).map_err(|problems| ConfigError::Invalid {
-        path: path.to_owned(),
-        problems,
-    })
-}
-
 /// Reads `path` and hands its file format to `check` (path resolution and validation); the
 /// problems are those of both steps, located.
 pub(crate) fn load_checked<T: DeserializeOwned, R>(
@@ -44,15 +35,10 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-/// Deserializes YAML text; every error names its line and field.
+/// Deserializes YAML text and hands it to `check`; every error names its line and field.
 /// Booleans are YAML 1.2's `true` and `false` only: `yes`, `no`, `on` and `off`, quoted or not,
 /// are refused where a boolean is expected, so `cache: "no"` cannot turn caching off by
-/// accident of spelling.
-pub(crate) fn parse_yaml<T: DeserializeOwned>(text: &str) -> Result<T, Vec<Problem>> {
-    read_checked(text, Ok)
-}
-
-/// Deserializes YAML text and hands it to `check`. When the text does not deserialize, `check`
+/// accident of spelling. When the text does not deserialize, `check`
 /// still sees what could be read (made-up values standing in for the wrong ones), and its
 /// problems about real values join the shape errors.
 pub(crate) fn read_checked<T: DeserializeOwned, R>(

@@ -23,7 +23,7 @@ pub mod stored_header;
 pub mod tiered;
 mod writers;
 
-pub use object::{owned_header, Decoded, Head, StoredObject};
+pub use object::{Decoded, Head, StoredObject};
 
 /// A storage tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -275,18 +275,6 @@ impl Decoded {
     }
 }
 
-/// A copy of `header` whose case-kept names and values sit in one allocation of their own size.
-///
-/// Pingora parses a response's fields as slices of the buffer it read them into (4 KiB or more,
-/// the first body bytes included), and a clone shares those slices: a copy kept with an object
-/// would keep that whole buffer alive for as long as the object stayed cached. Falls back to a
-/// clone for a header it cannot copy, which a header Pingora accepted never is.
-pub fn owned_header(header: &ResponseHeader) -> ResponseHeader {
-    StoredHeader::of(header)
-        .and_then(|s| s.header().ok())
-        .unwrap_or_else(|| header.clone())
-}
-
 /// A serialized minimal header, to decode the internal part of a meta without its own header.
 fn empty_header() -> &'static [u8] {
     static EMPTY: OnceLock<Vec<u8>> = OnceLock::new();
@@ -425,18 +413,6 @@ mod tests {
         // Only this test's handle is left: the decoded copy holds none.
         assert!(read.is_unique());
         assert_eq!(kept.headers.get_all("x-ab").iter().count(), 2);
-    }
-
-    #[test]
-    fn a_header_without_kept_case_is_copied_as_it_is() {
-        let mut header = ResponseHeader::build_no_case(404, None).unwrap();
-        header.append_header("x-a", "1").unwrap();
-        header.append_header("x-a", "2").unwrap();
-        header.append_header("cache-control", "max-age=5").unwrap();
-        let copy = owned_header(&header);
-        assert!(!copy.has_case());
-        assert_eq!(copy.status, 404);
-        assert_eq!(copy.headers, header.headers);
     }
 
     #[test]

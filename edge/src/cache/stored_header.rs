@@ -157,10 +157,14 @@ mod tests {
 
     #[test]
     fn a_header_without_kept_case_stays_without() {
-        let mut h = ResponseHeader::build_no_case(200, None).unwrap();
-        h.insert_header("cache-control", "max-age=60").unwrap();
+        let mut h = ResponseHeader::build_no_case(404, None).unwrap();
+        h.append_header("x-a", "1").unwrap();
+        h.append_header("x-a", "2").unwrap();
+        h.append_header("cache-control", "max-age=5").unwrap();
         let again = StoredHeader::of(&h).unwrap().header().unwrap();
         assert!(!again.has_case());
+        assert_eq!(again.status, 404);
+        assert_eq!(again.headers, h.headers);
         assert_eq!(wire(&again), wire(&h));
     }
 }

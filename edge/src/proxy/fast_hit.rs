@@ -83,13 +83,8 @@ impl EdgeProxy {
         let Some(primary) = ctx.primary else {
             return false;
         };
-        let subject = Subject {
-            primary: &primary,
-            host: &ctx.host,
-            path: session.req_header().uri.path(),
-            tags: &stored.tags,
-            stored_at: stored.stored_at,
-        };
+        let path = session.req_header().uri.path();
+        let subject = Subject::of_decoded(&primary, &ctx.host, path, stored);
         matches!(s.bans.judge(&subject), Verdict::Keep)
     }
 

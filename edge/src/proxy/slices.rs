@@ -47,7 +47,7 @@ impl SliceOf {
 
     /// The variance that keys the slice under its URL's primary key.
     pub(super) fn variance(self) -> HashBinary {
-        let mut h = blake2_like(self.index, self.size);
+        let mut h = slice_hash(self.index, self.size);
         // Never the zero variance Pingora treats as none.
         h[0] |= 1;
         h
@@ -74,7 +74,7 @@ impl SliceOf {
 
 /// A 16-byte digest of a slice's number and size (not cryptographic: it only has to differ
 /// between slices of one URL and from any `Vary` variance, which hashes field values).
-fn blake2_like(index: u64, size: u64) -> HashBinary {
+fn slice_hash(index: u64, size: u64) -> HashBinary {
     let mut out = [0u8; 16];
     let a = (index ^ 0x736c_6963_6500_0000).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let b = (size ^ a.rotate_left(29)).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
@@ -210,11 +210,12 @@ impl EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
         size: u64,
+        key: CacheKey,
     ) -> Result<bool> {
         let Some(spawner) = session.subrequest_spawner.take() else {
             return Ok(false);
         };
-        let served = self.sliced(session, ctx, size, &spawner).await;
+        let served = self.sliced(session, ctx, size, &key, &spawner).await;
         session.subrequest_spawner = Some(spawner);
         served.map(|()| true)
     }
@@ -224,6 +225,7 @@ impl EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
         size: u64,
+        key: &CacheKey,
         spawner: &SubrequestSpawner,
     ) -> Result<()> {
         let req = session.req_header().clone();
@@ -231,7 +233,7 @@ impl EdgeProxy {
         let asked_from = range_start(&req).unwrap_or(0);
         let mut index = asked_from / size;
         let mut slice = self
-            .slice_of(session, ctx, spawner, SliceOf { index, size })
+            .slice_of(session, ctx, key, spawner, SliceOf { index, size })
             .await?;
         let Some(total) = total_of(&slice.header) else {
             return self.forward(session, ctx, slice, head).await;
@@ -261,7 +263,7 @@ impl EdgeProxy {
             let probe = slice.header.clone();
             index = from / size;
             slice = self
-                .slice_of(session, ctx, spawner, SliceOf { index, size })
+                .slice_of(session, ctx, key, spawner, SliceOf { index, size })
                 .await?;
             if total_of(&slice.header).is_none() || !slice.same_version_as(&probe) {
                 return Error::e_explain(ErrorType::InternalError, "slice changed under a range");
@@ -303,7 +305,7 @@ impl EdgeProxy {
             }
             index += 1;
             slice = self
-                .slice_of(session, ctx, spawner, SliceOf { index, size })
+                .slice_of(session, ctx, key, spawner, SliceOf { index, size })
                 .await?;
             if total_of(&slice.header).is_none() || !slice.same_version_as(&first) {
                 // Two versions of the object: none of the URL's slices can be trusted together.
@@ -324,10 +326,11 @@ impl EdgeProxy {
         &self,
         session: &mut Session,
         ctx: &RequestCtx,
+        key: &CacheKey,
         spawner: &SubrequestSpawner,
         slice: SliceOf,
     ) -> Result<Fetched> {
-        match self.stored_slice(session, ctx, slice).await {
+        match self.stored_slice(session, ctx, key, slice).await {
             Some(stored) => Ok(stored),
             None => fetch(session, spawner, slice).await,
         }
@@ -337,13 +340,14 @@ impl EdgeProxy {
         &self,
         session: &Session,
         ctx: &RequestCtx,
+        key: &CacheKey,
         slice: SliceOf,
     ) -> Option<Fetched> {
         let s = &self.state;
         if !s.readiness.is_ready() {
             return None;
         }
-        let mut key = self.key(session, ctx);
+        let mut key = key.clone();
         key.set_variance_key(slice.variance());
         let (object, tier) = s.storage.whole_object(&key.combined_bin()).await?;
         let stored = object.decoded()?;

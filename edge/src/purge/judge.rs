@@ -9,7 +9,7 @@ use pingora::cache::{CacheMeta, ForcedFreshness};
 
 use super::bans::{Bans, Subject, Verdict};
 use crate::cache::key;
-use crate::cache::{Admission, Hash, Head};
+use crate::cache::{Admission, Decoded, Hash, Head};
 use crate::http::{stamp, tags};
 
 impl<'a> Subject<'a> {
@@ -29,22 +29,33 @@ impl<'a> Subject<'a> {
         }
     }
 
+    /// An object known by its primary hash, its request's host and path, and the parts of its
+    /// stored header decoded once (tags and stamp).
+    pub fn of_decoded(primary: &'a Hash, host: &'a str, path: &'a str, d: &'a Decoded) -> Self {
+        Subject {
+            primary,
+            host,
+            path,
+            tags: &d.tags,
+            stored_at: d.stored_at,
+        }
+    }
+
     /// An object known by its primary hash, the bytes of its cache key (which carry the host
     /// and path) and its stored header.
     pub fn of_key(primary: &'a Hash, key_bytes: &'a [u8], headers: &'a http::HeaderMap) -> Self {
-        let parts = key::parts(key_bytes);
-        Subject::of(
-            primary,
-            text(parts.map(|p| p.host)),
-            text(parts.map(|p| p.path)),
-            headers,
-        )
+        let (host, path) = host_and_path(key_bytes);
+        Subject::of(primary, host, path, headers)
     }
 }
 
-/// A part of a key as text ("" when absent or not UTF-8).
-fn text(b: Option<&[u8]>) -> &str {
-    b.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+/// The host and path a cache key carries ("" for a part absent or not UTF-8).
+fn host_and_path(key_bytes: &[u8]) -> (&str, &str) {
+    fn text(b: Option<&[u8]>) -> &str {
+        b.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+    }
+    let parts = key::parts(key_bytes);
+    (text(parts.map(|p| p.host)), text(parts.map(|p| p.path)))
 }
 
 impl Verdict {
@@ -83,15 +94,8 @@ impl Admission for Bans {
             return true;
         }
         head.decoded().is_some_and(|d| {
-            let parts = key::parts(&head.key);
-            let subject = Subject {
-                primary,
-                host: text(parts.map(|p| p.host)),
-                path: text(parts.map(|p| p.path)),
-                tags: &d.tags,
-                stored_at: d.stored_at,
-            };
-            self.judge(&subject) == Verdict::Keep
+            let (host, path) = host_and_path(&head.key);
+            self.judge(&Subject::of_decoded(primary, host, path, d)) == Verdict::Keep
         })
     }
 

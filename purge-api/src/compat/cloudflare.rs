@@ -6,7 +6,7 @@
 //! "messages", "result": {"id"}}`.
 
 use edge_config::purge::Purge;
-use http::{header, HeaderValue, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
@@ -83,12 +83,8 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Reply {
 }
 
 fn refused(r: Refusal) -> Reply {
-    let mut reply = failure(r.status, r.message);
-    if let Some(after) = r.retry_after {
-        reply
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(after));
-    }
+    let mut reply = failure(r.status, r.message.clone());
+    r.retry_after(reply.headers_mut());
     reply
 }
 

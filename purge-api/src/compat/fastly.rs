@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use edge_config::purge::Purge;
-use http::{header, HeaderValue, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
@@ -82,12 +82,8 @@ fn refused(r: Refusal) -> Reply {
         StatusCode::BAD_REQUEST => "Bad request",
         _ => "Purge not accepted",
     };
-    let mut reply = failure(r.status, msg, r.message);
-    if let Some(after) = r.retry_after {
-        reply
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(after));
-    }
+    let mut reply = failure(r.status, msg, r.message.clone());
+    r.retry_after(reply.headers_mut());
     reply
 }
 
