@@ -130,6 +130,13 @@ fn cloudflare_purge_cache_purges_and_answers_in_its_envelope() {
         r#"{"prefixes": ["example.com/css/"]}"#,
     );
     assert!(s.purged(json(&r)["result"]["id"].as_str().unwrap(), "/css/a.css"));
+    s.cache("/js/c.js");
+    let r = s.post(
+        CF,
+        &[("Authorization", &auth)],
+        r#"{"hosts": ["example.com"]}"#,
+    );
+    assert!(s.purged(json(&r)["result"]["id"].as_str().unwrap(), "/js/c.js"));
     s.cache("/img/b.png");
     let r = s.post(
         CF,
